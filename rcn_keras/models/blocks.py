@@ -1,0 +1,109 @@
+"""Pieces shared by the SumNet and RCN builders: the layer tables, conv factory, trunk and upsampling.
+
+The tables transcribe spec sections 3.1, 3.2, 4.1 and 4.2; each entry is (filters, kernel size).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from rcn_keras.models.config import INPUT_SIZE, LEVEL_SIZES, LEVELS, ModelConfig
+from rcn_keras.models.layers import LearnedUpsampling, LocalContrastNormalization, MaxOnly, RCNUniform
+
+# Encoder (trunk) output channels per level F..O; Sh7 (level O) is a 1x1 conv, the rest 3x3.
+ENCODER_CHANNELS = {"mtfl": (16, 32, 48, 48, 48, 48, 48), "300w": (64,) * 7}
+
+# RCN decoder convs per level (before the output conv at F). "D_top" is D when it is the
+# coarsest level (4 branches): two convs, like S in the 5-branch net (spec 4.3).
+RCN_DECODER = {
+    "mtfl": {"F": [(16, 3)], "M": [(32, 3), (16, 3)], "C": [(48, 3), (32, 3)], "D": [(48, 3)],
+             "D_top": [(48, 3), (48, 3)], "S": [(48, 3), (48, 3)], "T": [(48, 3), (48, 3)],
+             "O": [(48, 1), (48, 1)]},
+    "300w": {"F": [(64, 5), (64, 1), (64, 1)], "M": [(64, 5), (64, 1)], "C": [(64, 5), (64, 1)],
+             "D": [(64, 5)], "D_top": [(64, 5), (64, 1)], "S": [(64, 5), (64, 1)],
+             "T": [(64, 5), (64, 1)], "O": [(64, 1), (64, 1)]},
+}
+RCN_OUTPUT_KERNEL = {"mtfl": 3, "300w": 1}
+EXTRA_FINE = {"mtfl": [(16, 3), (16, 3)], "300w": [(64, 1), (64, 1)]}
+
+
+def pool_of(level: int) -> tuple[int, int]:
+    """(pool size, stride) of the max pool that leaves ``level`` for the next coarser one."""
+    return (3, 2) if LEVELS[level] == "S" else (2, 2)
+
+
+def up_of(level: int) -> tuple[int, int]:
+    """(factor, rows cropped at the end) of the upsampling from ``level + 1`` to ``level``."""
+    return (3, 1) if LEVELS[level] == "S" else (2, 0)
+
+
+class GraphBuilder:
+    """Creates the layers of one network in order, with the spec's initializer seeds and L2 groups."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self._seed = config.seed
+
+    def next_seed(self) -> int:
+        self._seed += 1
+        return self._seed
+
+    def conv(self, x, filters: int, kernel: int, name: str, group: str, relu: bool = True,
+             float32: bool = False):
+        """Conv 'same' + bias (+ ReLU), L2 by group ("encoder" / "decoder"), optional Gaussian noise."""
+        l2 = self.config.l2_encoder if group == "encoder" else self.config.l2_decoder
+        x = keras.layers.Conv2D(
+            filters, kernel, padding="same", activation="relu" if relu else None, name=name,
+            kernel_initializer=RCNUniform(seed=self.next_seed()), bias_initializer="zeros",
+            kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None,
+            dtype="float32" if float32 else None)(x)
+        return self.noise(x, name)
+
+    def noise(self, x, name: str):
+        """The authors' "dropout": multiplicative N(1, 1) noise at training time (off by default)."""
+        if self.config.dropout:
+            x = keras.layers.GaussianDropout(0.5, seed=self.next_seed(), name=f"{name}_noise")(x)
+        return x
+
+    def inputs(self):
+        """Raw grey 80x80x1 input and its normalised version (LCN inside the graph, spec 1.6)."""
+        image = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
+        x = LocalContrastNormalization(self.config.lcn_floor, name="lcn")(image) if self.config.lcn else image
+        return image, x
+
+    def trunk(self, x, top: int) -> list:
+        """Encoder Sh1..Sh(top+1): returns the trunk output at each level 0..top."""
+        channels = ENCODER_CHANNELS[self.config.layout]
+        feats = []
+        for level in range(top + 1):
+            if level > 0:
+                size, stride = pool_of(level - 1)
+                x = keras.layers.MaxPool2D(size, stride, padding="valid", name=f"pool{level}")(x)
+                x = self.noise(x, f"pool{level}")
+            kernel = 1 if LEVELS[level] == "O" else 3
+            x = self.conv(x, channels[level], kernel, f"sh{level + 1}", "encoder")
+            feats.append(x)
+        return feats
+
+    def upsample(self, x, level: int, name: str):
+        """Upsample from ``level + 1`` to ``level``: nearest repetition or learned shared kernel."""
+        factor, crop = up_of(level)
+        if self.config.upsampling == "learned":
+            return LearnedUpsampling(factor, crop, seed=self.next_seed(), name=name)(x)
+        x = keras.layers.UpSampling2D(factor, interpolation="nearest", name=name)(x)
+        if crop:
+            x = keras.layers.Cropping2D(((0, crop), (0, crop)), name=f"{name}_crop")(x)
+        return x
+
+    def max_only(self, x, level: int):
+        """The ``zero_non_pooled`` copy of a trunk tensor: only each pool window's maxima survive."""
+        size, stride = pool_of(level)
+        return MaxOnly(size, stride, name=f"max_only_{LEVELS[level].lower()}")(x)
+
+
+def upsample_to_input(x, level: int, name: str):
+    """Nearest upsampling of a level-``level`` map straight to 80x80 (SumNet branches, spec 3.1)."""
+    factor = INPUT_SIZE // LEVEL_SIZES[level]
+    if factor == 1:
+        return x
+    return keras.layers.UpSampling2D(factor, interpolation="nearest", name=name, dtype="float32")(x)

@@ -1,0 +1,112 @@
+"""One configuration object per network: `ModelConfig`, validated on creation, JSON round-trippable."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+FAMILIES = ("sumnet", "rcn")
+LAYOUTS = ("mtfl", "300w")
+UPSAMPLINGS = ("nearest", "learned")
+LCN_FLOORS = ("image", "batch")
+MIN_BRANCHES, MAX_BRANCHES = 4, 7
+INPUT_SIZE = 80
+# Level names, finest first: spatial size 80, 40, 20, 10, 5, 2, 1 (spec section 2).
+LEVELS = ("F", "M", "C", "D", "S", "T", "O")
+LEVEL_SIZES = (80, 40, 20, 10, 5, 2, 1)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines one SumNet / RCN network (spec sections 2-5).
+
+    ``branch_mask`` lists one 0/1 per branch, **finest first** (F, M, C, D, ...); ``None`` = all on.
+    ``layout`` picks the channel / kernel tables: "mtfl" (3x3 decoder, 16-48 channels) or
+    "300w" (64 channels, 5x5 + 1x1 decoder). L2 coefficients follow spec 5.5's three groups.
+    """
+
+    family: str = "rcn"
+    layout: str = "mtfl"
+    num_keypoints: int = 5
+    branches: int = 6
+    branch_mask: tuple[int, ...] | None = None
+    skip: bool = False
+    upsampling: str = "nearest"
+    zero_non_pooled: bool = False
+    extra_fine: bool = False
+    weight_per_pixel: bool = False
+    dropout: bool = False
+    lcn: bool = True
+    lcn_floor: str = "image"
+    l2_encoder: float = 0.0
+    l2_decoder: float = 0.0
+    l2_branch_weights: float | None = None
+    seed: int = 54621
+    input_size: int = INPUT_SIZE
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        def bad(arg, value, allowed):
+            raise ValueError(f"{arg}={value!r} is not allowed; allowed: {allowed}")
+
+        if self.family not in FAMILIES:
+            bad("family", self.family, FAMILIES)
+        if self.layout not in LAYOUTS:
+            bad("layout", self.layout, LAYOUTS)
+        if self.upsampling not in UPSAMPLINGS:
+            bad("upsampling", self.upsampling, UPSAMPLINGS)
+        if self.lcn_floor not in LCN_FLOORS:
+            bad("lcn_floor", self.lcn_floor, LCN_FLOORS)
+        if not isinstance(self.branches, int) or not MIN_BRANCHES <= self.branches <= MAX_BRANCHES:
+            bad("branches", self.branches, f"an integer from {MIN_BRANCHES} to {MAX_BRANCHES}")
+        if not isinstance(self.num_keypoints, int) or self.num_keypoints < 1:
+            bad("num_keypoints", self.num_keypoints, "a positive integer")
+        if self.input_size != INPUT_SIZE:
+            bad("input_size", self.input_size, f"{INPUT_SIZE} (the architecture is built for 80x80 crops)")
+        if self.branch_mask is not None:
+            mask = tuple(self.branch_mask)
+            if len(mask) != self.branches or any(m not in (0, 1) for m in mask):
+                bad("branch_mask", self.branch_mask,
+                    f"{self.branches} values of 0 or 1, finest branch first (one per branch)")
+            if not any(mask):
+                bad("branch_mask", self.branch_mask, "at least one 1 (an all-zero mask leaves no branch)")
+            object.__setattr__(self, "branch_mask", tuple(int(m) for m in mask))
+        if self.skip and self.family != "rcn":
+            bad("skip", self.skip, "True only for family='rcn'")
+        if self.zero_non_pooled and self.family != "rcn":
+            bad("zero_non_pooled", self.zero_non_pooled, "True only for family='rcn'")
+        for arg in ("l2_encoder", "l2_decoder"):
+            if getattr(self, arg) < 0:
+                bad(arg, getattr(self, arg), "a non-negative float")
+
+    @property
+    def mask(self) -> tuple[int, ...]:
+        """Branch mask, finest first, with ``None`` expanded to all ones."""
+        return self.branch_mask or (1,) * self.branches
+
+    @property
+    def top_level(self) -> int:
+        """Index (0 = F) of the coarsest active branch: the trunk is built up to here."""
+        return max(i for i, m in enumerate(self.mask) if m)
+
+    def replace(self, **overrides) -> "ModelConfig":
+        """A copy with some fields changed; unknown field names raise a ValueError listing the valid ones."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown model option(s) {unknown}; valid options: {sorted(names)}")
+        if "branches" in overrides and "branch_mask" not in overrides:
+            overrides["branch_mask"] = None
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["branch_mask"] = list(self.branch_mask) if self.branch_mask is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        if d.get("branch_mask") is not None:
+            d["branch_mask"] = tuple(d["branch_mask"])
+        return cls().replace(**d)

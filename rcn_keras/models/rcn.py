@@ -1,0 +1,49 @@
+"""Recombinator Networks (spec section 4): coarse-to-fine decoder that concatenates upsampled
+coarse features with each finer level's trunk features; the "skip" variant concatenates the
+outputs of **all** coarser levels (dense, cumulative concatenation, spec 4.4).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from rcn_keras.models.blocks import EXTRA_FINE, RCN_DECODER, RCN_OUTPUT_KERNEL, GraphBuilder
+from rcn_keras.models.config import LEVELS, ModelConfig
+
+
+def build_rcn(config: ModelConfig) -> keras.Model:
+    """RCN as a functional model: raw grey (B, 80, 80, 1) -> pre-softmax maps (B, 80, 80, K).
+
+    Branch mask (our interpretation, spec 4.6): a 0 at level r drops the trunk (lateral) features
+    concatenated there; the decoder still runs on the upsampled coarser tensor alone. Levels coarser
+    than the coarsest active branch are not built.
+    """
+    g = GraphBuilder(config)
+    table = RCN_DECODER[config.layout]
+    mask, top = config.mask, config.top_level
+    image, x = g.inputs()
+    feats = g.trunk(x, top)
+
+    stream = None  # what the next finer level upsamples
+    for level in range(top, -1, -1):
+        name = LEVELS[level].lower()
+        lateral = feats[level]
+        if config.zero_non_pooled and level < top:
+            lateral = g.max_only(lateral, level)
+        if level == top:
+            x = lateral
+        else:
+            up = g.upsample(stream, level, name=f"up_{name}")
+            x = keras.layers.Concatenate(name=f"concat_{name}")([lateral, up]) if mask[level] else up
+        key = "D_top" if LEVELS[level] == "D" and level == top else LEVELS[level]
+        convs = table[key] + (EXTRA_FINE[config.layout] if level == 0 and config.extra_fine else [])
+        for i, (filters, kernel) in enumerate(convs, start=1):
+            x = g.conv(x, filters, kernel, f"{name}{i}", "decoder")
+        if level == 0:
+            x = g.conv(x, config.num_keypoints, RCN_OUTPUT_KERNEL[config.layout], "fout", "decoder",
+                       relu=False, float32=True)
+        elif config.skip and level < top:
+            x = keras.layers.Concatenate(name=f"stream_{name}")([x, up])
+        stream = x
+    return keras.Model(image, keras.layers.Identity(name="presoftmax", dtype="float32")(stream),
+                       name=config.name or "rcn")

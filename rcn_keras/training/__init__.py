@@ -1,0 +1,5 @@
+"""Losses, metrics, callbacks and the fit loop."""
+
+from rcn_keras.training.losses import PixelNLL, discretise
+
+__all__ = ["PixelNLL", "discretise"]

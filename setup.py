@@ -1,0 +1,41 @@
+"""Installable package for rcn-keras (Recombinator Networks for facial landmarks, Keras 3)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="rcn-keras",
+    version="0.1.0",
+    description=(
+        "Recombinator Networks (RCN), SumNet and the denoising keypoint model for "
+        "facial landmark localisation in Keras 3 / TensorFlow"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["rcn_keras", "rcn_keras.*"]),
+    install_requires=[
+        "keras>=3.10",
+        "numpy>=1.26",
+        "h5py>=3.10",
+        "matplotlib>=3.8",
+        "pillow>=10.0",
+    ],
+    extras_require={
+        # TensorFlow itself comes from one of these two extras (same code, CPU wheel is smaller).
+        "cpu": ["tensorflow-cpu>=2.16"],
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+        "dev": [
+            "tensorflow-cpu>=2.16",
+            "pytest>=8",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6",
+        ],
+    },
+    entry_points={"console_scripts": ["rcn=rcn_keras.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)

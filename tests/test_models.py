@@ -1,0 +1,177 @@
+"""Model builders: parameter counts (spec 4.8), shapes, variants, loss, training, errors."""
+
+import numpy as np
+import pytest
+
+import keras
+import rcn_keras
+from rcn_keras.models.layers import LearnedUpsampling, LocalContrastNormalization, MaxOnly
+
+
+@pytest.mark.parametrize("name, overrides, expected", [
+    ("rcn_mtfl", {"branches": 5}, 227_141),
+    ("rcn_mtfl", {}, 310_229),
+    ("rcn_mtfl", {"branches": 7}, 338_021),
+    ("rcn_300w", {}, 1_095_492),
+    ("rcn_300w", {"upsampling": "learned"}, 1_095_492 + 36),
+    ("rcn_300w", {"branches": 6}, 1_341_444),
+    ("sumnet_mtfl", {"branches": 5}, 142_850),
+    ("sumnet_mtfl", {}, 186_588),
+    ("sumnet_300w", {}, 603_028 + 340),
+])
+def test_parameter_counts_match_spec(name, overrides, expected):
+    assert rcn_keras.build_model(name, **overrides).count_params() == expected
+
+
+def test_skip_first_conv_input_channels_match_spec():
+    """Spec 4.4: dense concatenation, first-conv input channels S/D/C/M/F for 5 branches."""
+    for name, chans in [("rcn_mtfl_skip", (48, 96, 144, 160, 160)), ("rcn_300w_skip", (64, 128, 192, 256, 320))]:
+        model = rcn_keras.build_model(name, branches=5)
+        got = tuple(model.get_layer(f"{lvl}1").kernel.shape[2] for lvl in "sdcmf")
+        assert got == chans, (name, got)
+
+
+@pytest.mark.parametrize("name", rcn_keras.list_models())
+@pytest.mark.parametrize("branches", [4, 7])
+def test_every_preset_builds_for_4_and_7_branches(name, branches):
+    model = rcn_keras.build_model(name, branches=branches)
+    k = model.rcn_config.num_keypoints
+    out = model(np.random.default_rng(0).uniform(0, 255, (2, 80, 80, 1)).astype("float32"))
+    assert out.shape == (2, 80, 80, k)
+    assert np.all(np.isfinite(out))
+
+
+def test_branch_masks_drop_branches_and_unused_trunk():
+    full = rcn_keras.build_model("sumnet_mtfl", branches=4)
+    only_f = rcn_keras.build_model("sumnet_mtfl", branches=4, branch_mask=(1, 0, 0, 0))
+    names = {layer.name for layer in only_f.layers}
+    assert "sh2" not in names and "bm_out" not in names and "bf_out" in names
+    assert only_f.count_params() < full.count_params()
+    rcn = rcn_keras.build_model("rcn_mtfl", branches=4, branch_mask=(0, 1, 0, 1))
+    names = {layer.name for layer in rcn.layers}
+    # masked levels F and C run on the upsampled coarser tensor alone: no concatenation there
+    assert {"concat_m"} <= names and "concat_f" not in names and "concat_c" not in names
+    assert rcn.get_layer("d2") is not None  # D is the coarsest level: two convs (spec 4.3)
+
+
+def test_l2_groups_follow_spec():
+    model = rcn_keras.build_model("sumnet_mtfl")
+    assert model.get_layer("sh1").kernel_regularizer.l2 == pytest.approx(1e-10)
+    assert model.get_layer("bf1").kernel_regularizer.l2 == pytest.approx(1e-14)
+    assert model.get_layer("branch_sum").l2 == pytest.approx(1e-14)
+    rcn = rcn_keras.build_model("rcn_300w")
+    assert rcn.get_layer("sh3").kernel_regularizer.l2 == pytest.approx(1e-12)
+    assert rcn.get_layer("fout").kernel_regularizer.l2 == pytest.approx(1e-8)
+    assert rcn.get_layer("sh3").bias_regularizer is None
+
+
+def test_initializer_limit_and_determinism():
+    a = rcn_keras.build_model("rcn_mtfl", branches=4)
+    b = rcn_keras.build_model("rcn_mtfl", branches=4)
+    k = a.get_layer("sh2").kernel.numpy()  # 3x3, 16 -> 32
+    limit = np.sqrt(6.0 / (16 * 9 + 32 * 9 / 4))
+    assert np.abs(k).max() <= limit and np.abs(k).max() > 0.9 * limit
+    np.testing.assert_array_equal(k, b.get_layer("sh2").kernel.numpy())
+    assert not np.any(a.get_layer("sh2").bias.numpy())
+
+
+def test_lcn_is_scale_invariant_and_batch_mode_differs(rng):
+    x = rng.uniform(0, 255, (2, 80, 80, 1)).astype("float32")
+    x[1] *= 0.1
+    img = LocalContrastNormalization("image")
+    np.testing.assert_allclose(img(x).numpy(), img(x / 255.0).numpy(), atol=1e-4)
+    np.testing.assert_allclose(img(x[:1]).numpy(), img(x).numpy()[:1], atol=1e-5)  # batch independent
+    batch = LocalContrastNormalization("batch")
+    assert not np.allclose(batch(x[:1]).numpy(), batch(x).numpy()[:1], atol=1e-3)
+    assert np.all(np.isfinite(img(np.zeros((1, 80, 80, 1), "float32")).numpy()))
+
+
+def test_learned_upsampling_centres_output_on_input():
+    layer = LearnedUpsampling(2)
+    x = np.zeros((1, 4, 4, 2), "float32")
+    x[0, 1, 2, 0] = 1.0
+    layer.build(x.shape)
+    kernel = np.zeros((3, 3, 1, 1), "float32")
+    kernel[1, 1] = 1.0  # centre tap only
+    layer.kernel.assign(kernel)
+    y = layer(x).numpy()
+    assert y.shape == (1, 8, 8, 2)
+    assert y[0, 2, 4, 0] == 1.0 and y.sum() == 1.0  # output pixel 2i centred on input pixel i
+    up3 = LearnedUpsampling(3, crop_last=1)
+    assert up3(np.ones((2, 2, 2, 3), "float32")).shape == (2, 5, 5, 3)
+
+
+def test_max_only_keeps_window_maxima():
+    x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    y = MaxOnly(2)(x).numpy()[0, :, :, 0]
+    assert set(np.flatnonzero(y)) == {5, 7, 13, 15}
+    x5 = np.zeros((1, 5, 5, 1), "float32")
+    x5[0, 2, 2] = 9.0  # centre: shared by all four 3x3/2 windows
+    x5[0, 4, 4] = 3.0
+    y5 = MaxOnly(3, 2)(x5 + 0.0).numpy()[0, :, :, 0]
+    assert y5[2, 2] == 9.0 and y5[4, 4] == 0.0
+
+
+def test_pixel_nll_matches_definition(rng):
+    logits = rng.normal(size=(3, 80, 80, 2)).astype("float32")
+    y = np.concatenate([rng.uniform(-0.1, 1.1, (3, 2, 2)), np.array([[[1], [0]], [[1], [1]], [[0], [1]]])], -1)
+    loss = float(rcn_keras.PixelNLL()(y.astype("float32"), logits))
+    flat = logits.transpose(0, 3, 1, 2).reshape(3, 2, -1).astype("float64")
+    logp = flat - np.log(np.exp(flat).sum(-1, keepdims=True))
+    ij = np.floor(np.clip(y[..., :2], 0, 0.99999) * 80).astype(int)
+    labels = ij[..., 1] * 80 + ij[..., 0]
+    nll = -np.take_along_axis(logp, labels[..., None], -1)[..., 0]
+    m = y[..., 2]
+    assert loss == pytest.approx(2 * (m * nll).sum() / (m.sum() + 1e-8), rel=1e-5)
+
+
+def test_readout_argmax_and_soft_argmax():
+    logits = np.full((1, 80, 80, 2), -30.0, "float32")
+    logits[0, 10, 20, 0] = 30.0  # row 10, column 20
+    logits[0, 40, 5, 1] = 30.0
+    out = rcn_keras.KeypointReadout("argmax")(logits)
+    np.testing.assert_allclose(out["keypoints"][0], [[20.5 / 80, 10.5 / 80], [5.5 / 80, 40.5 / 80]], atol=1e-6)
+    assert np.all(out["confidence"].numpy() > 0.99)
+    soft = rcn_keras.KeypointReadout("soft_argmax")(logits)
+    np.testing.assert_allclose(soft["keypoints"], out["keypoints"], atol=1e-4)
+
+
+def test_a_few_steps_reduce_the_loss(rng):
+    model = rcn_keras.build_model("rcn_mtfl", branches=5)
+    x = rng.uniform(0, 255, (8, 80, 80, 1)).astype("float32")
+    y = np.concatenate([rng.uniform(0.2, 0.8, (8, 5, 2)), np.ones((8, 5, 1))], -1).astype("float32")
+    model.compile(keras.optimizers.Adadelta(1.0, rho=0.95, epsilon=1e-8), loss=rcn_keras.PixelNLL())
+    history = model.fit(x, y, batch_size=8, epochs=15, verbose=0).history["loss"]
+    assert history[-1] < history[0] - 1.0, history
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: rcn_keras.build_model("rcn_foo"), "unknown model 'rcn_foo'"),
+    (lambda: rcn_keras.build_model("rcn_mtfl", branches=3), "branches=3 is not allowed"),
+    (lambda: rcn_keras.build_model("rcn_mtfl", branches=4, branch_mask=(1, 1)), "4 values of 0 or 1"),
+    (lambda: rcn_keras.build_model("rcn_mtfl", branch_mask=(0,) * 6), "all-zero mask"),
+    (lambda: rcn_keras.build_model("rcn_mtfl", input_size=64), "input_size=64"),
+    (lambda: rcn_keras.build_model("rcn_mtfl", widht=3), "unknown model option"),
+    (lambda: rcn_keras.build_model("sumnet_mtfl", skip=True), "only for family='rcn'"),
+])
+def test_bad_arguments_raise_clear_value_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_wrong_input_shape_is_a_value_error():
+    model = rcn_keras.build_model("rcn_mtfl", branches=4)
+    with pytest.raises(ValueError, match=r"expected shape=\(None, 80, 80, 1\)"):
+        model(np.zeros((1, 64, 64, 1), "float32"))
+
+
+def test_mixed_precision_keeps_logits_float32():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = rcn_keras.build_model("rcn_mtfl", branches=4)
+        assert model.get_layer("sh2").compute_dtype == "float16"
+        assert model.get_layer("lcn").compute_dtype == "float32"
+        assert model.get_layer("fout").compute_dtype == "float32"
+        assert model.outputs[0].dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
