@@ -19,6 +19,7 @@ setup(
         "h5py>=3.10",
         "matplotlib>=3.8",
         "pillow>=10.0",
+        "tensorboard>=2.16",
     ],
     extras_require={
         # TensorFlow itself comes from one of these two extras (same code, CPU wheel is smaller).

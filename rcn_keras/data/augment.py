@@ -1,0 +1,143 @@
+"""Stage C of the preprocessing (spec 1.4-1.8) as TensorFlow ops for the tf.data map: the jittered
+affine warp of the 160 crop to 80x80 (keypoints moved by the same matrix), one black occlusion
+rectangle, label masks, and the optional horizontal flip with the keypoint permutation.
+
+All randomness is stateless, from a per-sample seed, so a pipeline is reproducible for a given seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+OUT_SIZE = 80
+
+# Horizontal-flip permutations (spec 1.8), 0-based.
+FLIP_5 = [1, 0, 2, 4, 3]
+
+
+def _flip_68() -> list[int]:
+    perm = list(range(68))
+    pairs = [(i, 16 - i) for i in range(8)]
+    pairs += [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35), (32, 34)]
+    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+    pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]
+    for a, b in pairs:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+FLIP_68 = _flip_68()
+
+
+def flip_permutation(num_keypoints: int) -> list[int]:
+    """The mirror permutation for 5 or 68 keypoints."""
+    if num_keypoints == 5:
+        return FLIP_5
+    if num_keypoints == 68:
+        return FLIP_68
+    raise ValueError(f"horizontal flip needs 5 or 68 keypoints (a known mirror order), got {num_keypoints}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Jitter and occlusion of spec 1.4-1.5. Defaults: scale [0.9, 1.1], translation +-10 % of the box
+    side, integer rotation in [-20, 20] degrees (MTFL README; 40 is the 300W README default),
+    one black 20-50 px rectangle per image, no flip."""
+
+    scale: float = 0.1
+    translate: float = 0.1
+    rotation: int = 20
+    occlusion: bool = True
+    occlusion_min: int = 20
+    occlusion_max: int = 50
+    flip: bool = False
+
+    def __post_init__(self):
+        if not 0 <= self.scale < 1:
+            raise ValueError(f"scale={self.scale} must be in [0, 1) (half-width of the scale range)")
+        if not 0 <= self.translate < 1:
+            raise ValueError(f"translate={self.translate} must be in [0, 1) (fraction of the box side)")
+        if not 0 <= self.rotation <= 180:
+            raise ValueError(f"rotation={self.rotation} must be an integer number of degrees in [0, 180]")
+        if not 1 <= self.occlusion_min <= self.occlusion_max <= OUT_SIZE:
+            raise ValueError(f"occlusion sizes must satisfy 1 <= min <= max <= {OUT_SIZE}, got "
+                             f"{self.occlusion_min}, {self.occlusion_max}")
+
+
+def draw_jitter(seed, config: AugmentConfig):
+    """(scale, tx, ty, theta_deg) from a stateless seed; tx, ty are fractions of the box side."""
+    u = tf.random.stateless_uniform([3], seed, -1.0, 1.0)
+    rot = tf.random.stateless_uniform([], seed + 1, -config.rotation, config.rotation + 1, dtype=tf.int32)
+    return 1.0 + config.scale * u[0], config.translate * u[1], config.translate * u[2], tf.cast(rot, tf.float32)
+
+
+def warp_params(rect, scale, tx, ty, theta_deg, out_size: int = OUT_SIZE):
+    """The similarity that maps the jittered box onto [0, out]^2 (spec 1.4 steps 1-4), in edge coords.
+
+    Returns (tl, k, cos, sin): dst = k * R(-theta) (p - tl).
+    """
+    x0, y0, s = rect[0], rect[1], rect[2]
+    theta = theta_deg * (math.pi / 180.0)
+    c, sn = tf.cos(theta), tf.sin(theta)
+    cx, cy = x0 + tx * s + s / 2.0, y0 + ty * s + s / 2.0
+    h = -scale * s / 2.0  # top-left corner relative to the centre, after scaling
+    tl = tf.stack([cx + c * h - sn * h, cy + sn * h + c * h])
+    return tl, out_size / (s * scale), c, sn
+
+
+def warp_points(points, tl, k, c, sn):
+    """Move (K, 2) edge-coordinate points with the warp: dst = k R(-theta)(p - tl)."""
+    d = points - tl
+    return k * tf.stack([c * d[:, 0] + sn * d[:, 1], -sn * d[:, 0] + c * d[:, 1]], axis=-1)
+
+
+def warp_image(image, tl, k, c, sn, out_size: int = OUT_SIZE):
+    """Bilinear warp of an (H, W) image to (out, out, 1), zero outside (cv2.warpAffine's defaults).
+
+    The projective op maps output pixel centres to input pixel centres (integers = centres).
+    """
+    inv = 1.0 / k
+    a2 = tl[0] - 0.5 + 0.5 * inv * (c - sn)
+    b2 = tl[1] - 0.5 + 0.5 * inv * (sn + c)
+    transform = tf.stack([c * inv, -sn * inv, a2, sn * inv, c * inv, b2, 0.0, 0.0])[None]
+    img = tf.cast(image, tf.float32)[None, :, :, None]
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=img, transforms=transform, output_shape=[out_size, out_size], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT")
+    return out[0]
+
+
+def occlude(image, seed, config: AugmentConfig):
+    """Paint exactly one black rectangle, sides uniform integers in [min, max], fully inside (spec 1.5)."""
+    size = image.shape[0]
+    hw = tf.random.stateless_uniform([2], seed, config.occlusion_min, config.occlusion_max + 1, dtype=tf.int32)
+    u = tf.random.stateless_uniform([2], seed + 7, 0.0, 1.0)
+    top = tf.cast(tf.floor(u[0] * tf.cast(size - hw[0] + 1, tf.float32)), tf.int32)
+    left = tf.cast(tf.floor(u[1] * tf.cast(size - hw[1] + 1, tf.float32)), tf.int32)
+    r = tf.range(size)
+    rows = (r >= top) & (r < top + hw[0])
+    cols = (r >= left) & (r < left + hw[1])
+    block = tf.cast(rows[:, None] & cols[None, :], image.dtype)[:, :, None]
+    return image * (1.0 - block)
+
+
+def label_mask(points_norm, border_codes, mask_outside: bool):
+    """1 for keypoints that train: border code 0, and (if ``mask_outside``) inside [0, 1) (spec 1.7)."""
+    mask = tf.equal(border_codes, 0)
+    if mask_outside:
+        inside = tf.reduce_all((points_norm >= 0.0) & (points_norm < 1.0), axis=-1)
+        mask = mask & inside
+    return tf.cast(mask, tf.float32)
+
+
+def flip_sample(image, points_norm, mask, perm):
+    """Mirror an 80x80 sample: image columns reversed, x -> 1 - x, keypoints permuted."""
+    perm = tf.constant(perm, tf.int32)
+    image = tf.reverse(image, axis=[1])
+    points = tf.gather(points_norm, perm)
+    points = tf.stack([1.0 - points[:, 0], points[:, 1]], axis=-1)
+    return image, points, tf.gather(mask, perm)
+

@@ -1,0 +1,192 @@
+"""Loaders of the real datasets into `FaceSet`s: 300W (folder layout, `.pts`), MTFL (text lists),
+AFW (`anno.mat`), with the paper's stage-A/B preprocessing, optional HDF5 caching and error policy.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import pathlib
+import warnings
+from typing import Callable
+
+import numpy as np
+
+from rcn_keras.data import crop
+from rcn_keras.data.cache import cached
+from rcn_keras.data.faceset import FaceSet
+from rcn_keras.data.formats import DataFormatError, afw5_from_68, load_image, read_afw_anno, read_mtfl_list, read_pts
+
+ON_ERROR = ("raise", "skip")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+# 300W folders (relative to the dataset root) and the paper's groupings (spec 1.1, 7.3).
+SUBSETS_300W = {
+    "afw": "afw", "helen_train": "helen/trainset", "lfpw_train": "lfpw/trainset",
+    "helen_test": "helen/testset", "lfpw_test": "lfpw/testset", "ibug": "ibug",
+}
+GROUPS_300W = {
+    "train": ("afw", "helen_train", "lfpw_train"),
+    "common": ("helen_test", "lfpw_test"),
+    "challenging": ("ibug",),
+    "full": ("helen_test", "lfpw_test", "ibug"),
+}
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+
+
+def _image_beside(pts: pathlib.Path) -> pathlib.Path:
+    for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
+        candidate = pts.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    raise DataFormatError(pts, f"no image beside it (looked for {', '.join(IMAGE_SUFFIXES)})")
+
+
+def _face_from_points(image: np.ndarray, edge: np.ndarray, codes: np.ndarray) -> dict:
+    """Stages A and B for one face whose keypoints are in edge coordinates of ``image``."""
+    h, w = image.shape[:2]
+    if len(edge) == 5:
+        box = crop.box_from_5_points(edge, w, h, crop.MTFL_STAGE_A_RATIO)
+    else:
+        box = crop.box_from_all_points(edge, crop.W300_STAGE_A_ENLARGE)
+    crop160, pad_a = crop.crop_square(image, box)
+    kp = crop.to_crop_frame(edge, box)
+    rect = crop.stage_b_rect(kp)
+    pad_b = crop.stage_b_pad(pad_a, rect)
+    return dict(image=crop160, keypoints=kp.astype(np.float32), rect=rect, pad=pad_b,
+                codes=crop.clear_unpadded_codes(codes, pad_b))
+
+
+def _build(items: list, process: Callable, on_error: str, workers: int | None = None) -> FaceSet:
+    """Run ``process(item) -> (name, group, face dict)`` over items in threads, applying the error policy."""
+    faces, skipped = [], []
+    workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(process, item) for item in items]
+        for item, fut in zip(items, futures):
+            try:
+                faces.append(fut.result())
+            except (DataFormatError, ValueError) as exc:
+                if on_error == "raise":
+                    for f in futures:
+                        f.cancel()
+                    raise
+                skipped.append((str(item[0] if isinstance(item, tuple) else item), str(exc)))
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} of {len(items)} faces (on_error='skip'); first: {skipped[0][1]}",
+                      stacklevel=3)
+    if not faces:
+        raise DataFormatError(str(items[0][0]) if items else "<none>", "no usable faces were loaded"
+                              + (f" ({len(skipped)} skipped)" if skipped else ""))
+    return FaceSet(
+        images=np.stack([f["image"] for _, _, f in faces]),
+        keypoints=np.stack([f["keypoints"] for _, _, f in faces]).astype(np.float32),
+        rects=np.stack([f["rect"] for _, _, f in faces]).astype(np.float32),
+        border_codes=np.stack([f["codes"] for _, _, f in faces]).astype(np.int32),
+        pads=np.stack([f["pad"] for _, _, f in faces]).astype(np.float32),
+        names=[n for n, _, _ in faces], groups=[g for _, g, _ in faces], skipped=skipped)
+
+
+def list_pts(folder: str | os.PathLike) -> list[pathlib.Path]:
+    """The `.pts` files of a folder, sorted; a clear error if the folder is missing or has none."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise DataFormatError(folder, "dataset folder not found")
+    files = sorted(folder.glob("*.pts"))
+    if not files:
+        raise DataFormatError(folder, "no .pts files in this folder")
+    return files
+
+
+def load_300w(root: str | os.PathLike, subsets=("afw", "helen_train"), num_keypoints: int = 68,
+              on_error: str = "raise", cache_dir: str | os.PathLike | None = None) -> FaceSet:
+    """Load 300W-layout folders under ``root`` (``subsets``: keys of `SUBSETS_300W` or of
+    `GROUPS_300W`, e.g. "train", "common"), preprocessed as spec 1.2-1.3.
+
+    ``num_keypoints=5`` derives the 5 points of the paper's AFW protocol from the 68 (`afw5_from_68`)
+    and crops as MTFL. 300W `.pts` are 1-based pixel centres: we subtract 0.5 to get edge coordinates.
+    """
+    _check_on_error(on_error)
+    if num_keypoints not in (5, 68):
+        raise ValueError(f"num_keypoints must be 68 or 5 (derived), got {num_keypoints}")
+    if isinstance(subsets, str):
+        subsets = (subsets,)
+    names = []
+    for s in subsets:
+        if s in GROUPS_300W:
+            names.extend(GROUPS_300W[s])
+        elif s in SUBSETS_300W:
+            names.append(s)
+        else:
+            raise ValueError(f"unknown 300W subset {s!r}; allowed: {sorted(SUBSETS_300W) + sorted(GROUPS_300W)}")
+    root = pathlib.Path(root)
+    items = [(pts, name) for name in dict.fromkeys(names) for pts in list_pts(root / SUBSETS_300W[name])]
+
+    def process(item):
+        pts, group = item
+        raw = read_pts(pts, n_points=68)
+        image = load_image(_image_beside(pts))
+        h, w = image.shape[:2]
+        codes = crop.border_codes(raw, w, h)
+        edge = raw - 0.5
+        if num_keypoints == 5:
+            edge, codes = afw5_from_68(edge), np.zeros(5, np.int32)
+        return pts.stem, group, _face_from_points(image, edge, codes)
+
+    files = [p for p, _ in items]
+    options = {"loader": "300w", "subsets": list(dict.fromkeys(names)), "k": num_keypoints, "on_error": on_error}
+    tag = "-".join(dict.fromkeys(names))
+    return cached(cache_dir, f"300w-{tag}-{num_keypoints}pt", files, options,
+                  lambda: _build(items, process, on_error))
+
+
+def load_mtfl(root: str | os.PathLike, list_file: str = "training.txt", on_error: str = "raise",
+              cache_dir: str | os.PathLike | None = None) -> FaceSet:
+    """Load MTFL (``training.txt``: the 10,000 train+validation faces; ``testing.txt``: AFLW test).
+
+    Image paths in the list are relative to ``root`` (Windows ``\\`` accepted). Coordinates are taken
+    as 0-based pixel centres. Split train/validation with ``FaceSet.split(1000)`` (spec 1.1).
+    """
+    _check_on_error(on_error)
+    root = pathlib.Path(root)
+    records = read_mtfl_list(root / list_file)
+
+    def process(rec):
+        image = load_image(root / rec.image)
+        return rec.image, "aflw" if "testing" in list_file else "mtfl", \
+            _face_from_points(image, rec.keypoints + 0.5, np.zeros(5, np.int32))
+
+    items = [(root / r.image, r) for r in records]
+    return cached(cache_dir, f"mtfl-{pathlib.Path(list_file).stem}", [root / list_file],
+                  {"loader": "mtfl", "list": list_file, "on_error": on_error},
+                  lambda: _build(items, lambda it: process(it[1]), on_error))
+
+
+def load_afw(root: str | os.PathLike, anno: str = "anno.mat", on_error: str = "raise",
+             cache_dir: str | os.PathLike | None = None) -> FaceSet:
+    """Load the AFW 5-point test set from the original ``anno.mat`` (spec 7.4): faces with a NaN among
+    their 6 points are skipped (and counted in ``skipped``); the mouth centre is dropped."""
+    _check_on_error(on_error)
+    root = pathlib.Path(root)
+    faces = read_afw_anno(root / anno)
+    finite = [bool(np.all(np.isfinite(f.points6))) for f in faces]
+    usable = [f for f, ok in zip(faces, finite) if ok]
+    nan_skipped = [(f.image, "NaN among the 6 AFW points") for f, ok in zip(faces, finite) if not ok]
+
+    def process(item):
+        path, face = item
+        image = load_image(path)
+        return face.image, "afw", _face_from_points(image, face.points5 + 0.5, np.zeros(5, np.int32))
+
+    items = [(root / f.image, f) for f in usable]
+
+    def build():
+        out = _build(items, process, on_error)
+        out.skipped = nan_skipped + out.skipped
+        return out
+
+    return cached(cache_dir, "afw-anno", [root / anno], {"loader": "afw", "on_error": on_error}, build)

@@ -1,0 +1,71 @@
+"""tf.data pipelines over a `FaceSet` (spec 6): train (fresh jitter and occlusion every epoch,
+reshuffled), validation (jittered and occluded once with a fixed seed), test (no jitter).
+
+Each element is ``(image, target)``: image (B, 80, 80, 1) float32 raw intensities 0-255 (LCN is
+inside the model), target (B, K, 3) = normalised x, y in [0, 1] and the 0/1 loss mask.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from rcn_keras.data import augment as aug
+from rcn_keras.data.faceset import FaceSet
+
+MODES = ("train", "validation", "test")
+
+
+def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, num_keypoints: int):
+    jitter = mode != "test"
+    perm = aug.flip_permutation(num_keypoints) if (config.flip and mode == "train") else None
+
+    def fn(sample, seed):
+        seed = tf.stack([seed, tf.cast(sample["index"], tf.int64)])
+        rect = sample["rect"]
+        if jitter:
+            scale, tx, ty, rot = aug.draw_jitter(seed, config)
+        else:
+            scale, tx, ty, rot = tf.constant(1.0), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
+        tl, k, c, sn = aug.warp_params(rect, scale, tx, ty, rot)
+        image = aug.warp_image(sample["image"], tl, k, c, sn)
+        points = aug.warp_points(sample["keypoints"], tl, k, c, sn) / aug.OUT_SIZE
+        if jitter and config.occlusion:
+            image = aug.occlude(image, seed + 3, config)
+        mask = aug.label_mask(points, sample["border_codes"], mask_outside)
+        if perm is not None:
+            do_flip = tf.random.stateless_uniform([], seed + 11) < 0.5
+            image, points, mask = tf.cond(do_flip, lambda: aug.flip_sample(image, points, mask, perm),
+                                          lambda: (image, points, mask))
+        image = tf.ensure_shape(image, (aug.OUT_SIZE, aug.OUT_SIZE, 1))
+        return image, tf.concat([points, mask[:, None]], axis=-1)
+
+    return fn
+
+
+def make_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64,
+                 augment: aug.AugmentConfig | None = None, seed: int = 0,
+                 mask_outside: bool | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batched, prefetched ``(image, target)`` pipeline over ``faces``.
+
+    ``mask_outside`` masks keypoints that leave the crop after the warp (default: True for 68 points
+    as the authors' 300W code, False for 5 points as their MTFL code).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if len(faces) == 0:
+        raise ValueError("cannot make a pipeline over an empty face set")
+    config = augment or aug.AugmentConfig()
+    if mask_outside is None:
+        mask_outside = faces.num_keypoints == 68
+    tensors = {"image": faces.images, "keypoints": faces.keypoints, "rect": faces.rects,
+               "border_codes": faces.border_codes, "index": tf.range(len(faces), dtype=tf.int64)}
+    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    if mode == "train":
+        ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=(mode == "train"))
+    ds = tf.data.Dataset.zip((ds, seeds))
+    ds = ds.map(_sample_fn(mode, config, mask_outside, faces.num_keypoints),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,103 @@
+"""Evaluate a model on a `FaceSet` and report NME per subset and normaliser: Markdown, JSON, CED plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import keras
+import numpy as np
+
+from rcn_keras.data.crop import border_pixels
+from rcn_keras.data.faceset import FaceSet
+from rcn_keras.data.formats import atomic_write_bytes
+from rcn_keras.data.pipeline import make_dataset
+from rcn_keras.evaluation import nme as N
+from rcn_keras.models.head import KeypointReadout
+
+THRESHOLDS = (0.08, 0.10)
+# 300W composite groups (spec 7.3) built from the per-folder groups when present.
+COMPOSITES = {"common": ("helen_test", "lfpw_test"), "challenging": ("ibug",),
+              "full": ("helen_test", "lfpw_test", "ibug")}
+
+
+def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, readout: str = "argmax"):
+    """Un-jittered test crops of ``faces`` through a map model: (pred, gt) normalised (N, K, 2), confidence."""
+    preds, gts, confs = [], [], []
+    head = KeypointReadout(readout)
+    for x, y in make_dataset(faces, "test", batch_size=batch_size):
+        out = head(model(x, training=False))
+        preds.append(out["keypoints"].numpy())
+        confs.append(out["confidence"].numpy())
+        gts.append(y.numpy()[..., :2])
+    return np.concatenate(preds), np.concatenate(gts), np.concatenate(confs)
+
+
+def summarize(errors: np.ndarray) -> dict:
+    """Mean / median NME (%), failure rates and AUC at 8 % and 10 %."""
+    e = np.asarray(errors)
+    out = {"faces": int(len(e)), "nme": float(100 * e.mean()), "median": float(100 * np.median(e))}
+    for t in THRESHOLDS:
+        tag = f"{int(round(t * 100))}"
+        out[f"fr{tag}"] = float(100 * N.failure_rate(e, t))
+        out[f"auc{tag}"] = float(N.auc(e, t))
+    return out
+
+
+def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode: str = "continuous",
+                         border_projection: bool = True) -> dict:
+    """Per-sample errors and summaries for every normaliser, subset and (68 points) the 49-point variant.
+
+    For 68 points the predictions are first projected to the image border as spec 5.4.
+    """
+    k = gt.shape[1]
+    if k == 68 and border_projection:
+        bp = np.stack([border_pixels(p) for p in faces.pads])
+        pred = N.project_to_border(pred * N.MAP_SIZE, faces.border_codes, bp) / N.MAP_SIZE
+    groups = np.asarray(faces.groups)
+    subsets = {g: groups == g for g in dict.fromkeys(faces.groups)}
+    for name, members in COMPOSITES.items():
+        sel = np.isin(groups, members)
+        if sel.any() and len(subsets) > 1 and name not in subsets:
+            subsets[name] = sel
+    subsets["all"] = np.ones(len(groups), bool)
+    variants = {"all points": None} if k != 68 else {"68 points": None, "49 points": N.POINTS_49}
+    rows, errors = [], {}
+    for norm in N.normaliser_names(k):
+        for variant, points in variants.items():
+            e = N.per_sample_nme(pred, gt, norm, mode=mode, points=points)
+            errors[f"{norm}/{variant}"] = e
+            for subset, sel in subsets.items():
+                rows.append({"subset": subset, "normaliser": norm, "points": variant, **summarize(e[sel])})
+    return {"rows": rows, "errors": errors, "mode": mode, "pred": pred}
+
+
+def markdown_table(rows: list[dict], title: str | None = None) -> str:
+    cols = ["subset", "normaliser", "points", "faces", "nme", "median", "fr8", "fr10", "auc8", "auc10"]
+    head = ["subset", "normaliser", "points", "faces", "NME %", "median %", "FR@8 %", "FR@10 %", "AUC@8", "AUC@10"]
+    lines = ([f"### {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(
+            f"{r[c]:.3f}" if c.startswith("auc") else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c])
+            for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def write_report(out_dir: str | os.PathLike, results: dict[str, dict], extra: dict | None = None) -> dict:
+    """Write report.md, report.json and ced.png for ``results`` (name -> `evaluate_predictions` output)."""
+    from rcn_keras.visualize import ced_figure, figure_to_png
+
+    out_dir = pathlib.Path(out_dir)
+    md = [f"# Evaluation ({next(iter(results.values()))['mode']} mode)", ""]
+    payload = {"results": {}, **(extra or {})}
+    curves = {}
+    for name, res in results.items():
+        md += [markdown_table(res["rows"], name), ""]
+        payload["results"][name] = res["rows"]
+        first_key = next(iter(res["errors"]))
+        curves[name] = N.ced(res["errors"][first_key], 0.10)
+    atomic_write_bytes(out_dir / "report.md", "\n".join(md).encode())
+    atomic_write_bytes(out_dir / "report.json", json.dumps(payload, indent=2).encode())
+    figure_to_png(ced_figure(curves, 0.10), out_dir / "ced.png")
+    return payload

@@ -1,0 +1,109 @@
+"""Training callbacks: best-validation checkpoint and resumable state (both written atomically),
+and the pre-softmax map visualiser (PNG grids and TensorBoard images)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import tempfile
+
+import keras
+import numpy as np
+
+from rcn_keras.data.formats import atomic_write_bytes
+
+
+def save_model_atomically(model: keras.Model, path: str | os.PathLike) -> None:
+    """`model.save` to a temporary `.keras` file beside ``path``, then rename: never a half-written file."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.keras", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keep the model of the lowest ``monitor`` epoch (the spec's model selection, section 6)."""
+
+    def __init__(self, path: str | os.PathLike, monitor: str = "val_nme", best: float = math.inf):
+        super().__init__()
+        self.path, self.monitor, self.best = pathlib.Path(path), monitor, best
+        self.best_epoch: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and float(value) < self.best:
+            self.best, self.best_epoch = float(value), epoch
+            save_model_atomically(self.model, self.path)
+
+
+class TrainingState(keras.callbacks.Callback):
+    """After every epoch, save the full model (weights + optimizer) and a JSON state atomically, so that
+    an interrupted run resumes from the last finished epoch (`load_training_state`)."""
+
+    def __init__(self, directory: str | os.PathLike, best: BestCheckpoint | None = None):
+        super().__init__()
+        self.directory = pathlib.Path(directory)
+        self.best = best
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_model_atomically(self.model, self.directory / "last.keras")
+        state = {"epoch": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}
+        if self.best is not None:
+            state.update(best=self.best.best, best_epoch=self.best.best_epoch)
+        atomic_write_bytes(self.directory / "state.json", json.dumps(state, indent=2).encode())
+
+
+def load_training_state(directory: str | os.PathLike) -> tuple[keras.Model, dict] | None:
+    """The model and state saved by `TrainingState`, or ``None`` if there is nothing to resume."""
+    directory = pathlib.Path(directory)
+    state_path, model_path = directory / "state.json", directory / "last.keras"
+    if not (state_path.is_file() and model_path.is_file()):
+        return None
+    state = json.loads(state_path.read_text())
+    return keras.saving.load_model(model_path), state
+
+
+class MapVisualizer(keras.callbacks.Callback):
+    """Every ``every`` epochs, draw a fixed batch's image (predicted vs true points) and pre-softmax maps
+    to ``out_dir/maps_epoch_XXXX.png`` and, if given, to a TensorBoard image summary."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, out_dir: str | os.PathLike, every: int = 1,
+                 keypoints: list[int] | None = None, tensorboard_dir: str | os.PathLike | None = None):
+        super().__init__()
+        self.images, self.targets = np.asarray(images), np.asarray(targets)
+        self.out_dir, self.every, self.keypoints = pathlib.Path(out_dir), max(1, int(every)), keypoints
+        self.tensorboard_dir = tensorboard_dir
+        self.written: list[pathlib.Path] = []
+
+    def render(self, epoch: int) -> bytes:
+        from rcn_keras.models.head import KeypointReadout
+        from rcn_keras.visualize import figure_to_png, presoftmax_grid
+
+        maps = self.model.predict(self.images, verbose=0)
+        pred = KeypointReadout("argmax")(maps)["keypoints"].numpy()
+        fig = presoftmax_grid(self.images, maps, pred, self.targets[..., :2], self.keypoints)
+        path = self.out_dir / f"maps_epoch_{epoch + 1:04d}.png"
+        png = figure_to_png(fig, path)
+        self.written.append(path)
+        return png
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        png = self.render(epoch)
+        if self.tensorboard_dir is not None:
+            import tensorflow as tf
+
+            writer = tf.summary.create_file_writer(str(self.tensorboard_dir))
+            with writer.as_default():
+                tf.summary.image("presoftmax_maps", tf.image.decode_png(png)[None], step=epoch + 1)
+            writer.close()

@@ -1,0 +1,151 @@
+"""`TrainConfig`: one object per experiment (model preset + options, data, augmentation, optimiser,
+schedule, device switches, output folder), JSON round-trippable and overridable by dotted keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from dataclasses import dataclass, field
+
+from rcn_keras.data.augment import AugmentConfig
+from rcn_keras.models.registry import get_config
+
+DATA_SOURCES = ("synthetic", "300w", "mtfl")
+SWITCHES = ("auto", "on", "off")
+
+
+@dataclass
+class DataConfig:
+    """Where faces come from. ``synthetic`` needs nothing; ``300w`` reads a 300W-layout ``root``
+    (train on ``train_subsets``, split off ``validation``, test on ``test_subsets``); ``mtfl`` reads
+    MTFL's ``training.txt`` (1,000 validation faces) and tests on ``testing.txt`` (AFLW)."""
+
+    source: str = "synthetic"
+    root: str | None = None
+    train_subsets: tuple[str, ...] = ("afw", "helen_train")
+    test_subsets: tuple[str, ...] = ()
+    validation: float = 0.1
+    synthetic_train: int = 2000
+    synthetic_validation: int = 200
+    synthetic_test: int = 300
+    seed: int = 0
+    cache_dir: str | None = None
+    on_error: str = "raise"
+
+    def __post_init__(self):
+        if self.source not in DATA_SOURCES:
+            raise ValueError(f"data.source={self.source!r} is not allowed; allowed: {DATA_SOURCES}")
+        if self.source != "synthetic" and not self.root:
+            raise ValueError(f"data.source={self.source!r} needs data.root (the dataset folder)")
+        self.train_subsets = tuple(self.train_subsets)
+        self.test_subsets = tuple(self.test_subsets)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs. Defaults follow the authors' README (spec 5.5, 6):
+    Adadelta (lr 1.0, rho 0.95, eps 1e-8), batch 64, best-validation model selection."""
+
+    model: str = "rcn_mtfl"
+    model_options: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    epochs: int = 4000
+    batch_size: int = 64
+    steps_per_epoch: int | None = None
+    optimizer: str = "adadelta"
+    learning_rate: float = 1.0
+    rho: float = 0.95
+    epsilon: float = 1e-8
+    jit_compile: str = "auto"
+    mixed_precision: str = "auto"
+    readout: str = "argmax"
+    visualize_every: int = 1
+    seed: int = 0
+    output_dir: str = "runs/rcn"
+
+    def __post_init__(self):
+        if isinstance(self.data, dict):
+            self.data = DataConfig(**self.data)
+        if isinstance(self.augment, dict):
+            self.augment = AugmentConfig(**self.augment)
+        get_config(self.model, **self.model_options)  # validates name and options now, not mid-run
+        for name in ("jit_compile", "mixed_precision"):
+            if getattr(self, name) not in SWITCHES:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: {SWITCHES}")
+        if self.optimizer not in ("adadelta", "sgd", "adam"):
+            raise ValueError(f"optimizer={self.optimizer!r} is not allowed; allowed: adadelta, sgd, adam")
+        for name in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer")
+
+    @property
+    def num_keypoints(self) -> int:
+        return get_config(self.model, **self.model_options).num_keypoints
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path) -> "TrainConfig":
+        try:
+            return cls.from_dict(json.loads(pathlib.Path(path).read_text()))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+    def with_overrides(self, overrides: dict[str, object]) -> "TrainConfig":
+        """Apply dotted-key overrides, e.g. ``{"epochs": 5, "augment.rotation": 40, "model_options.branches": 5}``."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            parts = key.split(".")
+            node = d
+            for p in parts[:-1]:
+                if not isinstance(node.get(p), dict):
+                    raise ValueError(f"unknown option {key!r}: {p!r} is not a group of options")
+                node = node[p]
+            if parts[0] != "model_options" and parts[-1] not in node:
+                raise ValueError(f"unknown option {key!r}; valid here: {sorted(node)}")
+            node[parts[-1]] = value
+        return TrainConfig.from_dict(d)
+
+
+# Training defaults per model preset: the README commands (spec 5.5), rotation per spec 10.4.
+TRAIN_PRESETS: dict[str, dict] = {
+    "sumnet_mtfl": {"epochs": 4000, "augment.rotation": 20},
+    "sumnet_300w": {"epochs": 3000, "augment.rotation": 20},
+    "rcn_mtfl": {"epochs": 4000, "augment.rotation": 20},
+    "rcn_mtfl_skip": {"epochs": 3000, "augment.rotation": 20},
+    "rcn_300w": {"epochs": 3000, "augment.rotation": 20},
+    "rcn_300w_released": {"epochs": 4000, "augment.rotation": 20},
+    "rcn_300w_skip": {"epochs": 3000, "augment.rotation": 20},
+}
+
+
+def preset_train_config(model: str, **overrides) -> TrainConfig:
+    """The README training configuration of ``model`` with dotted-key ``overrides`` applied."""
+    get_config(model)
+    return TrainConfig(model=model).with_overrides({**TRAIN_PRESETS.get(model, {}), **overrides})
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``key=value`` from the command line; the value is read as JSON when it parses, else a string."""
+    if "=" not in text:
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value

@@ -1,0 +1,140 @@
+"""`train(config)`: load data, build and compile the model, `model.fit` with checkpoints, resume,
+logs and map pictures, then evaluate the best model on the test set against a mean-shape baseline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import keras
+import numpy as np
+
+from rcn_keras.data import datasets
+from rcn_keras.data.faceset import FaceSet
+from rcn_keras.data.formats import atomic_write_bytes
+from rcn_keras.data.pipeline import make_dataset
+from rcn_keras.data.synthetic import synthetic_faces
+from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
+from rcn_keras.models.registry import build_model
+from rcn_keras.training.callbacks import BestCheckpoint, MapVisualizer, TrainingState, load_training_state
+from rcn_keras.training.config import TrainConfig
+from rcn_keras.training.losses import PixelNLL
+from rcn_keras.training.metrics import NME
+
+
+@dataclasses.dataclass
+class Splits:
+    train: FaceSet
+    validation: FaceSet
+    test: FaceSet | None
+
+
+def load_splits(config: TrainConfig) -> Splits:
+    """Train / validation / test face sets for ``config.data`` with the model's keypoint count."""
+    d, k = config.data, config.num_keypoints
+    if d.source == "synthetic":
+        return Splits(synthetic_faces(d.synthetic_train, k, seed=d.seed),
+                      synthetic_faces(d.synthetic_validation, k, seed=d.seed + 1),
+                      synthetic_faces(d.synthetic_test, k, seed=d.seed + 2))
+    if d.source == "300w":
+        faces = datasets.load_300w(d.root, d.train_subsets, k, on_error=d.on_error, cache_dir=d.cache_dir)
+        train, val = faces.split(d.validation)
+        test = (datasets.load_300w(d.root, d.test_subsets, k, on_error=d.on_error, cache_dir=d.cache_dir)
+                if d.test_subsets else None)
+        return Splits(train, val, test)
+    if k != 5:
+        raise ValueError(f"MTFL has 5 keypoints but model {config.model!r} predicts {k}")
+    faces = datasets.load_mtfl(d.root, "training.txt", on_error=d.on_error, cache_dir=d.cache_dir)
+    train, val = faces.split(1000 if len(faces) > 2000 else d.validation)
+    test_list = pathlib.Path(d.root) / "testing.txt"
+    test = (datasets.load_mtfl(d.root, "testing.txt", on_error=d.on_error, cache_dir=d.cache_dir)
+            if test_list.is_file() else None)
+    return Splits(train, val, test)
+
+
+def _device_switches(config: TrainConfig):
+    import tensorflow as tf
+
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and has_gpu)
+    jit = {"auto": "auto", "on": True, "off": False}[config.jit_compile]
+    return mixed, jit
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    if config.optimizer == "adadelta":
+        return keras.optimizers.Adadelta(config.learning_rate, rho=config.rho, epsilon=config.epsilon)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate)
+    return keras.optimizers.Adam(config.learning_rate)
+
+
+def mean_shape_baseline(train: FaceSet, test: FaceSet) -> np.ndarray:
+    """Predict the training set's mean (un-jittered) crop shape for every test face."""
+    mean = np.concatenate([y.numpy()[..., :2] for _, y in make_dataset(train, "test", 256)]).mean(0)
+    return np.broadcast_to(mean, (len(test),) + mean.shape).copy()
+
+
+def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto") -> dict:
+    """Run one experiment; returns a summary dict (also written to ``output_dir/summary.json``).
+
+    ``resume=True`` continues from the last finished epoch in ``output_dir`` (weights and optimizer).
+    """
+    out = pathlib.Path(config.output_dir)
+    state_dir = out / "state"
+    if not resume and (state_dir / "state.json").exists():
+        raise ValueError(f"{out} already holds a training run; pass resume=True (--resume) to continue it "
+                         f"or choose another output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "config.json", config.to_json().encode())
+    keras.utils.set_random_seed(config.seed)
+    mixed, jit = _device_switches(config)
+    if mixed:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        splits = load_splits(config)
+        restored = load_training_state(state_dir) if resume else None
+        initial_epoch, best = 0, float("inf")
+        if restored is not None:
+            model, state = restored
+            initial_epoch, best = state["epoch"], state.get("best", float("inf"))
+        else:
+            model = build_model(config.model, **config.model_options)
+            model.compile(make_optimizer(config), loss=PixelNLL(), metrics=[NME()], jit_compile=jit)
+        train_ds = make_dataset(splits.train, "train", config.batch_size, config.augment, seed=config.seed)
+        val_ds = make_dataset(splits.validation, "validation", config.batch_size, config.augment, seed=0)
+        if config.steps_per_epoch:
+            train_ds = train_ds.repeat()
+        best_cb = BestCheckpoint(out / "best.keras", best=best)
+        vis_x, vis_y = next(iter(make_dataset(splits.validation.take(range(min(4, len(splits.validation)))),
+                                              "validation", 4, config.augment, seed=0)))
+        callbacks = [
+            best_cb, TrainingState(state_dir, best_cb),
+            keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
+            keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
+            MapVisualizer(vis_x.numpy(), vis_y.numpy(), out / "maps", config.visualize_every,
+                          tensorboard_dir=out / "tensorboard" / "maps"),
+        ]
+        history = {}
+        if initial_epoch < config.epochs:
+            history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+                                steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
+                                verbose=verbose).history
+        best_model = keras.saving.load_model(out / "best.keras") if (out / "best.keras").exists() else model
+        summary = {"model": config.model, "epochs": config.epochs, "best_epoch": best_cb.best_epoch,
+                   "best_val_nme": best_cb.best, "history": {k: [float(v) for v in vals]
+                                                              for k, vals in history.items()}}
+        test = splits.test or splits.validation
+        pred, gt, _ = predict_faceset(best_model, test, config.batch_size, config.readout)
+        results = {"model": evaluate_predictions(pred, gt, test),
+                   "mean shape": evaluate_predictions(mean_shape_baseline(splits.train, test), gt, test)}
+        payload = write_report(out, results, {"test_set": "test" if splits.test else "validation"})
+        first = lambda rows: next(r for r in rows if r["subset"] == "all")  # noqa: E731
+        summary["test_nme"] = first(payload["results"]["model"])["nme"]
+        summary["mean_shape_nme"] = first(payload["results"]["mean shape"])["nme"]
+        atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+        return summary
+    finally:
+        if mixed:
+            keras.mixed_precision.set_global_policy("float32")

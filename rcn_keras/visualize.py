@@ -1,0 +1,96 @@
+"""Plot helpers shared by the training callback, the CLI and the notebooks: keypoints on faces and
+grids of pre-softmax maps (the paper's key figure)."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    if not os.environ.get("DISPLAY") and "ipykernel" not in __import__("sys").modules:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_keypoints(ax, image: np.ndarray, pred: np.ndarray | None = None, gt: np.ndarray | None = None,
+                   title: str | None = None) -> None:
+    """Show a grey image with predicted (red x) and true (green o) keypoints given in pixel coordinates
+    of that image (edge convention: pixel j spans [j, j + 1))."""
+    img = np.asarray(image).squeeze()
+    h, w = img.shape[:2]
+    ax.imshow(img, cmap="gray", extent=(0, w, h, 0))
+    if gt is not None:
+        ax.scatter(gt[:, 0], gt[:, 1], s=10, facecolors="none", edgecolors="lime", linewidths=0.8, label="true")
+    if pred is not None:
+        ax.scatter(pred[:, 0], pred[:, 1], s=10, c="red", marker="x", linewidths=0.8, label="predicted")
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def presoftmax_grid(images: np.ndarray, maps: np.ndarray, pred: np.ndarray | None = None,
+                    gt: np.ndarray | None = None, keypoints: list[int] | None = None,
+                    titles: list[str] | None = None):
+    """A figure: one row per sample with the image (predicted vs true points) and the pre-softmax map of
+    each chosen keypoint (true point marked). ``pred``/``gt`` are normalised (N, K, 2) coordinates."""
+    plt = _plt()
+    images, maps = np.asarray(images), np.asarray(maps)
+    n, size, k = len(images), maps.shape[1], maps.shape[-1]
+    keypoints = list(range(k)) if keypoints is None else list(keypoints)
+    if len(keypoints) > 8:
+        keypoints = keypoints[:: max(1, len(keypoints) // 8)][:8]
+    cols = 1 + len(keypoints)
+    fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.6 * n), squeeze=False)
+    for i in range(n):
+        plot_keypoints(axes[i, 0], images[i], None if pred is None else pred[i] * size,
+                       None if gt is None else gt[i] * size, titles[i] if titles else None)
+        for j, kp in enumerate(keypoints, start=1):
+            ax = axes[i, j]
+            ax.imshow(maps[i, :, :, kp], cmap="magma", extent=(0, size, size, 0))
+            if gt is not None:
+                ax.scatter([gt[i, kp, 0] * size], [gt[i, kp, 1] * size], s=12, facecolors="none",
+                           edgecolors="cyan", linewidths=0.8)
+            ax.axis("off")
+            if i == 0:
+                ax.set_title(f"kp {kp}", fontsize=8)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def figure_to_png(fig, path: str | os.PathLike | None = None, dpi: int = 80) -> bytes:
+    """Render a figure to PNG bytes (written atomically to ``path`` if given) and close it."""
+    from rcn_keras.data.formats import atomic_write_bytes
+
+    plt = _plt()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    png = buf.getvalue()
+    if path is not None:
+        atomic_write_bytes(path, png)
+    return png
+
+
+def ced_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float):
+    """Cumulative error distribution plot: name -> (thresholds, fraction of faces)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    for name, (xs, ys) in curves.items():
+        ax.plot(np.asarray(xs) * 100, ys, label=name)
+    ax.set_xlim(0, threshold * 100)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("NME (%)")
+    ax.set_ylabel("fraction of faces")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,74 @@
+"""Writers of small dataset fixtures in the exact on-disk formats (300W folders, MTFL list, AFW anno.mat)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from rcn_keras.data.formats import write_pts
+from rcn_keras.data.synthetic import synthetic_face
+
+
+def face_image(seed: int, size: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB image (size x size) holding a synthetic face, and its 68 points as 1-based pixel centres."""
+    img160, pts = synthetic_face(seed)
+    img = Image.fromarray(img160).resize((size, size), Image.BILINEAR).convert("RGB")
+    return np.asarray(img), pts * (size / 160.0) + 0.5
+
+
+def write_300w_folder(folder: pathlib.Path, n: int, seed: int = 0) -> list[pathlib.Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n):
+        img, pts = face_image(seed + i)
+        Image.fromarray(img).save(folder / f"face_{i}.jpg", quality=95)
+        write_pts(folder / f"face_{i}.pts", pts)
+        files.append(folder / f"face_{i}.pts")
+    return files
+
+
+def write_mtfl(root: pathlib.Path, n: int, list_name: str = "training.txt") -> pathlib.Path:
+    """MTFL layout: images under lfw_5590\\ and a list with x1..x5 y1..y5 and 4 attribute codes."""
+    (root / "lfw_5590").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        img, pts = face_image(100 + i, size=250)
+        Image.fromarray(img).save(root / "lfw_5590" / f"img_{i}.jpg")
+        five = np.stack([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[54]]) - 1.0
+        coords = " ".join(f"{v:.2f}" for v in np.concatenate([five[:, 0], five[:, 1]]))
+        lines.append(f"lfw_5590\\img_{i}.jpg {coords} 1 2 2 3")
+    path = root / list_name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_afw_anno(root: pathlib.Path, faces_per_image: list[list[np.ndarray]]) -> pathlib.Path:
+    """A MATLAB v7.3 anno.mat: 'anno' is a 4 x N cell (name, boxes, poses, landmarks), faces as cells."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "anno.mat"
+    with h5py.File(path, "w") as f:
+        refs = f.create_group("#refs#")
+        counter = iter(range(10**6))
+
+        def put(data):
+            return refs.create_dataset(f"r{next(counter)}", data=data).ref
+
+        def cell(items):
+            ds = refs.create_dataset(f"c{next(counter)}", (len(items), 1), dtype=h5py.ref_dtype)
+            for j, item in enumerate(items):
+                ds[j, 0] = put(item)
+            return ds.ref
+
+        anno = f.create_dataset("anno", (4, len(faces_per_image)), dtype=h5py.ref_dtype)
+        for i, faces in enumerate(faces_per_image):
+            name = f"img_{i}.jpg"
+            img, pts = face_image(200 + i)
+            Image.fromarray(img).save(root / name)
+            anno[0, i] = put(np.array([[ord(c)] for c in name], dtype=np.uint16))
+            anno[1, i] = cell([np.array([[10.0, 150.0], [10.0, 150.0]]) for _ in faces])
+            anno[2, i] = cell([np.array([[0.1], [0.0], [0.05]]) for _ in faces])
+            anno[3, i] = cell([p.T for p in faces])
+    return path
