@@ -14,6 +14,14 @@ from rcn_keras.models.layers import PACKAGE
 READOUTS = ("argmax", "soft_argmax")
 
 
+def pixel_argmax(flat):
+    """Arg-max over the last axis as int32. tf.argmax directly: Keras' ops.argmax adds a BitwiseAnd
+    (for numpy's -0.0 semantics) that TFLite's builtin ops cannot convert."""
+    import tensorflow as tf
+
+    return tf.argmax(flat, axis=-1, output_type=tf.int32)
+
+
 def flatten_maps(logits):
     """(B, H, W, K) maps -> (B, K, H*W) with row-major (y, x) pixel order, as the authors' code."""
     h, w, k = logits.shape[1], logits.shape[2], logits.shape[3]
@@ -46,7 +54,7 @@ class KeypointReadout(keras.layers.Layer):
         probs = ops.exp(pixel_log_softmax(logits))  # (B, K, H*W)
         confidence = ops.max(probs, axis=-1)
         if self.mode == "argmax":
-            idx = ops.argmax(probs, axis=-1)
+            idx = pixel_argmax(probs)
             xs = ops.cast(idx % w, "float32")
             ys = ops.cast(idx // w, "float32")
             xy = ops.stack([(xs + 0.5) / w, (ys + 0.5) / h], axis=-1)

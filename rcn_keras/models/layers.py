@@ -74,9 +74,10 @@ class LocalContrastNormalization(keras.layers.Layer):
     def call(self, x):
         x = ops.cast(x, "float32")
         v = x - self._blur(x)
-        std = ops.sqrt(ops.maximum(self._blur(ops.square(v)), 1e-12))
+        # "+ eps" rather than a maximum with a scalar: TFLite's XNNPack cannot prepare the latter.
+        std = ops.sqrt(self._blur(ops.square(v)) + 1e-12)
         axes = (0, 1, 2, 3) if self.floor_mode == "batch" else (1, 2, 3)
-        floor = ops.maximum(ops.mean(std, axis=axes, keepdims=True), 1e-6)
+        floor = ops.mean(std, axis=axes, keepdims=True) + 1e-6
         return (v / ops.maximum(std, floor) + 2.5) / 5.0
 
     def compute_output_shape(self, input_shape):

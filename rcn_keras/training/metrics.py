@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from rcn_keras.evaluation.nme import DEFAULT_NORMALISER, NORMALISERS
-from rcn_keras.models.head import flatten_maps
+from rcn_keras.models.head import flatten_maps, pixel_argmax
 from rcn_keras.models.layers import PACKAGE
 
 
@@ -25,7 +25,7 @@ class NME(keras.metrics.Mean):
             raise ValueError(f"NME needs 5 or 68 keypoints, the model predicts {k}")
         left, right = NORMALISERS[k][self.normaliser or DEFAULT_NORMALISER[k]]
         y_true = ops.cast(y_true, "float32")
-        idx = ops.argmax(flatten_maps(ops.cast(y_pred, "float32")), axis=-1)
+        idx = pixel_argmax(flatten_maps(ops.cast(y_pred, "float32")))
         pred = ops.stack([(ops.cast(idx % w, "float32") + 0.5) / w, (ops.cast(idx // w, "float32") + 0.5) / h], -1)
         gt, mask = y_true[..., :2], y_true[..., 2]
         iod = ops.norm(ops.mean(ops.take(gt, left, axis=1), 1) - ops.mean(ops.take(gt, right, axis=1), 1), axis=-1)

@@ -1,0 +1,67 @@
+"""NME normalisers and modes, border projection, failure rate / AUC / CED, report tables."""
+
+import numpy as np
+import pytest
+
+from rcn_keras.data.synthetic import synthetic_faces
+from rcn_keras.evaluation import nme as N
+from rcn_keras.evaluation.report import evaluate_predictions, markdown_table
+
+
+def test_normalisers_for_68_points():
+    gt = np.zeros((1, 68, 2))
+    gt[0, 36:42] = [0.2, 0.4]
+    gt[0, 39] = [0.3, 0.4]
+    gt[0, 36] = [0.1, 0.4]
+    gt[0, 42:48] = [0.7, 0.4]
+    gt[0, 42] = [0.6, 0.4]
+    gt[0, 45] = [0.9, 0.4]
+    assert N.inter_ocular(gt, "outer_corners")[0] == pytest.approx(0.8)
+    assert N.inter_ocular(gt, "corner_midpoints")[0] == pytest.approx(0.75 - 0.2)
+    assert N.inter_ocular(gt, "pupils")[0] == pytest.approx(np.mean([0.6, 0.7, 0.7, 0.9, 0.7, 0.7])
+                                                           - np.mean([0.1, 0.2, 0.2, 0.3, 0.2, 0.2]))
+    with pytest.raises(ValueError, match="allowed"):
+        N.inter_ocular(gt, "eye_centres")
+
+
+def test_per_sample_nme_continuous_paper_mask_and_subset():
+    gt = np.array([[[0.25, 0.5], [0.75, 0.5], [0.5, 0.6], [0.3, 0.8], [0.7, 0.8]]])
+    pred = gt.copy()
+    pred[0, 2, 0] += 0.05  # 0.05 off on one point of five, IOD 0.5
+    assert N.per_sample_nme(pred, gt)[0] == pytest.approx(0.05 / 5 / 0.5)
+    mask = np.array([[1, 1, 0, 1, 1]])
+    assert N.per_sample_nme(pred, gt, mask=mask)[0] == pytest.approx(0.0)
+    # paper mode: both on the integer grid -> identical cells give zero error
+    assert N.per_sample_nme(gt + 0.001, gt, mode="paper")[0] == 0.0
+    assert N.per_sample_nme(pred, gt, points=[0, 1])[0] == 0.0
+
+
+def test_failure_rate_auc_ced():
+    e = np.array([0.01, 0.02, 0.09, 0.2])
+    assert N.failure_rate(e, 0.08) == 0.5
+    xs, ys = N.ced(e, 0.1)
+    assert ys[-1] == 0.75 and ys[0] == 0.0
+    assert 0 < N.auc(e, 0.08) < 0.5
+    assert N.auc(np.zeros(5), 0.08) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_border_projection_snaps_then_clamps():
+    pred = np.array([[[5.0, 30.0], [40.0, 40.0], [79.0, 2.0]]])
+    codes = np.array([[1, 0, 0]])
+    bp = np.array([[10, 4, 70, 80]])
+    out = N.project_to_border(pred, codes, bp)
+    np.testing.assert_allclose(out[0], [[10, 30], [40, 40], [70, 4]])
+    clamp_only = N.project_to_border(pred, codes, bp, snap=False)
+    assert clamp_only[0, 0, 0] == 10 and clamp_only[0, 0, 1] == 30
+
+
+def test_evaluate_predictions_tables():
+    faces = synthetic_faces(6, 68, seed=3)
+    faces.groups = ["helen_test"] * 3 + ["ibug"] * 3
+    gt = np.random.default_rng(0).uniform(0.2, 0.8, (6, 68, 2))
+    res = evaluate_predictions(gt + 0.01, gt, faces)
+    subsets = {r["subset"] for r in res["rows"]}
+    assert {"helen_test", "ibug", "common", "challenging", "full", "all"} <= subsets
+    assert {r["normaliser"] for r in res["rows"]} == {"corner_midpoints", "outer_corners", "pupils"}
+    assert {r["points"] for r in res["rows"]} == {"68 points", "49 points"}
+    assert "| all |" in markdown_table(res["rows"])

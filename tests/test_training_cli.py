@@ -1,0 +1,160 @@
+"""Training with model.fit (checkpoint, resume, logs, maps, report), predict, export and the CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras
+import rcn_keras
+from rcn_keras import cli
+from rcn_keras.training.config import TrainConfig, preset_train_config
+
+TINY = {"data.synthetic_train": 48, "data.synthetic_validation": 8, "data.synthetic_test": 8,
+        "batch_size": 16, "model_options": {"branches": 4}, "visualize_every": 1}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    config = preset_train_config("rcn_mtfl", epochs=2, output_dir=str(out), **TINY)
+    summary = rcn_keras.train(config, verbose=0)
+    return out, config, summary
+
+
+def test_training_writes_everything(trained_run):
+    out, _, summary = trained_run
+    for name in ("best.keras", "config.json", "log.csv", "report.md", "report.json", "ced.png", "summary.json",
+                 "state/last.keras", "state/state.json"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "maps").glob("*.png")) == ["maps_epoch_0001.png", "maps_epoch_0002.png"]
+    assert list((out / "tensorboard").rglob("events.out.tfevents*"))
+    assert len((out / "log.csv").read_text().strip().splitlines()) == 3
+    assert np.isfinite(summary["test_nme"]) and np.isfinite(summary["mean_shape_nme"])
+    assert json.loads((out / "state" / "state.json").read_text())["epoch"] == 2
+    assert not list(out.rglob("*.tmp*"))
+
+
+def test_resume_continues_from_last_epoch(trained_run, tmp_path):
+    out, config, _ = trained_run
+    with pytest.raises(ValueError, match="already holds a training run"):
+        rcn_keras.train(config, verbose=0)
+    more = TrainConfig.from_dict({**config.to_dict(), "epochs": 3})
+    summary = rcn_keras.train(more, resume=True, verbose=0)
+    assert list(summary["history"]["loss"]) and len(summary["history"]["loss"]) == 1  # only epoch 3 ran
+    assert json.loads((out / "state" / "state.json").read_text())["epoch"] == 3
+    assert len((out / "log.csv").read_text().strip().splitlines()) == 4
+
+
+def test_config_overrides_and_errors():
+    cfg = preset_train_config("rcn_300w", **{"augment.rotation": 40, "model_options.branches": 6})
+    assert cfg.augment.rotation == 40 and cfg.num_keypoints == 68 and cfg.epochs == 3000
+    assert TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    with pytest.raises(ValueError, match="unknown option 'augment.rotaton'"):
+        preset_train_config("rcn_mtfl", **{"augment.rotaton": 3})
+    with pytest.raises(ValueError, match="unknown model 'rcn_foo'"):
+        preset_train_config("rcn_foo")
+    with pytest.raises(ValueError, match="needs data.root"):
+        preset_train_config("rcn_mtfl", **{"data.source": "300w"})
+
+
+def test_predict_on_crop_and_box_in_original_pixels(trained_run, tmp_path):
+    out, _, _ = trained_run
+    model = rcn_keras.load_model(out / "best.keras")
+    face = rcn_keras.data.synthetic_faces(1, 5, seed=9)
+    img = face.images[0]
+    big = np.zeros((300, 400), np.uint8)
+    big[50:210, 100:260] = img
+    Image.fromarray(big).save(tmp_path / "big.png")
+    x, y, s = face.rects[0]
+    crop_res = rcn_keras.predict([img[int(y):int(y + s), int(x):int(x + s)]], model)[0]
+    box = (100 + x + s * (1 - 1 / 1.3) / 2, 50 + y + s * (1 - 1 / 1.3) / 2, s / 1.3, s / 1.3)
+    box_res = rcn_keras.predict([tmp_path / "big.png"], model, boxes=[box])[0]
+    # the same face through the box path: identical crop, keypoints shifted by the paste offset
+    np.testing.assert_allclose(box_res["crop"], crop_res["crop"], atol=2.0)
+    np.testing.assert_allclose(box_res["keypoints"] - [100 + int(x), 50 + int(y)], crop_res["keypoints"], atol=1.5)
+    written = rcn_keras.write_predictions([box_res], tmp_path / "pred")
+    assert (tmp_path / "pred" / "big_keypoints.png").is_file()
+    rows = (tmp_path / "pred" / "keypoints.csv").read_text().splitlines()
+    assert rows[0] == "image,point,x,y,confidence" and len(rows) == 6 and len(written) == 3
+
+
+def test_export_saved_model_and_tflite(trained_run, tmp_path):
+    out, _, _ = trained_run
+    model = rcn_keras.load_model(out / "best.keras")
+    x = np.random.default_rng(0).uniform(0, 255, (3, 80, 80, 1)).astype("float32")
+    expected = rcn_keras.with_readout(model)(x)
+    sm = rcn_keras.export(model, tmp_path / "sm")
+    script = f"""
+import json, sys, numpy as np, tensorflow as tf
+m = tf.saved_model.load({str(sm)!r})
+x = np.load({str(tmp_path / 'x.npy')!r})
+out = m.serve(tf.constant(x))
+maps = m.presoftmax(tf.constant(x[:1]))
+print(json.dumps({{"kp": out["keypoints"].numpy().tolist(), "conf": out["confidence"].numpy().tolist(),
+                  "maps": list(maps.shape), "imported": "rcn_keras" in sys.modules}}))
+"""
+    np.save(tmp_path / "x.npy", x)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(got["kp"], expected["keypoints"], atol=1e-6)
+    np.testing.assert_allclose(got["conf"], expected["confidence"], atol=1e-5)
+    assert got["maps"] == [1, 80, 80, 5] and got["imported"] is False
+    import tensorflow as tf
+
+    tfl = rcn_keras.export(model, tmp_path / "m.tflite", format="tflite", tflite_batch_size=3)
+    runner = tf.lite.Interpreter(model_path=str(tfl)).get_signature_runner("serve")
+    lite = runner(image=x)
+    np.testing.assert_allclose(lite["keypoints"], expected["keypoints"], atol=1.5 / 80)
+
+
+def run_cli(*args):
+    return cli.main([str(a) for a in args])
+
+
+def test_cli_user_errors_are_one_line(tmp_path, capsys):
+    cases = [
+        (["train", "--preset", "rcn_foo", "--out", tmp_path / "x"], "unknown model 'rcn_foo'"),
+        (["train", "--data", "300w", "--root", tmp_path / "none", "--epochs", "1", "--out", tmp_path / "y"],
+         "dataset folder not found"),
+        (["predict", tmp_path / "a.png", "--model", tmp_path / "missing.keras"], "model not found"),
+        (["export", "--model", tmp_path / "bad.keras", "--out", tmp_path / "e"], "cannot load model"),
+        (["predict", tmp_path / "notimage.png", "--model", "MODEL"], "cannot decode image"),
+        (["train", "--set", "epochs", "--out", tmp_path / "z"], "--set expects key=value"),
+    ]
+    (tmp_path / "bad.keras").write_bytes(b"not a zip")
+    (tmp_path / "notimage.png").write_text("text")
+    model = rcn_keras.build_model("rcn_mtfl", branches=4)
+    model.save(tmp_path / "ok.keras")
+    for argv, message in cases:
+        argv = [tmp_path / "ok.keras" if a == "MODEL" else a for a in argv]
+        assert run_cli(*argv) == cli.EXIT_USER_ERROR, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_unknown_custom_layer_is_a_clear_error(tmp_path, capsys):
+    @keras.saving.register_keras_serializable(package="elsewhere")
+    class Mystery(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    inp = keras.Input((80, 80, 1))
+    keras.Model(inp, Mystery()(inp)).save(tmp_path / "mystery.keras")
+    del keras.saving.get_custom_objects()["elsewhere>Mystery"]
+    assert run_cli("export", "--model", tmp_path / "mystery.keras", "--out", tmp_path / "e") == cli.EXIT_USER_ERROR
+    assert "cannot load model" in capsys.readouterr().err
+
+
+def test_cli_predict_and_evaluate(trained_run, tmp_path, capsys):
+    out, _, _ = trained_run
+    Image.fromarray(rcn_keras.data.synthetic_faces(1, 5, seed=4).images[0]).save(tmp_path / "face.png")
+    assert run_cli("predict", tmp_path / "face.png", "--model", out / "best.keras", "--out", tmp_path / "p") == 0
+    assert json.loads((tmp_path / "p" / "keypoints.json").read_text())["faces"][0]["keypoints"]
+    assert run_cli("evaluate", "--model", out / "best.keras", "--faces", 8, "--out", tmp_path / "ev") == 0
+    assert (tmp_path / "ev" / "report.md").is_file() and (tmp_path / "ev" / "ced.png").is_file()
+    assert "| all |" in capsys.readouterr().out
