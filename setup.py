@@ -31,6 +31,7 @@ setup(
             "nbclient>=0.10",
             "nbformat>=5.10",
             "ipykernel>=6",
+            "scikit-image>=0.22",
         ],
     },
     entry_points={"console_scripts": ["rcn=rcn_keras.cli:main"]},

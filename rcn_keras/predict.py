@@ -35,8 +35,16 @@ def as_map_model(model: keras.Model) -> keras.Model:
 def load_model(spec: str | os.PathLike) -> keras.Model:
     """Load a `.keras` model file (safe mode: no arbitrary code) and return its map model.
 
+    ``"joint:RCN,DENOISER"`` (two `.keras` files or shipped names) builds the joint RCN + denoiser model.
     Errors are one-line `ValueError`s / `FileNotFoundError`s that name the file.
     """
+    if str(spec).startswith("joint:"):
+        from rcn_keras.models.denoising import build_joint_model
+
+        parts = [p for p in str(spec)[len("joint:"):].split(",") if p]
+        if len(parts) != 2:
+            raise ValueError(f"joint model spec must be 'joint:RCN_MODEL,DENOISER_MODEL', got {spec!r}")
+        return build_joint_model(load_model(parts[0]), load_model(parts[1]))
     path = pathlib.Path(spec)
     if not path.exists():
         from rcn_keras.pretrained import pretrained_path

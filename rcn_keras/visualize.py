@@ -94,3 +94,24 @@ def ced_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], threshold: floa
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def sumnet_branch_maps(model, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Each SumNet branch's contribution to the summed pre-softmax maps: level name -> (N, 80, 80, K)
+    maps already multiplied by the learned branch weights (their sum is the model output)."""
+    import keras
+
+    from rcn_keras.models.config import LEVELS
+
+    names = {layer.name for layer in model.layers}
+    levels = [lvl for lvl in LEVELS if f"b{lvl.lower()}_out" in names]
+    if not levels:
+        raise ValueError(f"model {model.name!r} is not a SumNet (no branch output layers)")
+    outputs = [model.get_layer(f"b{lvl.lower()}_up" if f"b{lvl.lower()}_up" in names else f"b{lvl.lower()}_out").output
+               for lvl in levels]
+    branches = keras.Model(model.input, outputs).predict(np.asarray(images, np.float32), verbose=0)
+    branches = branches if isinstance(branches, list) else [branches]
+    if "branch_sum" in names:
+        w = keras.ops.convert_to_numpy(model.get_layer("branch_sum").branch_weights)  # (R, K) or (R, H, W, K)
+        branches = [b * w[i] for i, b in enumerate(branches)]
+    return dict(zip(levels, branches))

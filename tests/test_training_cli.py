@@ -158,3 +158,29 @@ def test_cli_predict_and_evaluate(trained_run, tmp_path, capsys):
     assert run_cli("evaluate", "--model", out / "best.keras", "--faces", 8, "--out", tmp_path / "ev") == 0
     assert (tmp_path / "ev" / "report.md").is_file() and (tmp_path / "ev" / "ced.png").is_file()
     assert "| all |" in capsys.readouterr().out
+
+
+def test_cli_train_interrupt_then_resume(tmp_path, monkeypatch, capsys):
+    from rcn_keras.training import callbacks
+
+    out = tmp_path / "run"
+    argv = ["train", "--preset", "sumnet_mtfl", "--epochs", 2, "--batch-size", 16, "--out", out, "--verbose", 0,
+            "--set", "data.synthetic_train=32", "--set", "data.synthetic_validation=8",
+            "--set", "data.synthetic_test=8", "--set", 'model_options={"branches": 4}']
+    original = callbacks.MapVisualizer.on_epoch_begin
+
+    def interrupt_in_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt  # as Ctrl-C while the second epoch runs
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(callbacks.MapVisualizer, "on_epoch_begin", interrupt_in_second_epoch)
+    assert run_cli(*argv) == cli.EXIT_INTERRUPTED
+    assert "--resume" in capsys.readouterr().err
+    assert json.loads((out / "state" / "state.json").read_text())["epoch"] == 1
+    assert not list(out.rglob("*.tmp*"))
+    monkeypatch.setattr(callbacks.MapVisualizer, "on_epoch_begin", original)
+    assert run_cli(*argv, "--resume") == 0
+    printed = capsys.readouterr().out
+    assert "test NME" in printed and "mean-shape baseline" in printed
+    assert json.loads((out / "state" / "state.json").read_text())["epoch"] == 2

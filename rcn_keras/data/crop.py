@@ -20,27 +20,25 @@ W300_STAGE_A_ENLARGE = 1.7
 W300_STAGE_B_ENLARGE = 1.3
 
 
+def _fit_axis(start: int, end: int, size: int) -> tuple[int, int, int]:
+    """Shift [start, end) into [0, size) along one axis; returns (start, end, excess that did not fit)."""
+    if start < 0:
+        start, end = 0, end - start
+    extra = 0
+    if end > size:
+        extra = end - size
+        if extra <= start:
+            start, extra = start - extra, 0
+        else:
+            extra, start = extra - start, 0
+        end = size
+    return start, end, extra
+
+
 def _fit_square_in_image(xs: int, ys: int, xe: int, ye: int, width: int, height: int):
     """Shift a square box into the image; if it is larger than an axis, shrink it to stay square."""
-    if xs < 0:
-        xe, xs = xe - xs, 0
-    x_extra = y_extra = 0
-    if xe > width:
-        x_extra = xe - width
-        if x_extra <= xs:
-            xs, x_extra = xs - x_extra, 0
-        else:
-            x_extra, xs = x_extra - xs, 0
-        xe = width
-    if ys < 0:
-        ye, ys = ye - ys, 0
-    if ye > height:
-        y_extra = ye - height
-        if y_extra <= ys:
-            ys, y_extra = ys - y_extra, 0
-        else:
-            y_extra, ys = y_extra - ys, 0
-        ye = height
+    xs, xe, x_extra = _fit_axis(xs, xe, width)
+    ys, ye, y_extra = _fit_axis(ys, ye, height)
     if x_extra > 0 and y_extra > 0:
         m = min(x_extra, y_extra)
         x_extra, y_extra = x_extra - m, y_extra - m

@@ -69,3 +69,67 @@ def make_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64,
     ds = ds.map(_sample_fn(mode, config, mask_outside, faces.num_keypoints),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def corrupt_keypoints(labels, n_corrupt: int, seed, size: int = aug.OUT_SIZE):
+    """Move ``n_corrupt`` distinct keypoints (uniformly chosen) to uniformly random pixels (spec 8).
+
+    labels: (K,) int pixel indices; returns (noisy labels, corrupted 0/1 float mask).
+    """
+    k = labels.shape[0]
+    order = tf.argsort(tf.random.stateless_uniform([k], seed))
+    chosen = tf.scatter_nd(order[:n_corrupt, None], tf.ones([n_corrupt], tf.float32), [k])
+    random_px = tf.random.stateless_uniform([k], seed + 5, 0, size * size, dtype=tf.int32)
+    noisy = tf.where(chosen > 0, random_px, labels)
+    return noisy, chosen
+
+
+def one_hot_maps(labels, size: int = aug.OUT_SIZE):
+    """(K,) pixel indices -> (size, size, K) one-hot maps."""
+    k = labels.shape[0]
+    return tf.transpose(tf.reshape(tf.one_hot(labels, size * size), (k, size, size)), (1, 2, 0))
+
+
+def make_denoiser_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64, n_corrupt: int = 35,
+                          augment: aug.AugmentConfig | None = None, seed: int = 0,
+                          mask_outside: bool | None = None) -> tf.data.Dataset:
+    """``(noisy one-hot maps (B, 80, 80, K), target (B, K, 3))`` from keypoint configurations only.
+
+    Keypoints get the image pipeline's jitter (train: fresh each epoch; validation: fixed; test: none),
+    are discretised to the 80 grid (spec 1.7), and ``n_corrupt`` of them move to uniformly random pixels,
+    re-drawn every epoch in train mode. The target mask keeps only the corrupted points (and the 300W
+    border mask), so only they train (spec 8).
+    """
+    from rcn_keras.training.losses import discretise
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    k = faces.num_keypoints
+    if not 0 <= n_corrupt <= k:
+        raise ValueError(f"n_corrupt={n_corrupt} must be between 0 and the keypoint count {k}")
+    config = augment or aug.AugmentConfig()
+    if mask_outside is None:
+        mask_outside = k == 68
+    jitter = mode != "test"
+
+    def fn(sample, rnd):
+        s = tf.stack([rnd, tf.cast(sample["index"], tf.int64)])
+        if jitter:
+            scale, tx, ty, rot = aug.draw_jitter(s, config)
+        else:
+            scale, tx, ty, rot = tf.constant(1.0), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
+        tl, kk, c, sn = aug.warp_params(sample["rect"], scale, tx, ty, rot)
+        points = aug.warp_points(sample["keypoints"], tl, kk, c, sn) / aug.OUT_SIZE
+        labels = discretise(points, aug.OUT_SIZE)
+        noisy, chosen = corrupt_keypoints(labels, n_corrupt, s + 13)
+        mask = aug.label_mask(points, sample["border_codes"], mask_outside) * chosen
+        return one_hot_maps(noisy), tf.concat([points, mask[:, None]], axis=-1)
+
+    tensors = {"keypoints": faces.keypoints, "rect": faces.rects, "border_codes": faces.border_codes,
+               "index": tf.range(len(faces), dtype=tf.int64)}
+    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    if mode == "train":
+        ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=(mode == "train"))
+    ds = tf.data.Dataset.zip((ds, seeds)).map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -90,7 +90,9 @@ class MapVisualizer(keras.callbacks.Callback):
 
         maps = self.model.predict(self.images, verbose=0)
         pred = KeypointReadout("argmax")(maps)["keypoints"].numpy()
-        fig = presoftmax_grid(self.images, maps, pred, self.targets[..., :2], self.keypoints)
+        # a denoiser's inputs are K one-hot maps: show them all in one picture
+        shown = self.images if self.images.shape[-1] == 1 else self.images.max(-1, keepdims=True)
+        fig = presoftmax_grid(shown, maps, pred, self.targets[..., :2], self.keypoints)
         path = self.out_dir / f"maps_epoch_{epoch + 1:04d}.png"
         png = figure_to_png(fig, path)
         self.written.append(path)

@@ -9,7 +9,8 @@ import pathlib
 from dataclasses import dataclass, field
 
 from rcn_keras.data.augment import AugmentConfig
-from rcn_keras.models.registry import get_config
+from rcn_keras.models.denoising import DENOISER_PRESETS, DenoiserConfig
+from rcn_keras.models.registry import get_config, list_models
 
 DATA_SOURCES = ("synthetic", "300w", "mtfl")
 SWITCHES = ("auto", "on", "off")
@@ -49,6 +50,7 @@ class TrainConfig:
 
     model: str = "rcn_mtfl"
     model_options: dict = field(default_factory=dict)
+    n_corrupt: int = 35
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     epochs: int = 4000
@@ -70,7 +72,7 @@ class TrainConfig:
             self.data = DataConfig(**self.data)
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig(**self.augment)
-        get_config(self.model, **self.model_options)  # validates name and options now, not mid-run
+        self.model_config()  # validates name and options now, not mid-run
         for name in ("jit_compile", "mixed_precision"):
             if getattr(self, name) not in SWITCHES:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: {SWITCHES}")
@@ -81,8 +83,25 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer")
 
     @property
+    def is_denoiser(self) -> bool:
+        return self.model in DENOISER_PRESETS
+
+    def model_config(self):
+        """The `ModelConfig` (or `DenoiserConfig`) of ``model`` with ``model_options`` applied."""
+        if self.is_denoiser:
+            try:
+                return dataclasses.replace(DENOISER_PRESETS[self.model], **self.model_options)
+            except TypeError as exc:
+                raise ValueError(f"bad denoiser option in {self.model_options}: {exc}; valid: "
+                                 f"{[f.name for f in dataclasses.fields(DenoiserConfig)]}") from None
+        if self.model not in list_models():
+            raise ValueError(f"unknown model {self.model!r}; available: "
+                             f"{', '.join(list_models() + sorted(DENOISER_PRESETS))}")
+        return get_config(self.model, **self.model_options)
+
+    @property
     def num_keypoints(self) -> int:
-        return get_config(self.model, **self.model_options).num_keypoints
+        return self.model_config().num_keypoints
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -130,12 +149,13 @@ TRAIN_PRESETS: dict[str, dict] = {
     "rcn_300w": {"epochs": 3000, "augment.rotation": 20},
     "rcn_300w_released": {"epochs": 4000, "augment.rotation": 20},
     "rcn_300w_skip": {"epochs": 3000, "augment.rotation": 20},
+    "denoiser_300w": {"epochs": 100, "augment.rotation": 40, "augment.occlusion": False},
+    "denoiser_300w_cpu": {"epochs": 100, "augment.rotation": 40, "augment.occlusion": False},
 }
 
 
 def preset_train_config(model: str, **overrides) -> TrainConfig:
     """The README training configuration of ``model`` with dotted-key ``overrides`` applied."""
-    get_config(model)
     return TrainConfig(model=model).with_overrides({**TRAIN_PRESETS.get(model, {}), **overrides})
 
 

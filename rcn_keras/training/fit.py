@@ -13,9 +13,11 @@ import numpy as np
 from rcn_keras.data import datasets
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.formats import atomic_write_bytes
-from rcn_keras.data.pipeline import make_dataset
+from rcn_keras.data.pipeline import make_dataset, make_denoiser_dataset
 from rcn_keras.data.synthetic import synthetic_faces
+from rcn_keras.evaluation.denoiser import denoiser_table, evaluate_denoiser
 from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
+from rcn_keras.models.denoising import build_denoiser
 from rcn_keras.models.registry import build_model
 from rcn_keras.training.callbacks import BestCheckpoint, MapVisualizer, TrainingState, load_training_state
 from rcn_keras.training.config import TrainConfig
@@ -100,15 +102,22 @@ def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto"
             model, state = restored
             initial_epoch, best = state["epoch"], state.get("best", float("inf"))
         else:
-            model = build_model(config.model, **config.model_options)
+            model = (build_denoiser(config.model, **config.model_options) if config.is_denoiser
+                     else build_model(config.model, **config.model_options))
             model.compile(make_optimizer(config), loss=PixelNLL(), metrics=[NME()], jit_compile=jit)
-        train_ds = make_dataset(splits.train, "train", config.batch_size, config.augment, seed=config.seed)
-        val_ds = make_dataset(splits.validation, "validation", config.batch_size, config.augment, seed=0)
+        if config.is_denoiser:
+            def pipeline(faces, mode, batch, seed):
+                return make_denoiser_dataset(faces, mode, batch, config.n_corrupt, config.augment, seed=seed)
+        else:
+            def pipeline(faces, mode, batch, seed):
+                return make_dataset(faces, mode, batch, config.augment, seed=seed)
+        train_ds = pipeline(splits.train, "train", config.batch_size, config.seed)
+        val_ds = pipeline(splits.validation, "validation", config.batch_size, 0)
         if config.steps_per_epoch:
             train_ds = train_ds.repeat()
         best_cb = BestCheckpoint(out / "best.keras", best=best)
-        vis_x, vis_y = next(iter(make_dataset(splits.validation.take(range(min(4, len(splits.validation)))),
-                                              "validation", 4, config.augment, seed=0)))
+        vis_x, vis_y = next(iter(pipeline(splits.validation.take(range(min(4, len(splits.validation)))),
+                                          "validation", 4, 0)))
         callbacks = [
             best_cb, TrainingState(state_dir, best_cb),
             keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
@@ -126,6 +135,14 @@ def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto"
                    "best_val_nme": best_cb.best, "history": {k: [float(v) for v in vals]
                                                               for k, vals in history.items()}}
         test = splits.test or splits.validation
+        if config.is_denoiser:
+            rows = evaluate_denoiser(best_model, test, batch_size=config.batch_size)
+            atomic_write_bytes(out / "report.md", denoiser_table(rows).encode())
+            atomic_write_bytes(out / "report.json", json.dumps({"denoiser": rows}, indent=2).encode())
+            at_n = min(rows, key=lambda r: abs(r["corrupted"] - config.n_corrupt))
+            summary.update(test_nme=at_n["after"], mean_shape_nme=at_n["before"], denoiser=rows)
+            atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+            return summary
         pred, gt, _ = predict_faceset(best_model, test, config.batch_size, config.readout)
         results = {"model": evaluate_predictions(pred, gt, test),
                    "mean shape": evaluate_predictions(mean_shape_baseline(splits.train, test), gt, test)}
