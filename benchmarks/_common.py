@@ -24,7 +24,8 @@ def print_table(rows: list[dict], columns: list[str]) -> str:
     """Print rows as a Markdown table and return it."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [f"{row[c]:.1f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        cells = [(f"{row[c]:.2f}" if abs(row[c]) < 10 else f"{row[c]:.1f}") if isinstance(row[c], float)
+                 else str(row[c]) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)

@@ -42,7 +42,8 @@ def _train_config(args):
     overrides = dict(parse_override(s) for s in args.set or [])
     for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("out", "output_dir"),
                       ("data", "data.source"), ("root", "data.root"), ("xla", "jit_compile"),
-                      ("mixed_precision", "mixed_precision"), ("steps_per_epoch", "steps_per_epoch")):
+                      ("mixed_precision", "mixed_precision"), ("steps_per_epoch", "steps_per_epoch"),
+                      ("strategy", "strategy")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[key] = value
@@ -144,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (checkpoints, logs, maps, report)")
     p.add_argument("--xla", choices=("auto", "on", "off"), help="jit_compile (auto: GPU only)")
     p.add_argument("--mixed-precision", choices=("auto", "on", "off"), help="float16 compute (auto: GPU only)")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                   help="tf.distribute strategy; multiworker reads TF_CONFIG (batch size is global)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field, e.g. augment.rotation=40, model_options.branches=5")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")

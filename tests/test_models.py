@@ -23,6 +23,14 @@ def test_parameter_counts_match_spec(name, overrides, expected):
     assert rcn_keras.build_model(name, **overrides).count_params() == expected
 
 
+def test_width_scales_hidden_channels_only():
+    half = rcn_keras.build_model("rcn_300w", width=0.5)
+    assert half.get_layer("sh2").filters == 32 and half.get_layer("fout").filters == 68
+    assert half.count_params() < 0.3 * rcn_keras.build_model("rcn_300w").count_params()
+    with pytest.raises(ValueError, match="width=0"):
+        rcn_keras.build_model("rcn_300w", width=0)
+
+
 def test_skip_first_conv_input_channels_match_spec():
     """Spec 4.4: dense concatenation, first-conv input channels S/D/C/M/F for 5 branches."""
     for name, chans in [("rcn_mtfl_skip", (48, 96, 144, 160, 160)), ("rcn_300w_skip", (64, 128, 192, 256, 320))]:

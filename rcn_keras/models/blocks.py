@@ -52,6 +52,8 @@ class GraphBuilder:
              float32: bool = False):
         """Conv 'same' + bias (+ ReLU), L2 by group ("encoder" / "decoder"), optional Gaussian noise."""
         l2 = self.config.l2_encoder if group == "encoder" else self.config.l2_decoder
+        if not float32:  # hidden convs scale with width; the K-map output convs do not
+            filters = max(1, int(round(filters * self.config.width)))
         x = keras.layers.Conv2D(
             filters, kernel, padding="same", activation="relu" if relu else None, name=name,
             kernel_initializer=RCNUniform(seed=self.next_seed()), bias_initializer="zeros",

@@ -22,7 +22,8 @@ class ModelConfig:
 
     ``branch_mask`` lists one 0/1 per branch, **finest first** (F, M, C, D, ...); ``None`` = all on.
     ``layout`` picks the channel / kernel tables: "mtfl" (3x3 decoder, 16-48 channels) or
-    "300w" (64 channels, 5x5 + 1x1 decoder). L2 coefficients follow spec 5.5's three groups.
+    "300w" (64 channels, 5x5 + 1x1 decoder); ``width`` scales every hidden channel count (1.0 = the
+    paper; 0.5 costs about a quarter). L2 coefficients follow spec 5.5's three groups.
     """
 
     family: str = "rcn"
@@ -36,6 +37,7 @@ class ModelConfig:
     extra_fine: bool = False
     weight_per_pixel: bool = False
     dropout: bool = False
+    width: float = 1.0
     lcn: bool = True
     lcn_floor: str = "image"
     l2_encoder: float = 0.0
@@ -75,6 +77,8 @@ class ModelConfig:
             bad("skip", self.skip, "True only for family='rcn'")
         if self.zero_non_pooled and self.family != "rcn":
             bad("zero_non_pooled", self.zero_non_pooled, "True only for family='rcn'")
+        if not 0 < self.width <= 4:
+            bad("width", self.width, "a channel multiplier in (0, 4]")
         for arg in ("l2_encoder", "l2_decoder"):
             if getattr(self, arg) < 0:
                 bad(arg, getattr(self, arg), "a non-negative float")

@@ -62,6 +62,7 @@ class TrainConfig:
     epsilon: float = 1e-8
     jit_compile: str = "auto"
     mixed_precision: str = "auto"
+    strategy: str = "default"
     readout: str = "argmax"
     visualize_every: int = 1
     seed: int = 0
@@ -76,6 +77,8 @@ class TrainConfig:
         for name in ("jit_compile", "mixed_precision"):
             if getattr(self, name) not in SWITCHES:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: {SWITCHES}")
+        if self.strategy not in ("default", "mirrored", "multiworker"):
+            raise ValueError(f"strategy={self.strategy!r} is not allowed; allowed: default, mirrored, multiworker")
         if self.optimizer not in ("adadelta", "sgd", "adam"):
             raise ValueError(f"optimizer={self.optimizer!r} is not allowed; allowed: adadelta, sgd, adam")
         for name in ("epochs", "batch_size"):

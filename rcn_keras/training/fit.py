@@ -21,6 +21,7 @@ from rcn_keras.models.denoising import build_denoiser
 from rcn_keras.models.registry import build_model
 from rcn_keras.training.callbacks import BestCheckpoint, MapVisualizer, TrainingState, load_training_state
 from rcn_keras.training.config import TrainConfig
+from rcn_keras.training.distributed import is_chief, make_strategy, train_multiworker
 from rcn_keras.training.losses import PixelNLL
 from rcn_keras.training.metrics import NME
 
@@ -78,6 +79,39 @@ def mean_shape_baseline(train: FaceSet, test: FaceSet) -> np.ndarray:
     return np.broadcast_to(mean, (len(test),) + mean.shape).copy()
 
 
+def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume, verbose):
+    """`model.fit` under ``strategy`` (default or mirrored) with all callbacks; returns
+    (history, best epoch, best validation NME, model)."""
+    with strategy.scope():
+        restored = load_training_state(state_dir) if resume else None
+        initial_epoch, best = 0, float("inf")
+        if restored is not None:
+            model, state = restored
+            initial_epoch, best = state["epoch"], state.get("best", float("inf"))
+        else:
+            model = build()
+            model.compile(make_optimizer(config), loss=PixelNLL(), metrics=[NME()], jit_compile=jit)
+    train_ds = pipeline(splits.train, "train", config.batch_size, config.seed)
+    val_ds = pipeline(splits.validation, "validation", config.batch_size, 0)
+    if config.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    best_cb = BestCheckpoint(out / "best.keras", best=best)
+    vis_x, vis_y = next(iter(pipeline(splits.validation.take(range(min(4, len(splits.validation)))),
+                                      "validation", 4, 0)))
+    callbacks = [
+        best_cb, TrainingState(state_dir, best_cb),
+        keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
+        keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
+        MapVisualizer(vis_x.numpy(), vis_y.numpy(), out / "maps", config.visualize_every,
+                      tensorboard_dir=out / "tensorboard" / "maps"),
+    ]
+    history = {}
+    if initial_epoch < config.epochs:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+                            steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose).history
+    return history, best_cb.best_epoch, best_cb.best, model
+
+
 def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto") -> dict:
     """Run one experiment; returns a summary dict (also written to ``output_dir/summary.json``).
 
@@ -96,43 +130,34 @@ def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto"
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         splits = load_splits(config)
-        restored = load_training_state(state_dir) if resume else None
-        initial_epoch, best = 0, float("inf")
-        if restored is not None:
-            model, state = restored
-            initial_epoch, best = state["epoch"], state.get("best", float("inf"))
-        else:
-            model = (build_denoiser(config.model, **config.model_options) if config.is_denoiser
-                     else build_model(config.model, **config.model_options))
-            model.compile(make_optimizer(config), loss=PixelNLL(), metrics=[NME()], jit_compile=jit)
+        strategy = make_strategy(config.strategy)
+
+        def build():
+            return (build_denoiser(config.model, **config.model_options) if config.is_denoiser
+                    else build_model(config.model, **config.model_options))
+
         if config.is_denoiser:
             def pipeline(faces, mode, batch, seed):
                 return make_denoiser_dataset(faces, mode, batch, config.n_corrupt, config.augment, seed=seed)
         else:
             def pipeline(faces, mode, batch, seed):
                 return make_dataset(faces, mode, batch, config.augment, seed=seed)
-        train_ds = pipeline(splits.train, "train", config.batch_size, config.seed)
-        val_ds = pipeline(splits.validation, "validation", config.batch_size, 0)
-        if config.steps_per_epoch:
-            train_ds = train_ds.repeat()
-        best_cb = BestCheckpoint(out / "best.keras", best=best)
-        vis_x, vis_y = next(iter(pipeline(splits.validation.take(range(min(4, len(splits.validation)))),
-                                          "validation", 4, 0)))
-        callbacks = [
-            best_cb, TrainingState(state_dir, best_cb),
-            keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
-            keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
-            MapVisualizer(vis_x.numpy(), vis_y.numpy(), out / "maps", config.visualize_every,
-                          tensorboard_dir=out / "tensorboard" / "maps"),
-        ]
-        history = {}
-        if initial_epoch < config.epochs:
-            history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
-                                steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
-                                verbose=verbose).history
+
+        if config.strategy == "multiworker":
+            run = train_multiworker(config, splits, pipeline, build, make_optimizer, out, resume, strategy,
+                                    verbose=1 if verbose else 0)
+            history, best_value = run["history"], run["best"]
+            best_epoch = int(np.argmin(history["val_nme"])) if history.get("val_nme") else None
+            model = run["model"]
+            if not is_chief():  # the chief evaluates and writes the report
+                return {"model": config.model, "strategy": config.strategy, "history": history,
+                        "best_val_nme": best_value, "best_epoch": best_epoch}
+        else:
+            history, best_epoch, best_value, model = _fit(config, splits, pipeline, build, strategy, jit, out,
+                                                          state_dir, resume, verbose)
         best_model = keras.saving.load_model(out / "best.keras") if (out / "best.keras").exists() else model
-        summary = {"model": config.model, "epochs": config.epochs, "best_epoch": best_cb.best_epoch,
-                   "best_val_nme": best_cb.best, "history": {k: [float(v) for v in vals]
+        summary = {"model": config.model, "epochs": config.epochs, "best_epoch": best_epoch,
+                   "best_val_nme": best_value, "strategy": config.strategy, "history": {k: [float(v) for v in vals]
                                                               for k, vals in history.items()}}
         test = splits.test or splits.validation
         if config.is_denoiser:
