@@ -110,9 +110,9 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
     state_dir = out / "state"
     ckpt_dir = state_dir / "ckpt" if chief else pathlib.Path(tempfile.mkdtemp(prefix="rcn_worker_ckpt_"))
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
-    chief_manager = tf.train.CheckpointManager(ckpt, str(state_dir / "ckpt"), max_to_keep=2)
-    if resume and chief_manager.latest_checkpoint:
-        ckpt.restore(chief_manager.latest_checkpoint)
+    latest = tf.train.latest_checkpoint(str(state_dir / "ckpt")) if resume else None
+    if latest:
+        ckpt.restore(latest)
     train_ds = shard_by_data(pipeline(splits.train, "train", global_batch, config.seed).repeat())
     dist_ds = iter(strategy.experimental_distribute_dataset(train_ds))
     steps = config.steps_per_epoch or math.ceil(len(splits.train) / global_batch)
