@@ -13,6 +13,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["rcn_keras", "rcn_keras.*"]),
+    # the shipped pretrained models (rcn_keras/weights: .keras + model card data)
+    package_data={"rcn_keras": ["weights/*.keras", "weights/*.json", "weights/*.md"]},
     install_requires=[
         "keras>=3.10",
         "numpy>=1.26",
@@ -25,6 +27,8 @@ setup(
         # TensorFlow itself comes from one of these two extras (same code, CPU wheel is smaller).
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
+        # Peers for benchmarks/peer_dlib.py: dlib's HOG detector and 68-point ERT predictor.
+        "peers": ["dlib-bin>=19.24", "face-recognition-models>=0.3"],
         "dev": [
             "tensorflow-cpu>=2.16",
             "pytest>=8",

@@ -92,12 +92,18 @@ def _cmd_evaluate(args) -> int:
         faces = datasets.load_mtfl(args.root, args.list_file, on_error=args.on_error)
     else:
         faces = datasets.load_afw(args.root, on_error=args.on_error)
-    pred, gt, _ = predict_faceset(model, faces, args.batch_size, args.readout)
+    pred, gt, _ = predict_faceset(model, faces, args.batch_size, _readout(args))
     result = evaluate_predictions(pred, gt, faces, mode=args.mode)
     write_report(args.out, {str(args.model): result}, {"data": args.data, "faces": len(faces)})
     print(markdown_table([r for r in result["rows"] if r["subset"] == "all"]))
     print(f"report: {pathlib.Path(args.out) / 'report.md'}")
     return 0
+
+
+def _readout(args) -> str:
+    from rcn_keras.pretrained import default_readout
+
+    return args.readout or default_readout(str(args.model).split(",")[0].removeprefix("joint:"))
 
 
 def _cmd_predict(args) -> int:
@@ -108,7 +114,8 @@ def _cmd_predict(args) -> int:
         boxes = [parse_box(args.box)] * len(args.images)
     elif args.boxes:
         boxes = read_boxes_file(args.boxes)
-    results = predict(args.images, args.model, boxes=boxes, batch_size=args.batch_size, readout=args.readout)
+    results = predict(args.images, args.model, boxes=boxes, batch_size=args.batch_size, readout=_readout(args),
+                      box_format=args.box_format)
     written = write_predictions(results, args.out, overlay=not args.no_overlay)
     for r in results:
         print(f"{r['image']}: {len(r['keypoints'])} keypoints, mean confidence {r['confidence'].mean():.3f}")
@@ -116,17 +123,36 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_experiment(args) -> int:
+    from rcn_keras.experiments import get_experiment, run_experiment, write_results
+    from rcn_keras.experiments.runner import expand_rows
+
+    out = args.out or f"runs/experiments/{args.name}"
+    if args.report_only:
+        exp = get_experiment(args.name)
+        path = write_results(exp, out, expand_rows(exp, args.rows, tuple(args.seeds or ()) or None))
+    else:
+        from rcn_keras.training.config import parse_override
+
+        overrides = dict(parse_override(s) for s in args.set or [])
+        path = run_experiment(args.name, args.root, out, args.rows, tuple(args.seeds or ()) or None,
+                              args.budget_minutes, args.epochs, args.cache_dir, args.verbose, overrides)
+    print(pathlib.Path(path).read_text())
+    return 0
+
+
 def _cmd_export(args) -> int:
     from rcn_keras.export import export
     from rcn_keras.predict import load_model
 
-    path = export(load_model(args.model), args.out, args.format, args.readout)
+    path = export(load_model(args.model), args.out, args.format, _readout(args))
     print(f"exported {args.format} to {path}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from rcn_keras.models.denoising import DENOISER_PRESETS
+    from rcn_keras.models.head import READOUTS
     from rcn_keras.models.registry import list_models
 
     parser = argparse.ArgumentParser(prog="rcn", description="Recombinator Networks for facial landmarks")
@@ -162,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", type=int, default=300, help="synthetic faces to evaluate on")
     p.add_argument("--seed", type=int, default=2)
     p.add_argument("--mode", choices=("continuous", "paper"), default="continuous")
-    p.add_argument("--readout", choices=("argmax", "soft_argmax"), default="argmax")
+    p.add_argument("--readout", choices=READOUTS, default=None,
+                   help="keypoint read-out (default: the one the model was tuned with, else argmax)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise")
     p.add_argument("--out", default="evaluation")
@@ -173,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help=".keras file or shipped model name")
     p.add_argument("--box", help="face box x,y,w,h for every image (default: each image is a face crop)")
     p.add_argument("--boxes", help="file of 'image,x,y,w,h' lines")
-    p.add_argument("--readout", choices=("argmax", "soft_argmax"), default="argmax")
+    p.add_argument("--box-format", choices=("landmarks", "dlib"), default="landmarks",
+                   help="what the boxes are: tight landmark boxes (x1.3) or dlib HOG detector boxes (calibrated)")
+    p.add_argument("--readout", choices=READOUTS, default=None,
+                   help="keypoint read-out (default: the one the model was tuned with, else argmax)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-overlay", action="store_true")
     p.add_argument("--out", default="predictions")
@@ -182,9 +212,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="SavedModel or TFLite with a keypoints serving signature")
     p.add_argument("--model", required=True, help=".keras file or shipped model name")
     p.add_argument("--format", choices=("saved_model", "tflite"), default="saved_model")
-    p.add_argument("--readout", choices=("argmax", "soft_argmax"), default="argmax")
+    p.add_argument("--readout", choices=READOUTS, default=None,
+                   help="keypoint read-out (default: the one the model was tuned with, else argmax)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("experiment", help="run a named experiment's training rows (resumable) and its tables")
+    p.add_argument("name", help="real-300w (issue 5: presets on real faces) or paper-tables (Tables 1-2)")
+    p.add_argument("--root", default=os.environ.get("RCN_300W_ROOT", "../shared/data/300w"),
+                   help="300W-layout folder (default ../shared/data/300w or $RCN_300W_ROOT)")
+    p.add_argument("--out", help="output folder (default runs/experiments/NAME)")
+    p.add_argument("--rows", nargs="+", help="only these rows (default all)")
+    p.add_argument("--seeds", nargs="+", type=int, help="train every chosen row once per seed (default 0)")
+    p.add_argument("--budget-minutes", type=float, help="training wall time per row (overrides the experiment's)")
+    p.add_argument("--epochs", type=int, help="epochs per row (overrides the experiment's)")
+    p.add_argument("--cache-dir", default="runs/cache", help="HDF5 cache of preprocessed faces")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a training option of every row, e.g. optimizer=adam (use a new --out)")
+    p.add_argument("--report-only", action="store_true", help="only re-make the tables from finished rows")
+    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    p.set_defaults(func=_cmd_experiment)
     return parser
 
 

@@ -18,6 +18,14 @@ from rcn_keras.models.head import KeypointReadout
 
 # Face box -> crop rectangle scale: the 300W stage-B enlargement of a tight landmark box (spec 1.3).
 DEFAULT_BOX_SCALE = 1.3
+# Face box conventions -> (scale of the box side, centre shift x, y in box widths) of the square crop the
+# models were trained on, per keypoint count. "landmarks": the tight box of the face's landmarks.
+# "dlib": dlib's HOG face detector box, calibrated (medians) on the 300W training faces by
+# `python benchmarks/peer_dlib.py --calibrate`; the 5-point crops follow MTFL's eye/mouth rule.
+BOX_FORMATS = {
+    "landmarks": {68: (DEFAULT_BOX_SCALE, 0.0, 0.0), 5: (DEFAULT_BOX_SCALE, 0.0, 0.0)},
+    "dlib": {68: (1.363, -0.016, 0.093), 5: (1.241, -0.016, -0.016)},
+}
 
 
 def as_map_model(model: keras.Model) -> keras.Model:
@@ -64,9 +72,10 @@ def load_model(spec: str | os.PathLike) -> keras.Model:
 
 
 def crop_rect(image_shape: tuple[int, int], box: tuple[float, float, float, float] | None,
-              box_scale: float = DEFAULT_BOX_SCALE) -> np.ndarray:
+              box_scale: float = DEFAULT_BOX_SCALE, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Square crop rectangle (x, y, side) in edge coordinates: the box (x, y, w, h) enlarged by
-    ``box_scale`` about its centre, or, without a box, the centred square that holds the whole image."""
+    ``box_scale`` about its centre moved by ``shift`` box sides, or, without a box, the centred square
+    that holds the whole image."""
     h, w = image_shape
     if box is None:
         side = float(max(h, w))
@@ -74,8 +83,18 @@ def crop_rect(image_shape: tuple[int, int], box: tuple[float, float, float, floa
     x, y, bw, bh = (float(v) for v in box)
     if bw <= 0 or bh <= 0:
         raise ValueError(f"face box {box} must have a positive width and height")
-    side = max(bw, bh) * box_scale
-    return np.array([x + bw / 2 - side / 2, y + bh / 2 - side / 2, side], np.float32)
+    size = max(bw, bh)
+    side = size * box_scale
+    cx, cy = x + bw / 2 + shift[0] * size, y + bh / 2 + shift[1] * size
+    return np.array([cx - side / 2, cy - side / 2, side], np.float32)
+
+
+def box_convention(box_format: str, num_keypoints: int) -> tuple[float, float, float]:
+    """(scale, shift x, shift y) of face boxes of ``box_format`` for a model of ``num_keypoints``."""
+    if box_format not in BOX_FORMATS:
+        raise ValueError(f"box_format={box_format!r} is not allowed; allowed: {sorted(BOX_FORMATS)}")
+    table = BOX_FORMATS[box_format]
+    return table.get(num_keypoints, table[68])
 
 
 def warp_to_crop(grey: np.ndarray, rect: np.ndarray) -> np.ndarray:
@@ -121,18 +140,27 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 def predict(images: list[str | os.PathLike | np.ndarray], model: keras.Model | str,
-            boxes: list | dict | None = None, batch_size: int = 64, readout: str = "argmax",
-            box_scale: float = DEFAULT_BOX_SCALE) -> list[dict]:
+            boxes: list | dict | None = None, batch_size: int = 64, readout: str | None = None,
+            box_scale: float | None = None, box_format: str = "landmarks") -> list[dict]:
     """Keypoints for each image: a list of {"image", "keypoints" (K, 2), "confidence" (K,), "rect"}.
 
     ``images`` are file paths or arrays (grey or RGB). ``boxes``: one (x, y, w, h) or None per image, or
     a dict keyed by file name; without a box the image is taken as a face crop. Keypoints are in pixels
-    of the original image, 0-based, integer = pixel centre.
+    of the original image, 0-based, integer = pixel centre. ``box_format`` says what the boxes are:
+    "landmarks" (tight landmark boxes) or "dlib" (dlib's HOG detector boxes); ``box_scale`` overrides its
+    enlargement. ``readout=None`` uses the shipped model's
+    tuned read-out (its model card), else argmax.
     """
+    if readout is None:
+        from rcn_keras.pretrained import default_readout
+
+        readout = default_readout(model) if isinstance(model, (str, os.PathLike)) else "argmax"
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     model = as_map_model(model)
     head = KeypointReadout(readout)
+    scale, sx, sy = box_convention(box_format, model.output.shape[-1])
+    scale = scale if box_scale is None else box_scale
     entries = []
     for i, item in enumerate(images):
         name = str(item) if not isinstance(item, np.ndarray) else f"array_{i}"
@@ -146,7 +174,7 @@ def predict(images: list[str | os.PathLike | np.ndarray], model: keras.Model | s
             box = boxes[i]
         else:
             box = None
-        rect = crop_rect(arr.shape[:2], box, box_scale)
+        rect = crop_rect(arr.shape[:2], box, scale, (sx, sy))
         entries.append({"image": name, "rect": rect, "input": warp_to_crop(np.asarray(arr, np.float32), rect)})
     results = []
     for start in range(0, len(entries), batch_size):

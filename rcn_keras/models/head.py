@@ -11,7 +11,8 @@ from keras import ops
 
 from rcn_keras.models.layers import PACKAGE
 
-READOUTS = ("argmax", "soft_argmax")
+READOUTS = ("argmax", "soft_argmax", "local_soft_argmax")
+LOCAL_RADIUS = 2  # local_soft_argmax averages the (2r+1)^2 pixels around the peak
 
 
 def pixel_argmax(flat):
@@ -38,8 +39,10 @@ class KeypointReadout(keras.layers.Layer):
     """Pre-softmax maps (B, H, W, K) -> keypoints (B, K, 2) in [0, 1] and confidence (B, K).
 
     ``"argmax"`` (the paper) takes the most probable pixel's centre; ``"soft_argmax"`` takes the
-    expectation of pixel centres under the softmax (sub-pixel, differentiable). Confidence is the
-    peak probability of each keypoint's softmax. Always float32.
+    expectation of pixel centres under the softmax (sub-pixel, differentiable, but pulled towards the
+    centre by far-away mass); ``"local_soft_argmax"`` takes that expectation only over the 5x5 pixels
+    around the peak (sub-pixel, robust to a second mode). Confidence is the peak probability of each
+    keypoint's softmax. Always float32.
     """
 
     def __init__(self, mode: str = "argmax", **kwargs):
@@ -53,16 +56,21 @@ class KeypointReadout(keras.layers.Layer):
         h, w = logits.shape[1], logits.shape[2]
         probs = ops.exp(pixel_log_softmax(logits))  # (B, K, H*W)
         confidence = ops.max(probs, axis=-1)
-        if self.mode == "argmax":
-            idx = pixel_argmax(probs)
-            xs = ops.cast(idx % w, "float32")
-            ys = ops.cast(idx // w, "float32")
-            xy = ops.stack([(xs + 0.5) / w, (ys + 0.5) / h], axis=-1)
+        grid = ops.arange(h * w)
+        gx, gy = ops.cast(grid % w, "float32"), ops.cast(grid // w, "float32")
+        if self.mode == "soft_argmax":
+            weights = probs
         else:
-            grid = ops.arange(h * w)
-            cx = (ops.cast(grid % w, "float32") + 0.5) / w
-            cy = (ops.cast(grid // w, "float32") + 0.5) / h
-            xy = ops.stack([ops.sum(probs * cx, axis=-1), ops.sum(probs * cy, axis=-1)], axis=-1)
+            idx = pixel_argmax(probs)
+            px, py = ops.cast(idx % w, "float32")[..., None], ops.cast(idx // w, "float32")[..., None]
+            if self.mode == "argmax":
+                return {"keypoints": ops.concatenate([(px + 0.5) / w, (py + 0.5) / h], axis=-1),
+                        "confidence": confidence}
+            near = ops.logical_and(ops.abs(gx - px) <= LOCAL_RADIUS, ops.abs(gy - py) <= LOCAL_RADIUS)
+            weights = probs * ops.cast(near, "float32")
+            weights = weights / ops.sum(weights, axis=-1, keepdims=True)
+        xy = ops.stack([ops.sum(weights * (gx + 0.5) / w, axis=-1), ops.sum(weights * (gy + 0.5) / h, axis=-1)],
+                       axis=-1)
         return {"keypoints": xy, "confidence": confidence}
 
     def compute_output_shape(self, input_shape):

@@ -8,6 +8,7 @@ import math
 import os
 import pathlib
 import tempfile
+import time
 
 import keras
 import numpy as np
@@ -45,20 +46,47 @@ class BestCheckpoint(keras.callbacks.Callback):
             save_model_atomically(self.model, self.path)
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Count training wall time across resumes and stop after the epoch that spends ``minutes``
+    (``None``: no limit). A budget per model makes runs of different cost comparable on one machine."""
+
+    def __init__(self, minutes: float | None, spent_seconds: float = 0.0):
+        super().__init__()
+        self.minutes, self.spent = minutes, float(spent_seconds)
+        self._start: float | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.minutes is not None and self.spent >= 60.0 * self.minutes
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._start is not None:
+            self.spent += time.perf_counter() - self._start
+            self._start = None
+        if self.exhausted:
+            self.model.stop_training = True
+
+
 class TrainingState(keras.callbacks.Callback):
     """After every epoch, save the full model (weights + optimizer) and a JSON state atomically, so that
     an interrupted run resumes from the last finished epoch (`load_training_state`)."""
 
-    def __init__(self, directory: str | os.PathLike, best: BestCheckpoint | None = None):
+    def __init__(self, directory: str | os.PathLike, best: BestCheckpoint | None = None,
+                 budget: TimeBudget | None = None):
         super().__init__()
         self.directory = pathlib.Path(directory)
-        self.best = best
+        self.best, self.budget = best, budget
 
     def on_epoch_end(self, epoch, logs=None):
         save_model_atomically(self.model, self.directory / "last.keras")
         state = {"epoch": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}
         if self.best is not None:
             state.update(best=self.best.best, best_epoch=self.best.best_epoch)
+        if self.budget is not None:
+            state.update(train_seconds=self.budget.spent, budget_exhausted=self.budget.exhausted)
         atomic_write_bytes(self.directory / "state.json", json.dumps(state, indent=2).encode())
 
 

@@ -19,7 +19,8 @@ from rcn_keras.evaluation.denoiser import denoiser_table, evaluate_denoiser
 from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
 from rcn_keras.models.denoising import build_denoiser
 from rcn_keras.models.registry import build_model
-from rcn_keras.training.callbacks import BestCheckpoint, MapVisualizer, TrainingState, load_training_state
+from rcn_keras.training.callbacks import (BestCheckpoint, MapVisualizer, TimeBudget, TrainingState,
+                                         load_training_state)
 from rcn_keras.training.config import TrainConfig
 from rcn_keras.training.distributed import is_chief, make_strategy, train_multiworker
 from rcn_keras.training.losses import PixelNLL
@@ -81,13 +82,14 @@ def mean_shape_baseline(train: FaceSet, test: FaceSet) -> np.ndarray:
 
 def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume, verbose):
     """`model.fit` under ``strategy`` (default or mirrored) with all callbacks; returns
-    (history, best epoch, best validation NME, model)."""
+    (history, best epoch, best validation NME, model, training seconds)."""
     with strategy.scope():
         restored = load_training_state(state_dir) if resume else None
-        initial_epoch, best = 0, float("inf")
+        initial_epoch, best, best_epoch, spent = 0, float("inf"), None, 0.0
         if restored is not None:
             model, state = restored
             initial_epoch, best = state["epoch"], state.get("best", float("inf"))
+            best_epoch, spent = state.get("best_epoch"), state.get("train_seconds", 0.0)
         else:
             model = build()
             model.compile(make_optimizer(config), loss=PixelNLL(), metrics=[NME()], jit_compile=jit)
@@ -96,20 +98,23 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()
     best_cb = BestCheckpoint(out / "best.keras", best=best)
-    vis_x, vis_y = next(iter(pipeline(splits.validation.take(range(min(4, len(splits.validation)))),
-                                      "validation", 4, 0)))
+    best_cb.best_epoch = best_epoch
+    budget = TimeBudget(config.time_budget_minutes, spent)
     callbacks = [
-        best_cb, TrainingState(state_dir, best_cb),
+        budget, best_cb, TrainingState(state_dir, best_cb, budget),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
         keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
-        MapVisualizer(vis_x.numpy(), vis_y.numpy(), out / "maps", config.visualize_every,
-                      tensorboard_dir=out / "tensorboard" / "maps"),
     ]
+    if config.visualize_every > 0:
+        vis_x, vis_y = next(iter(pipeline(splits.validation.take(range(min(4, len(splits.validation)))),
+                                          "validation", 4, 0)))
+        callbacks.append(MapVisualizer(vis_x.numpy(), vis_y.numpy(), out / "maps", config.visualize_every,
+                                       tensorboard_dir=out / "tensorboard" / "maps"))
     history = {}
-    if initial_epoch < config.epochs:
+    if initial_epoch < config.epochs and not budget.exhausted:
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
                             steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose).history
-    return history, best_cb.best_epoch, best_cb.best, model
+    return history, best_cb.best_epoch, best_cb.best, model, budget.spent
 
 
 def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto") -> dict:
@@ -148,16 +153,17 @@ def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto"
                                     verbose=1 if verbose else 0)
             history, best_value = run["history"], run["best"]
             best_epoch = int(np.argmin(history["val_nme"])) if history.get("val_nme") else None
-            model = run["model"]
+            model, seconds = run["model"], None
             if not is_chief():  # the chief evaluates and writes the report
                 return {"model": config.model, "strategy": config.strategy, "history": history,
                         "best_val_nme": best_value, "best_epoch": best_epoch}
         else:
-            history, best_epoch, best_value, model = _fit(config, splits, pipeline, build, strategy, jit, out,
-                                                          state_dir, resume, verbose)
+            history, best_epoch, best_value, model, seconds = _fit(config, splits, pipeline, build, strategy,
+                                                                   jit, out, state_dir, resume, verbose)
         best_model = keras.saving.load_model(out / "best.keras") if (out / "best.keras").exists() else model
         summary = {"model": config.model, "epochs": config.epochs, "best_epoch": best_epoch,
-                   "best_val_nme": best_value, "strategy": config.strategy, "history": {k: [float(v) for v in vals]
+                   "best_val_nme": best_value, "train_seconds": seconds, "strategy": config.strategy,
+                   "history": {k: [float(v) for v in vals]
                                                               for k, vals in history.items()}}
         test = splits.test or splits.validation
         if config.is_denoiser:

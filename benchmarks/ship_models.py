@@ -1,0 +1,148 @@
+"""Pick the best trained 68-point and 5-point models and ship them in rcn_keras/weights (issue 5).
+
+Candidates are the finished rows of `rcn experiment real-300w` plus any extra run folders (``--extra``).
+Each candidate is scored on its **validation** split with every read-out; the lowest validation NME
+picks the model and its read-out (never a test set). The 5-point winner is then scored once on AFW.
+Writes ``rcn_keras/weights/<name>.keras`` (no optimizer state), ``<name>.json`` (model card data) and
+``MODEL_CARD.md``.
+
+    python benchmarks/ship_models.py --results runs/experiments/real-300w --extra runs/real_rcn300w_w05
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _common import print_table  # noqa: E402
+
+NAMES = {68: "rcn-300w", 5: "rcn-afw5"}
+LICENCE = ("Trained on the 300W annotations of AFW and HELEN (ibug.doc.ic.ac.uk/resources/300-W), which are "
+           "released for research use only: so are these weights. Not for commercial use.")
+
+
+def run_folders(results: pathlib.Path, extra: list[str]) -> list[pathlib.Path]:
+    found = [p.parent for p in sorted(results.glob("*/summary.json"))] if results.is_dir() else []
+    return found + [pathlib.Path(e) for e in extra]
+
+
+def score_candidate(folder: pathlib.Path, splits_cache: dict) -> list[dict]:
+    """Validation (and test) NME of one run's best model under each read-out."""
+    from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset
+    from rcn_keras.models.head import READOUTS
+    from rcn_keras.predict import load_model
+    from rcn_keras.training.config import TrainConfig
+    from rcn_keras.training.fit import load_splits
+
+    config = TrainConfig.load(folder / "config.json")
+    key = json.dumps(config.to_dict()["data"], sort_keys=True) + str(config.num_keypoints)
+    if key not in splits_cache:
+        splits_cache[key] = load_splits(config)
+    splits = splits_cache[key]
+    model = load_model(folder / "best.keras")
+    state = json.loads((folder / "state" / "state.json").read_text())
+    rows = []
+    for readout in READOUTS:
+        pred, gt, _ = predict_faceset(model, splits.validation, 64, readout)
+        res = evaluate_predictions(pred, gt, splits.validation)
+        allrows = [r for r in res["rows"] if r["subset"] == "all" and r["points"] in ("all points", "68 points")]
+        rows.append({"run": str(folder), "model": config.model, "readout": readout, "config": config,
+                     "k": config.num_keypoints, "splits": splits, "epochs": state["epoch"],
+                     "train_minutes": state.get("train_seconds", 0.0) / 60.0,
+                     "val_nme": allrows[0]["nme"], "validation": allrows})
+    return rows
+
+
+def test_rows(folder: str, readout: str, splits) -> list[dict]:
+    from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset
+    from rcn_keras.predict import load_model
+
+    pred, gt, _ = predict_faceset(load_model(pathlib.Path(folder) / "best.keras"), splits.test, 64, readout)
+    return [r for r in evaluate_predictions(pred, gt, splits.test)["rows"] if r["subset"] == "all"]
+
+
+def card_markdown(cards: list[dict]) -> str:
+    lines = ["# Shipped models", "",
+             "Loadable by name: `rcn predict face.jpg --model rcn-300w`, `rcn_keras.load_model(\"rcn-afw5\")`.",
+             "Made by `benchmarks/ship_models.py` from the runs of `rcn experiment real-300w`; picked by",
+             "validation NME (model and read-out), never by a test set.", "", f"**Licence note.** {LICENCE}", ""]
+    for c in cards:
+        v = c["validation"][0]
+        options = ", ".join(f"{k}={v}" for k, v in c["model_options"].items())
+        minutes = f"{c['train_minutes']:.0f} min" if c["train_minutes"] else "time not recorded"
+        lines += [f"## {c['name']}", "",
+                  f"* Network: preset `{c['preset']}`{' with ' + options if options else ''} ({c['params']:,} parameters, {c['keypoints']} keypoints, "
+                  f"80x80 grey input), read-out `{c['readout']}`.",
+                  f"* Data: {c['data']}.",
+                  f"* Budget: {c['epochs']} epochs, {minutes} of training on a 2-core CPU "
+                  f"(optimizer {c['optimizer']}, batch {c['batch_size']}).",
+                  f"* Validation ({v['faces']} faces): NME {v['nme']:.2f} % ({v['normaliser']}), "
+                  f"FR@10 {v['fr10']:.1f} %, AUC@8 {v['auc8']:.3f}."]
+        for t in c.get("test", []):
+            if t["points"] in ("all points", "68 points"):
+                lines.append(f"* Test {c['test_set']} ({t['faces']} faces): NME {t['nme']:.2f} % ({t['normaliser']}), "
+                             f"FR@10 {t['fr10']:.1f} %, AUC@8 {t['auc8']:.3f}.")
+        lines += ["* Input: a face crop or an image with a face box (`--box x,y,w,h`); the box is enlarged "
+                  "by 1.3 as in training.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="runs/experiments/real-300w")
+    parser.add_argument("--extra", nargs="*", default=[], help="more run folders to consider")
+    parser.add_argument("--weights-dir", help="where to write (default rcn_keras/weights)")
+    args = parser.parse_args()
+
+    from rcn_keras.pretrained import WEIGHTS_DIR, package_pretrained
+
+    cache: dict = {}
+    candidates = [row for folder in run_folders(pathlib.Path(args.results), args.extra)
+                  for row in score_candidate(folder, cache)]
+    print_table([{k: r[k] for k in ("run", "model", "readout", "epochs", "val_nme")} for r in candidates],
+                ["run", "model", "readout", "epochs", "val_nme"])
+    weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
+    cards = []
+    for k, name in NAMES.items():
+        pool = [r for r in candidates if r["k"] == k]
+        if not pool:
+            print(f"no {k}-point candidate: {name} not written")
+            continue
+        best = min(pool, key=lambda r: r["val_nme"])
+        cfg = best["config"]
+        data = cfg.data
+        card = {"name": name, "preset": cfg.model, "model_options": cfg.model_options, "keypoints": k,
+                "readout": best["readout"], "epochs": best["epochs"], "train_minutes": best["train_minutes"],
+                "optimizer": cfg.optimizer, "batch_size": cfg.batch_size, "source_run": best["run"],
+                "train_subsets": list(data.train_subsets), "test_subsets": list(data.test_subsets),
+                "data": (f"300W {' + '.join(data.train_subsets)} ({len(best['splits'].train)} training faces; "
+                         f"validation = the seed-7345 {data.validation:.0%} split, {len(best['splits'].validation)} faces)"),
+                "validation": best["validation"], "licence": LICENCE}
+        if best["splits"].test is not None:
+            card["test_set"] = " + ".join(data.test_subsets)
+            card["test"] = test_rows(best["run"], best["readout"], best["splits"])
+        from rcn_keras.predict import load_model
+
+        card["params"] = load_model(pathlib.Path(best["run"]) / "best.keras").count_params()
+        path = package_pretrained(pathlib.Path(best["run"]) / "best.keras", name, card, weights_dir)
+        print(f"{name}: {best['run']} ({best['readout']}, validation NME {best['val_nme']:.2f} %) -> {path} "
+              f"({path.stat().st_size / 1e6:.1f} MB)")
+        cards.append(card)
+    for k, name in NAMES.items():  # keep the card of a model not re-made this time
+        old = weights_dir / f"{name}.json"
+        if old.is_file() and not any(c["name"] == name for c in cards):
+            cards.append(json.loads(old.read_text()))
+    from rcn_keras.data.formats import atomic_write_bytes
+
+    atomic_write_bytes(weights_dir / "MODEL_CARD.md", card_markdown(sorted(cards, key=lambda c: c["name"])).encode())
+    print(f"wrote {weights_dir / 'MODEL_CARD.md'}")
+
+
+if __name__ == "__main__":
+    main()

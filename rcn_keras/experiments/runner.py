@@ -1,0 +1,181 @@
+"""Run an experiment's rows one after another (each resumable), then collect their reports into one
+results table (`results.md`, `results.json`). Re-running skips finished rows and resumes the rest."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+
+from rcn_keras.data.formats import atomic_write_bytes
+from rcn_keras.experiments import paper_report
+from rcn_keras.experiments.definitions import Experiment, Row, get_experiment, with_seed
+from rcn_keras.training.config import TrainConfig, preset_train_config
+
+
+# Reports beyond the generic results table, per experiment name.
+EXTRA_REPORTS = {"paper-tables": paper_report.write_for_experiment}
+
+
+def expand_rows(exp: Experiment, rows: list[str] | None = None, seeds: tuple[int, ...] | None = None) -> list[Row]:
+    """The experiment's rows (or the named subset), once per seed."""
+    chosen = [exp.row(n) for n in rows] if rows else list(exp.rows)
+    return [with_seed(r, s) for s in (seeds or exp.seeds) for r in chosen]
+
+
+def row_config(exp: Experiment, row: Row, root: str, out: str | pathlib.Path, cache_dir: str | None = None,
+               budget_minutes: float | None = None, epochs: int | None = None,
+               overrides: dict | None = None) -> TrainConfig:
+    """The `TrainConfig` of one row: its preset, the experiment's shared options and budget, then
+    ``overrides`` (dotted keys, applied to every row), the data root and its folder."""
+    overrides = {**exp.overrides, **row.overrides, **(overrides or {}), "data.root": str(root),
+                 "data.cache_dir": cache_dir, "output_dir": str(pathlib.Path(out) / row.name), "visualize_every": 0}
+    config = preset_train_config(row.model, **overrides)
+    k = config.num_keypoints
+    minutes = budget_minutes if budget_minutes is not None else exp.budget_minutes.get(k)
+    n_epochs = epochs or row.overrides.get("epochs") or exp.epochs
+    return config.with_overrides({"time_budget_minutes": minutes,
+                                  **({"epochs": n_epochs} if n_epochs else {})})
+
+
+def split_lists(exp: Experiment, root: str) -> dict[str, str]:
+    """File name -> text listing the validation faces ("group/name" lines) of every distinct data set-up
+    of ``exp``, e.g. ``"300w_afw+helen_train_68pt_validation.txt"``."""
+    from rcn_keras.training.fit import load_splits
+
+    lists = {}
+    for row in exp.rows:
+        config = row_config(exp, row, root, "unused")
+        d = config.data
+        name = f"300w_{'+'.join(d.train_subsets)}_{config.num_keypoints}pt_validation.txt"
+        if name not in lists:
+            val = load_splits(config.with_overrides({"data.test_subsets": []})).validation
+            lists[name] = "".join(f"{g}/{n}\n" for g, n in zip(val.groups, val.names))
+    return lists
+
+
+def run_row(config: TrainConfig, verbose: int | str = 2, start_from: pathlib.Path | None = None) -> dict:
+    """Train one row unless its summary exists; resume a half-finished one. ``start_from``: a finished
+    run folder whose state, log and best model a new row copies and trains on from."""
+    import shutil
+
+    from rcn_keras.training.fit import train
+
+    out = pathlib.Path(config.output_dir)
+    if (out / "summary.json").is_file():
+        return json.loads((out / "summary.json").read_text())
+    if start_from is not None and not (out / "state" / "state.json").is_file():
+        if not (start_from / "summary.json").is_file():
+            raise ValueError(f"{out.name} continues {start_from}, which has not finished: run that row first")
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(start_from / "state", out / "state", dirs_exist_ok=True)
+        for name in ("log.csv", "best.keras"):
+            shutil.copy2(start_from / name, out / name)
+    return train(config, resume=(out / "state" / "state.json").is_file(), verbose=verbose)
+
+
+def read_log(path: pathlib.Path) -> list[dict]:
+    """The per-epoch CSV log of a run as a list of dicts of floats (empty when absent)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in rec.items()} for rec in csv.DictReader(f)]
+
+
+def row_result(exp: Experiment, row: Row, out: str | pathlib.Path) -> dict | None:
+    """One finished row's figures: NME (each normaliser), FR, AUC, epochs, training time; ``None`` if
+    the row has not finished."""
+    folder = pathlib.Path(out) / row.name
+    if not (folder / "summary.json").is_file():
+        return None
+    summary = json.loads((folder / "summary.json").read_text())
+    report = json.loads((folder / "report.json").read_text())
+    config = TrainConfig.load(folder / "config.json")
+    state_path = folder / "state" / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    result = {"row": row.name, "model": row.model, "table": row.table, "note": row.note,
+              "seed": config.seed, "test_set": report.get("test_set"),
+              "epochs": state.get("epoch"), "best_epoch": summary.get("best_epoch"),
+              "train_minutes": (state.get("train_seconds") or 0.0) / 60.0,
+              "readout": config.readout, "best_val_nme": summary.get("best_val_nme")}
+    log = read_log(folder / "log.csv")
+    result["val_nme_curve"] = [r["val_nme"] for r in log if "val_nme" in r]
+    for rec in report["results"]["model"]:
+        if rec["subset"] != "all" or rec["points"] not in ("all points", "68 points"):
+            continue
+        tag = rec["normaliser"]
+        result[f"nme[{tag}]"] = rec["nme"]
+        for key in ("fr8", "fr10", "auc8", "auc10"):
+            result[f"{key}[{tag}]"] = rec[key]
+    mean = next(r for r in report["results"]["mean shape"] if r["subset"] == "all")
+    result["mean_shape_nme"] = mean["nme"]
+    return result
+
+
+def collect(exp: Experiment, out: str | pathlib.Path, rows: list[Row]) -> list[dict]:
+    return [r for r in (row_result(exp, row, out) for row in rows) if r is not None]
+
+
+def results_table(results: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """Markdown table of ``results`` with (key, header, format) ``columns``; missing values are blank."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for r in results:
+        cells = []
+        for key, _, fmt in columns:
+            v = r.get(key)
+            cells.append("" if v is None else format(v, fmt) if fmt else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+SUMMARY_COLUMNS = [("row", "row", ""), ("note", "preset", ""), ("seed", "seed", ""), ("test_set", "scored on", ""),
+                   ("epochs", "epochs", ""), ("train_minutes", "train min", ".1f"), ("readout", "read-out", ""),
+                   ("nme[corner_midpoints]", "NME % (eye centres)", ".2f"),
+                   ("nme[eye_centres]", "NME % (eye centres)", ".2f"),
+                   ("nme[outer_corners]", "NME % (outer corners)", ".2f"),
+                   ("fr8[corner_midpoints]", "FR@8 %", ".1f"), ("fr8[eye_centres]", "FR@8 %", ".1f"),
+                   ("fr10[corner_midpoints]", "FR@10 %", ".1f"), ("fr10[eye_centres]", "FR@10 %", ".1f"),
+                   ("auc8[corner_midpoints]", "AUC@8", ".3f"), ("auc8[eye_centres]", "AUC@8", ".3f"),
+                   ("mean_shape_nme", "mean shape NME %", ".2f")]
+
+
+def write_results(exp: Experiment, out: str | pathlib.Path, rows: list[Row]) -> pathlib.Path:
+    """results.md (one table per keypoint count / table group) and results.json under ``out``."""
+    out = pathlib.Path(out)
+    results = collect(exp, out, rows)
+    md = [f"# Experiment {exp.name}", "", exp.description, ""]
+    for table in dict.fromkeys(r.table for r in rows):
+        sel = [r for r in results if r["table"] == table]
+        if not sel:
+            continue
+        cols = [c for c in SUMMARY_COLUMNS if any(c[0] in r for r in sel)]
+        md += [f"## {table}", "", results_table(sel, cols), ""]
+    md.append(f"{len(results)} of {len(rows)} rows finished.")
+    if results and exp.name in EXTRA_REPORTS:
+        md.append(f"Paper-style tables: {EXTRA_REPORTS[exp.name](results, out).name}")
+    atomic_write_bytes(out / "results.md", "\n".join(md).encode())
+    atomic_write_bytes(out / "results.json", json.dumps({"experiment": exp.name, "results": results},
+                                                         indent=2).encode())
+    return out / "results.md"
+
+
+def run_experiment(experiment: str | Experiment, root: str, out: str | pathlib.Path, rows: list[str] | None = None,
+                   seeds: tuple[int, ...] | None = None, budget_minutes: float | None = None,
+                   epochs: int | None = None, cache_dir: str | None = None, verbose: int | str = 2,
+                   overrides: dict | None = None) -> pathlib.Path:
+    """Train every (chosen) row of ``experiment`` (a name or an `Experiment`) in turn, then write the
+    results table. Interrupt it at any time: the next call resumes the row it was in and skips finished ones."""
+    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    if not pathlib.Path(root).is_dir():
+        raise FileNotFoundError(f"{root}: no such dataset folder (a 300W layout with afw/, helen_train/); "
+                                f"pass --root")
+    chosen = expand_rows(exp, rows, seeds)
+    for name, text in split_lists(exp, root).items():
+        atomic_write_bytes(pathlib.Path(out) / "splits" / name, text.encode())
+    for row in chosen:
+        config = row_config(exp, row, root, out, cache_dir, budget_minutes, epochs, overrides)
+        print(f"[{exp.name}] {row.name}: {config.model}, budget "
+              f"{config.time_budget_minutes or '-'} min / {config.epochs} epochs -> {config.output_dir}", flush=True)
+        run_row(config, verbose, pathlib.Path(out) / row.continues if row.continues else None)
+        write_results(exp, out, chosen)
+    return write_results(exp, out, chosen)

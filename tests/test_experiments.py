@@ -1,0 +1,159 @@
+"""`rcn experiment`: row definitions, the resumable runner and its results table, the time budget."""
+
+import json
+
+import numpy as np
+import pytest
+
+from data_fixtures import write_300w_folder
+from rcn_keras import cli
+from rcn_keras.experiments import get_experiment, run_experiment
+from rcn_keras.experiments.definitions import TABLE1_MASKS, Experiment, Row, finest_first, with_seed
+from rcn_keras.experiments.runner import expand_rows, row_config
+from rcn_keras.training.config import preset_train_config
+
+TINY_5 = {"data.source": "300w", "data.train_subsets": ["helen_train"], "data.test_subsets": ["afw"],
+          "data.validation": 0.25, "batch_size": 8, "model_options.branches": 4}
+
+
+def test_paper_mask_notation_is_reversed_to_finest_first():
+    assert finest_first("1,0,0,0") == [0, 0, 0, 1]
+    assert finest_first("0,1,1,1") == [1, 1, 1, 0]
+    assert len(set(TABLE1_MASKS)) == 9
+
+
+def test_paper_tables_rows_are_valid_configs(tmp_path):
+    exp = get_experiment("paper-tables")
+    assert len([r for r in exp.rows if r.table == "Table 1"]) == 18
+    assert len([r for r in exp.rows if r.table == "Table 2"]) == 15
+    for row in exp.rows:
+        config = row_config(exp, row, str(tmp_path), tmp_path / "out")
+        assert config.num_keypoints == 5 and config.time_budget_minutes is None
+        assert config.epochs == (exp.epochs if row.table != "Convergence" else 20) and config.optimizer == "adam"
+        assert config.data.train_subsets == ("helen_train",) and config.data.test_subsets == ("afw",)
+    mask_row = exp.row("t1_rcn_1000")
+    assert row_config(exp, mask_row, "r", tmp_path).model_config().branch_mask == (0, 0, 0, 1)
+    seeded = with_seed(mask_row, 1)
+    assert seeded.name == "t1_rcn_1000_seed1" and row_config(exp, seeded, "r", tmp_path).seed == 1
+
+
+def test_real_300w_rows_have_budgets_and_the_issue_splits(tmp_path):
+    exp = get_experiment("real-300w")
+    for row in exp.rows:
+        config = row_config(exp, row, "root", tmp_path)
+        assert config.time_budget_minutes == exp.budget_minutes[config.num_keypoints]
+        expected = ("afw", "helen_train") if config.num_keypoints == 68 else ("helen_train",)
+        assert config.data.train_subsets == expected
+    tuned = row_config(exp, exp.row("rcn_300w_tuned"), "root", tmp_path)
+    assert (tuned.optimizer, tuned.augment.flip, tuned.readout) == ("adam", True, "local_soft_argmax")
+    paper = row_config(exp, exp.row("rcn_300w"), "root", tmp_path)
+    assert (paper.optimizer, paper.augment.flip, paper.readout) == ("adadelta", False, "argmax")
+    with pytest.raises(ValueError, match="no row"):
+        exp.row("nope")
+    with pytest.raises(ValueError, match="unknown experiment"):
+        get_experiment("nope")
+
+
+@pytest.fixture(scope="module")
+def tiny_300w(tmp_path_factory):
+    root = tmp_path_factory.mktemp("300w")
+    write_300w_folder(root / "helen" / "trainset", 16, seed=0)
+    write_300w_folder(root / "afw", 6, seed=100)
+    return root
+
+
+def test_runner_trains_resumes_skips_and_tabulates(tiny_300w, tmp_path, capsys):
+    exp = Experiment("tiny", "three rows", (Row("a", "rcn_mtfl", dict(TINY_5), "T", "rcn"),
+                                            Row("b", "sumnet_mtfl", dict(TINY_5), "T", "sumnet"),
+                                            Row("c", "rcn_mtfl", {**TINY_5, "epochs": 3}, "T", "rcn on", continues="a")),
+                     epochs=2)
+    out = tmp_path / "exp"
+    run_experiment(exp, str(tiny_300w), out, rows=["a"], verbose=0)
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert [r["row"] for r in results] == ["a"]
+    a = results[0]
+    assert a["epochs"] == 2 and len(a["val_nme_curve"]) == 2 and a["test_set"] == "test"
+    assert np.isfinite(a["nme[eye_centres]"]) and a["train_minutes"] > 0
+    stamp = (out / "a" / "summary.json").stat().st_mtime_ns
+    # b is half-done: one epoch, then the runner resumes it to two; a is skipped
+    config_b = row_config(exp, exp.row("b"), str(tiny_300w), out).with_overrides({"epochs": 1})
+    from rcn_keras.training.fit import train
+
+    train(config_b, verbose=0)
+    (out / "b" / "summary.json").unlink()
+    md = run_experiment(exp, str(tiny_300w), out, verbose=0).read_text()
+    assert (out / "a" / "summary.json").stat().st_mtime_ns == stamp
+    assert json.loads((out / "b" / "state" / "state.json").read_text())["epoch"] == 2
+    assert "| a | rcn |" in md and "| b | sumnet |" in md and "3 of 3 rows finished" in md
+    # c went on from a's two epochs to three; a is unchanged
+    assert json.loads((out / "c" / "state" / "state.json").read_text())["epoch"] == 3
+    assert len((out / "c" / "log.csv").read_text().strip().splitlines()) == 4
+    assert json.loads((out / "a" / "state" / "state.json").read_text())["epoch"] == 2
+    with pytest.raises(FileNotFoundError, match="no such dataset folder"):
+        run_experiment(exp, str(tmp_path / "missing"), out)
+
+
+def test_cli_experiment_report_only_and_bad_name(tmp_path, capsys):
+    assert cli.main(["experiment", "real-300w", "--out", str(tmp_path), "--report-only"]) == 0
+    assert "0 of 6 rows finished" in capsys.readouterr().out
+    assert cli.main(["experiment", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_time_budget_stops_training_and_survives_resume(tmp_path):
+    from rcn_keras.training.fit import train
+
+    config = preset_train_config("rcn_mtfl", epochs=5, output_dir=str(tmp_path / "run"), time_budget_minutes=1e-4,
+                                 batch_size=16, visualize_every=0, **{"data.synthetic_train": 32,
+                                 "data.synthetic_validation": 8, "data.synthetic_test": 8,
+                                 "model_options.branches": 4})
+    summary = train(config, verbose=0)
+    state = json.loads((tmp_path / "run" / "state" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["budget_exhausted"] and summary["train_seconds"] > 0
+    assert not (tmp_path / "run" / "maps").exists()
+    again = train(config, resume=True, verbose=0)  # budget already spent: evaluates, trains nothing
+    assert json.loads((tmp_path / "run" / "state" / "state.json").read_text())["epoch"] == 1
+    assert again["history"] == {} and again["best_epoch"] == 0
+    with pytest.raises(ValueError, match="time_budget_minutes"):
+        preset_train_config("rcn_mtfl", time_budget_minutes=0)
+    with pytest.raises(ValueError, match="readout"):
+        preset_train_config("rcn_mtfl", readout="nearest")
+
+
+def test_expand_rows_per_seed():
+    exp = get_experiment("paper-tables")
+    rows = expand_rows(exp, ["t2_rcn_6br_occ", "t2_sumnet_6br_occ"], (0, 1))
+    assert [r.name for r in rows] == ["t2_rcn_6br_occ", "t2_sumnet_6br_occ", "t2_rcn_6br_occ_seed1",
+                                      "t2_sumnet_6br_occ_seed1"]
+
+
+def test_committed_validation_lists_match_the_split(shared_300w):
+    """benchmarks/splits holds the validation file names every real-face number is selected on."""
+    from conftest import REPO
+    from rcn_keras.experiments.runner import split_lists
+
+    lists = {**split_lists(get_experiment("real-300w"), str(shared_300w)),
+             **split_lists(get_experiment("paper-tables"), str(shared_300w))}
+    assert len(lists) == 2
+    for name, text in lists.items():
+        assert (REPO / "benchmarks" / "splits" / name).read_text() == text
+    assert len(lists["300w_afw+helen_train_68pt_validation.txt"].splitlines()) == 120
+
+
+def test_paper_report_tables_seeds_and_convergence(tmp_path):
+    from rcn_keras.experiments.paper_report import cell, first_epoch_below, write_paper_report
+
+    results = [{"row": "t1_sumnet_1111", "nme[eye_centres]": 9.0, "val_nme_curve": []},
+               {"row": "t1_sumnet_1111_seed1", "nme[eye_centres]": 10.0, "val_nme_curve": []},
+               {"row": "t1_rcn_1111", "nme[eye_centres]": 8.0, "val_nme_curve": []},
+               {"row": "t2_rcn_7br_noocc", "nme[eye_centres]": 7.5, "val_nme_curve": []},
+               {"row": "conv_rcn_6br", "val_nme_curve": [30.0, 14.0, 9.0]},
+               {"row": "conv_sumnet_6br", "val_nme_curve": [40.0, 25.0, 16.0, 11.0]}]
+    md = write_paper_report(results, tmp_path, updates_per_epoch=13).read_text()
+    assert "| 1,1,1,1 | 1,1,1,1 | 9.50 ± 0.50 (2) | 8.00 | -1.50 |" in md
+    assert "| RCN | 7 |  | 7.50 |" in md
+    assert "| < 15 | 2 (26) | 4 (52) |" in md and "| < 10 | 3 (39) | not in 4 |" in md
+    csv = (tmp_path / "convergence.csv").read_text().splitlines()
+    assert csv[0] == "epoch,updates,conv_rcn_6br_val_nme,conv_sumnet_6br_val_nme" and csv[4] == "4,52,,11.0000"
+    assert (tmp_path / "convergence.png").stat().st_size > 1000
+    assert cell(None) == "" and first_epoch_below([5.0], 7) == 1 and first_epoch_below([8.0], 7) is None
