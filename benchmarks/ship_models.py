@@ -75,7 +75,7 @@ def card_markdown(cards: list[dict]) -> str:
     for c in cards:
         v = c["validation"][0]
         options = ", ".join(f"{k}={v}" for k, v in c["model_options"].items())
-        minutes = f"{c['train_minutes']:.0f} min" if c["train_minutes"] else "time not recorded"
+        minutes = f"{c['train_minutes']:.0f} min" if c["train_minutes"] else c.get("budget_note", "time not recorded")
         lines += [f"## {c['name']}", "",
                   f"* Network: preset `{c['preset']}`{' with ' + options if options else ''} ({c['params']:,} parameters, {c['keypoints']} keypoints, "
                   f"80x80 grey input), read-out `{c['readout']}`.",
@@ -88,8 +88,9 @@ def card_markdown(cards: list[dict]) -> str:
             if t["points"] in ("all points", "68 points"):
                 lines.append(f"* Test {c['test_set']} ({t['faces']} faces): NME {t['nme']:.2f} % ({t['normaliser']}), "
                              f"FR@10 {t['fr10']:.1f} %, AUC@8 {t['auc8']:.3f}.")
-        lines += ["* Input: a face crop or an image with a face box (`--box x,y,w,h`); the box is enlarged "
-                  "by 1.3 as in training.", ""]
+        lines += ["* Input: a face crop, or an image with a face box (`--box x,y,w,h`): the tight box of the "
+                  "face's landmarks (enlarged 1.3 as in training), or with `--box-format dlib` a box from dlib's "
+                  "HOG face detector (calibrated on the training faces).", ""]
     return "\n".join(lines)
 
 
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--results", default="runs/experiments/real-300w")
     parser.add_argument("--extra", nargs="*", default=[], help="more run folders to consider")
     parser.add_argument("--weights-dir", help="where to write (default rcn_keras/weights)")
+    parser.add_argument("--budget-note", action="append", default=[], metavar="RUN=TEXT",
+                        help="training time of a run that did not record it, e.g. 'runs/x=about 53 min'")
     args = parser.parse_args()
 
     from rcn_keras.pretrained import WEIGHTS_DIR, package_pretrained
@@ -124,6 +127,9 @@ def main() -> None:
                 "data": (f"300W {' + '.join(data.train_subsets)} ({len(best['splits'].train)} training faces; "
                          f"validation = the seed-7345 {data.validation:.0%} split, {len(best['splits'].validation)} faces)"),
                 "validation": best["validation"], "licence": LICENCE}
+        notes = dict(n.split("=", 1) for n in args.budget_note)
+        if best["run"] in notes:
+            card["budget_note"] = notes[best["run"]]
         if best["splits"].test is not None:
             card["test_set"] = " + ".join(data.test_subsets)
             card["test"] = test_rows(best["run"], best["readout"], best["splits"])

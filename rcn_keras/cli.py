@@ -24,7 +24,7 @@ def _prepare_tensorflow_env() -> None:
 
 def _cmd_models(args) -> int:
     import rcn_keras
-    from rcn_keras.pretrained import list_pretrained
+    from rcn_keras.pretrained import list_pretrained, pretrained_info
 
     print(f"{'preset':<20} {'family':<7} {'K':>3} {'branches':>8} {'params':>11}")
     for name in rcn_keras.list_models():
@@ -32,7 +32,12 @@ def _cmd_models(args) -> int:
         params = rcn_keras.build_model(name).count_params()
         print(f"{name:<20} {cfg.family:<7} {cfg.num_keypoints:>3} {cfg.branches:>8} {params:>11,}")
     shipped = list_pretrained()
-    print("shipped pretrained models: " + (", ".join(shipped) if shipped else "none"))
+    print("shipped pretrained models: " + ("" if shipped else "none"))
+    for name in shipped:
+        info = pretrained_info(name) or {}
+        val = (info.get("validation") or [{}])[0]
+        score = f"validation NME {val['nme']:.2f} % ({val['normaliser']})" if "nme" in val else ""
+        print(f"  {name:<12} {info.get('keypoints', '?')} points, read-out {info.get('readout', 'argmax')}, {score}")
     return 0
 
 

@@ -45,7 +45,7 @@ def test_real_300w_rows_have_budgets_and_the_issue_splits(tmp_path):
         expected = ("afw", "helen_train") if config.num_keypoints == 68 else ("helen_train",)
         assert config.data.train_subsets == expected
     tuned = row_config(exp, exp.row("rcn_300w_tuned"), "root", tmp_path)
-    assert (tuned.optimizer, tuned.augment.flip, tuned.readout) == ("adam", True, "local_soft_argmax")
+    assert (tuned.optimizer, tuned.augment.flip, tuned.readout) == ("adam", True, "soft_argmax")
     paper = row_config(exp, exp.row("rcn_300w"), "root", tmp_path)
     assert (paper.optimizer, paper.augment.flip, paper.readout) == ("adadelta", False, "argmax")
     with pytest.raises(ValueError, match="no row"):
@@ -157,3 +157,21 @@ def test_paper_report_tables_seeds_and_convergence(tmp_path):
     assert csv[0] == "epoch,updates,conv_rcn_6br_val_nme,conv_sumnet_6br_val_nme" and csv[4] == "4,52,,11.0000"
     assert (tmp_path / "convergence.png").stat().st_size > 1000
     assert cell(None) == "" and first_epoch_below([5.0], 7) == 1 and first_epoch_below([8.0], 7) is None
+
+
+def test_row_lock_is_exclusive_and_recovers_from_dead_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from rcn_keras.experiments.runner import RowLock
+
+    first, second = RowLock(tmp_path / "row"), RowLock(tmp_path / "row")
+    assert first.acquire() and not second.acquire()
+    first.release()
+    assert second.acquire()
+    second.release()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "row" / ".lock").write_text(dead.stdout.strip())
+    assert RowLock(tmp_path / "row").acquire()  # the holder is gone: the lock is taken over
+    assert (tmp_path / "row" / ".lock").read_text() == str(os.getpid())

@@ -65,7 +65,7 @@ class Experiment:
 def _real_300w() -> Experiment:
     rows = (
         Row("rcn_300w", "rcn_300w", {**DATA_68}, "68 points", "paper preset"),
-        Row("rcn_300w_tuned", "rcn_300w_tuned", {**DATA_68}, "68 points", "width 0.5, Adam, flips, local soft-argmax"),
+        Row("rcn_300w_tuned", "rcn_300w_tuned", {**DATA_68}, "68 points", "width 0.5, Adam, flips, soft-argmax"),
         Row("sumnet_300w", "sumnet_300w", {**DATA_68}, "68 points", "paper preset"),
         Row("rcn_mtfl", "rcn_mtfl", {**DATA_5}, "5 points", "paper preset"),
         Row("rcn_mtfl_tuned", "rcn_mtfl_tuned", {**DATA_5}, "5 points", "Adam, flips, local soft-argmax"),

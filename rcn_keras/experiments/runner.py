@@ -54,6 +54,43 @@ def split_lists(exp: Experiment, root: str) -> dict[str, str]:
     return lists
 
 
+class RowLock:
+    """``<row>/.lock`` holding the pid of the process training the row, so that several `rcn experiment`
+    processes can share one experiment: a row locked by a live process is left to it."""
+
+    def __init__(self, folder: pathlib.Path):
+        self.path = folder / ".lock"
+        self.held = False
+
+    def acquire(self) -> bool:
+        import os
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                    os.kill(pid, 0)
+                    return False  # a live process has it
+                except (ValueError, ProcessLookupError, FileNotFoundError):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                except PermissionError:
+                    return False
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.held = True
+            return True
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
 def run_row(config: TrainConfig, verbose: int | str = 2, start_from: pathlib.Path | None = None) -> dict:
     """Train one row unless its summary exists; resume a half-finished one. ``start_from``: a finished
     run folder whose state, log and best model a new row copies and trains on from."""
@@ -130,7 +167,7 @@ def results_table(results: list[dict], columns: list[tuple[str, str, str]]) -> s
 
 SUMMARY_COLUMNS = [("row", "row", ""), ("note", "preset", ""), ("seed", "seed", ""), ("test_set", "scored on", ""),
                    ("epochs", "epochs", ""), ("train_minutes", "train min", ".1f"), ("readout", "read-out", ""),
-                   ("nme[corner_midpoints]", "NME % (eye centres)", ".2f"),
+                   ("nme[corner_midpoints]", "NME % (eye-corner midpoints)", ".2f"),
                    ("nme[eye_centres]", "NME % (eye centres)", ".2f"),
                    ("nme[outer_corners]", "NME % (outer corners)", ".2f"),
                    ("fr8[corner_midpoints]", "FR@8 %", ".1f"), ("fr8[eye_centres]", "FR@8 %", ".1f"),
@@ -176,6 +213,17 @@ def run_experiment(experiment: str | Experiment, root: str, out: str | pathlib.P
         config = row_config(exp, row, root, out, cache_dir, budget_minutes, epochs, overrides)
         print(f"[{exp.name}] {row.name}: {config.model}, budget "
               f"{config.time_budget_minutes or '-'} min / {config.epochs} epochs -> {config.output_dir}", flush=True)
-        run_row(config, verbose, pathlib.Path(out) / row.continues if row.continues else None)
+        source = pathlib.Path(out) / row.continues if row.continues else None
+        if source is not None and not (source / "summary.json").is_file():
+            print(f"[{exp.name}] {row.name}: waits for {row.continues} to finish, skipped", flush=True)
+            continue
+        lock = RowLock(pathlib.Path(config.output_dir))
+        if not lock.acquire():
+            print(f"[{exp.name}] {row.name}: being trained by another process, skipped", flush=True)
+            continue
+        try:
+            run_row(config, verbose, source)
+        finally:
+            lock.release()
         write_results(exp, out, chosen)
     return write_results(exp, out, chosen)
