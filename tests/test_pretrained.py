@@ -65,7 +65,7 @@ def test_shipped_model_predicts_on_a_fresh_install(name, tmp_path, capsys):
     Image.fromarray(image).save(tmp_path / "face.png")
     assert cli.main(["predict", str(tmp_path / "face.png"), "--model", name, "--out", str(tmp_path / "p")]) == 0
     out = json.loads((tmp_path / "p" / "keypoints.json").read_text())
-    points = np.asarray(out[0]["keypoints"])
+    points = np.asarray(out["faces"][0]["keypoints"])
     assert points.shape == (SHIPPED[name], 2) and np.all((points > 0) & (points < 160))
 
 
