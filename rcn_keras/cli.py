@@ -135,7 +135,8 @@ def _cmd_experiment(args) -> int:
     out = args.out or f"runs/experiments/{args.name}"
     if args.report_only:
         exp = get_experiment(args.name)
-        path = write_results(exp, out, expand_rows(exp, args.rows, tuple(args.seeds or ()) or None))
+        chosen = expand_rows(exp, args.rows, tuple(args.seeds or ()) or None) if args.rows or args.seeds else None
+        path = write_results(exp, out, chosen)
     else:
         from rcn_keras.training.config import parse_override
 

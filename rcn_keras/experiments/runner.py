@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import pathlib
+import re
 
 from rcn_keras.data.formats import atomic_write_bytes
 from rcn_keras.experiments import paper_report
@@ -176,9 +177,19 @@ SUMMARY_COLUMNS = [("row", "row", ""), ("note", "preset", ""), ("seed", "seed", 
                    ("mean_shape_nme", "mean shape NME %", ".2f")]
 
 
-def write_results(exp: Experiment, out: str | pathlib.Path, rows: list[Row]) -> pathlib.Path:
-    """results.md (one table per keypoint count / table group) and results.json under ``out``."""
+def rows_on_disk(exp: Experiment, out: str | pathlib.Path) -> list[Row]:
+    """Every row of ``exp`` (seed 0) and every other-seed row that has a folder under ``out``, so that
+    the tables cover the work of every process that shared the experiment."""
+    seeds = {int(m.group(1)) for p in pathlib.Path(out).glob("*_seed*") if (m := re.search(r"_seed(\d+)$", p.name))}
+    extra = [r for r in expand_rows(exp, None, tuple(sorted(seeds))) if (pathlib.Path(out) / r.name).is_dir()]
+    return list(exp.rows) + [r for r in extra if r not in exp.rows]
+
+
+def write_results(exp: Experiment, out: str | pathlib.Path, rows: list[Row] | None = None) -> pathlib.Path:
+    """results.md (one table per keypoint count / table group) and results.json under ``out``, for
+    ``rows`` (default: all rows and seeds found on disk)."""
     out = pathlib.Path(out)
+    rows = rows if rows is not None else rows_on_disk(exp, out)
     results = collect(exp, out, rows)
     md = [f"# Experiment {exp.name}", "", exp.description, ""]
     for table in dict.fromkeys(r.table for r in rows):
@@ -225,5 +236,5 @@ def run_experiment(experiment: str | Experiment, root: str, out: str | pathlib.P
             run_row(config, verbose, source)
         finally:
             lock.release()
-        write_results(exp, out, chosen)
-    return write_results(exp, out, chosen)
+        write_results(exp, out)
+    return write_results(exp, out)
