@@ -93,7 +93,9 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
         else:
             model = build()
             model.compile(make_optimizer(config), loss=PixelNLL(), metrics=[NME()], jit_compile=jit)
-    train_ds = pipeline(splits.train, "train", config.batch_size, config.seed)
+    # a resumed run draws new shuffles and jitter (seed moved by the epoch it resumes at): tf.data's
+    # random streams restart with the process, and the same seed would replay the first epochs' data
+    train_ds = pipeline(splits.train, "train", config.batch_size, config.seed + initial_epoch)
     val_ds = pipeline(splits.validation, "validation", config.batch_size, 0)
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()
