@@ -91,15 +91,14 @@ def rcn_timing(model, readout: str, batch: int, repeats: int = 5) -> float:
 
 
 def score(pred, gt, faces, name: str, extra: dict) -> dict:
-    from rcn_keras.evaluation.report import evaluate_predictions
+    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows
 
     res = evaluate_predictions(pred, gt, faces)
     row = {"method": name, **extra}
-    for r in res["rows"]:
-        if r["subset"] == "all" and r["points"] in ("all points", "68 points"):
-            row[f"NME % {r['normaliser']}"] = r["nme"]
-            if r["normaliser"] in ("corner_midpoints", "eye_centres"):
-                row.update({"FR@8 %": r["fr8"], "FR@10 %": r["fr10"], "AUC@8": r["auc8"]})
+    for r in headline_rows(res["rows"]):
+        row[f"NME % {r['normaliser']}"] = r["nme"]
+        if r["normaliser"] in ("corner_midpoints", "eye_centres"):
+            row.update({"FR@8 %": r["fr8"], "FR@10 %": r["fr10"], "AUC@8": r["auc8"]})
     return row
 
 

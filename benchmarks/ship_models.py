@@ -34,7 +34,7 @@ def run_folders(results: pathlib.Path, extra: list[str]) -> list[pathlib.Path]:
 
 def score_candidate(folder: pathlib.Path, splits_cache: dict) -> list[dict]:
     """Validation (and test) NME of one run's best model under each read-out."""
-    from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset
+    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
     from rcn_keras.models.head import READOUTS
     from rcn_keras.predict import load_model
     from rcn_keras.training.config import TrainConfig
@@ -51,8 +51,9 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict) -> list[dict]:
     for readout in READOUTS:
         pred, gt, _ = predict_faceset(model, splits.validation, 64, readout)
         res = evaluate_predictions(pred, gt, splits.validation)
-        allrows = [r for r in res["rows"] if r["subset"] == "all" and r["points"] in ("all points", "68 points")]
+        allrows = headline_rows(res["rows"])
         rows.append({"run": str(folder), "model": config.model, "readout": readout, "config": config,
+                     "params": model.count_params(),
                      "k": config.num_keypoints, "splits": splits, "epochs": state["epoch"],
                      "train_minutes": state.get("train_seconds", 0.0) / 60.0,
                      "val_nme": allrows[0]["nme"], "validation": allrows})
@@ -68,6 +69,8 @@ def test_rows(folder: str, readout: str, splits) -> list[dict]:
 
 
 def card_markdown(cards: list[dict]) -> str:
+    from rcn_keras.evaluation.report import headline_rows
+
     lines = ["# Shipped models", "",
              "Loadable by name: `rcn predict face.jpg --model rcn-300w`, `rcn_keras.load_model(\"rcn-afw5\")`.",
              "Made by `benchmarks/ship_models.py` from the runs of `rcn experiment real-300w`; picked by",
@@ -84,10 +87,9 @@ def card_markdown(cards: list[dict]) -> str:
                   f"(optimizer {c['optimizer']}, batch {c['batch_size']}).",
                   f"* Validation ({v['faces']} faces): NME {v['nme']:.2f} % ({v['normaliser']}), "
                   f"FR@10 {v['fr10']:.1f} %, AUC@8 {v['auc8']:.3f}."]
-        for t in c.get("test", []):
-            if t["points"] in ("all points", "68 points"):
-                lines.append(f"* Test {c['test_set']} ({t['faces']} faces): NME {t['nme']:.2f} % ({t['normaliser']}), "
-                             f"FR@10 {t['fr10']:.1f} %, AUC@8 {t['auc8']:.3f}.")
+        for t in headline_rows(c.get("test", [])):
+            lines.append(f"* Test {c['test_set']} ({t['faces']} faces): NME {t['nme']:.2f} % ({t['normaliser']}), "
+                         f"FR@10 {t['fr10']:.1f} %, AUC@8 {t['auc8']:.3f}.")
         lines += ["* Input: a face crop, or an image with a face box (`--box x,y,w,h`): the tight box of the "
                   "face's landmarks (enlarged 1.3 as in training), or with `--box-format dlib` a box from dlib's "
                   "HOG face detector (calibrated on the training faces).", ""]
@@ -133,9 +135,7 @@ def main() -> None:
         if best["splits"].test is not None:
             card["test_set"] = " + ".join(data.test_subsets)
             card["test"] = test_rows(best["run"], best["readout"], best["splits"])
-        from rcn_keras.predict import load_model
-
-        card["params"] = load_model(pathlib.Path(best["run"]) / "best.keras").count_params()
+        card["params"] = best["params"]
         path = package_pretrained(pathlib.Path(best["run"]) / "best.keras", name, card, weights_dir)
         print(f"{name}: {best['run']} ({best['readout']}, validation NME {best['val_nme']:.2f} %) -> {path} "
               f"({path.stat().st_size / 1e6:.1f} MB)")

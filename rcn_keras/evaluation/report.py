@@ -34,6 +34,12 @@ def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, re
     return np.concatenate(preds), np.concatenate(gts), np.concatenate(confs)
 
 
+def headline_rows(rows: list[dict]) -> list[dict]:
+    """The rows of `evaluate_predictions` for the whole set and all keypoints (one per normaliser;
+    no per-subset or 49-point rows), the default normaliser first."""
+    return [r for r in rows if r["subset"] == "all" and r["points"] in ("all points", "68 points")]
+
+
 def summarize(errors: np.ndarray) -> dict:
     """Mean / median NME (%), failure rates and AUC at 8 % and 10 %."""
     e = np.asarray(errors)

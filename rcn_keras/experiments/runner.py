@@ -9,6 +9,7 @@ import pathlib
 import re
 
 from rcn_keras.data.formats import atomic_write_bytes
+from rcn_keras.evaluation.report import headline_rows
 from rcn_keras.experiments import paper_report
 from rcn_keras.experiments.definitions import Experiment, Row, get_experiment, with_seed
 from rcn_keras.training.config import TrainConfig, preset_train_config
@@ -138,9 +139,7 @@ def row_result(exp: Experiment, row: Row, out: str | pathlib.Path) -> dict | Non
               "readout": config.readout, "best_val_nme": summary.get("best_val_nme")}
     log = read_log(folder / "log.csv")
     result["val_nme_curve"] = [r["val_nme"] for r in log if "val_nme" in r]
-    for rec in report["results"]["model"]:
-        if rec["subset"] != "all" or rec["points"] not in ("all points", "68 points"):
-            continue
+    for rec in headline_rows(report["results"]["model"]):
         tag = rec["normaliser"]
         result[f"nme[{tag}]"] = rec["nme"]
         for key in ("fr8", "fr10", "auc8", "auc10"):
