@@ -47,7 +47,7 @@ def _train_config(args):
     overrides = dict(parse_override(s) for s in args.set or [])
     for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("out", "output_dir"),
                       ("data", "data.source"), ("root", "data.root"), ("xla", "jit_compile"),
-                      ("mixed_precision", "mixed_precision"), ("steps_per_epoch", "steps_per_epoch"),
+                      ("precision", "precision"), ("steps_per_epoch", "steps_per_epoch"),
                       ("strategy", "strategy")):
         value = getattr(args, flag, None)
         if value is not None:
@@ -176,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--out", help="output folder (checkpoints, logs, maps, report)")
     p.add_argument("--xla", choices=("auto", "on", "off"), help="jit_compile (auto: GPU only)")
-    p.add_argument("--mixed-precision", choices=("auto", "on", "off"), help="float16 compute (auto: GPU only)")
+    p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+                   help="compute precision (auto: float16 on a GPU, bfloat16 on a CPU that has it, else float32); "
+                        "logits, softmax and loss stay float32")
     p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                    help="tf.distribute strategy; multiworker reads TF_CONFIG (batch size is global)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",

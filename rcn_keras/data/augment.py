@@ -45,7 +45,14 @@ def flip_permutation(num_keypoints: int) -> list[int]:
 class AugmentConfig:
     """Jitter and occlusion of spec 1.4-1.5. Defaults: scale [0.9, 1.1], translation +-10 % of the box
     side, integer rotation in [-20, 20] degrees (MTFL README; 40 is the 300W README default),
-    one black 20-50 px rectangle per image, no flip."""
+    one black 20-50 px rectangle per image, no flip.
+
+    Photometric jitter (off by default, not in the paper; for real photos), applied to the 80x80 crop
+    before occlusion: ``gamma`` = half-width of log-gamma (intensity^gamma, gamma in [e^-g, e^g]),
+    ``contrast`` = half-width of a contrast factor around the crop mean, ``blur`` = probability of a
+    Gaussian blur (sigma uniform in [0.5, 1.5] px), ``noise`` = maximum standard deviation of additive
+    Gaussian noise in grey levels (0-255).
+    """
 
     scale: float = 0.1
     translate: float = 0.1
@@ -54,6 +61,10 @@ class AugmentConfig:
     occlusion_min: int = 20
     occlusion_max: int = 50
     flip: bool = False
+    gamma: float = 0.0
+    contrast: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
 
     def __post_init__(self):
         if not 0 <= self.scale < 1:
@@ -65,6 +76,19 @@ class AugmentConfig:
         if not 1 <= self.occlusion_min <= self.occlusion_max <= OUT_SIZE:
             raise ValueError(f"occlusion sizes must satisfy 1 <= min <= max <= {OUT_SIZE}, got "
                              f"{self.occlusion_min}, {self.occlusion_max}")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"gamma={self.gamma} must be in [0, 1] (half-width of log-gamma)")
+        if not 0 <= self.contrast < 1:
+            raise ValueError(f"contrast={self.contrast} must be in [0, 1) (half-width of the contrast factor)")
+        if not 0 <= self.blur <= 1:
+            raise ValueError(f"blur={self.blur} must be a probability in [0, 1]")
+        if not 0 <= self.noise <= 64:
+            raise ValueError(f"noise={self.noise} must be in [0, 64] (grey levels)")
+
+    @property
+    def photometric(self) -> bool:
+        """Whether any photometric jitter is on."""
+        return bool(self.gamma or self.contrast or self.blur or self.noise)
 
 
 def draw_jitter(seed, config: AugmentConfig):
@@ -108,6 +132,36 @@ def warp_image(image, tl, k, c, sn, out_size: int = OUT_SIZE):
         images=img, transforms=transform, output_shape=[out_size, out_size], fill_value=0.0,
         interpolation="BILINEAR", fill_mode="CONSTANT")
     return out[0]
+
+
+def _gaussian_blur(image, sigma):
+    """Separable 5-tap Gaussian blur of an (H, W, 1) image (edges padded by reflection)."""
+    taps = tf.range(-2.0, 3.0)
+    kernel = tf.exp(-0.5 * tf.square(taps / sigma))
+    kernel = kernel / tf.reduce_sum(kernel)
+    x = tf.pad(image[None], [[0, 0], [2, 2], [2, 2], [0, 0]], mode="REFLECT")
+    x = tf.nn.conv2d(x, tf.reshape(kernel, [5, 1, 1, 1]), 1, "VALID")
+    x = tf.nn.conv2d(x, tf.reshape(kernel, [1, 5, 1, 1]), 1, "VALID")
+    return x[0]
+
+
+def photometric(image, seed, config: AugmentConfig):
+    """Gamma, contrast, blur and noise jitter of a raw-intensity (0-255) crop, from a stateless seed."""
+    u = tf.random.stateless_uniform([4], seed, -1.0, 1.0)
+    x = image
+    if config.gamma:
+        x = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 0.0, 1.0), tf.exp(config.gamma * u[0]))
+    if config.contrast:
+        mean = tf.reduce_mean(x)
+        x = mean + (x - mean) * (1.0 + config.contrast * u[1])
+    if config.blur:
+        sigma = 1.0 + 0.5 * u[2]
+        do_blur = tf.random.stateless_uniform([], seed + 1) < config.blur
+        x = tf.cond(do_blur, lambda: _gaussian_blur(x, sigma), lambda: x)
+    if config.noise:
+        std = config.noise * 0.5 * (u[3] + 1.0)
+        x = x + std * tf.random.stateless_normal(tf.shape(x), seed + 2)
+    return tf.clip_by_value(x, 0.0, 255.0)
 
 
 def occlude(image, seed, config: AugmentConfig):

@@ -29,6 +29,8 @@ def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, num_key
         tl, k, c, sn = aug.warp_params(rect, scale, tx, ty, rot)
         image = aug.warp_image(sample["image"], tl, k, c, sn)
         points = aug.warp_points(sample["keypoints"], tl, k, c, sn) / aug.OUT_SIZE
+        if mode == "train" and config.photometric:
+            image = aug.photometric(image, seed + 5, config)
         if jitter and config.occlusion:
             image = aug.occlude(image, seed + 3, config)
         mask = aug.label_mask(points, sample["border_codes"], mask_outside)

@@ -29,6 +29,11 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "rcn_300w_tuned": ModelConfig(family="rcn", branches=5, width=0.5, l2_encoder=1e-12, l2_decoder=1e-8,
                                   **_300W),
     "rcn_mtfl_tuned": ModelConfig(family="rcn", branches=6, l2_encoder=1e-6, l2_decoder=1e-12, **_MTFL),
+    # The real-face recipe of issue 15 (training preset: bfloat16, Adam + cosine, flips, photometric and
+    # box jitter, bilinear targets, soft-argmax): the paper's networks, rcn_300w at half width.
+    "rcn_300w_real": ModelConfig(family="rcn", branches=5, width=0.5, l2_encoder=1e-12, l2_decoder=1e-8,
+                                 **_300W),
+    "rcn_mtfl_real": ModelConfig(family="rcn", branches=6, l2_encoder=1e-6, l2_decoder=1e-12, **_MTFL),
     "rcn_300w_skip": ModelConfig(family="rcn", branches=5, skip=True, l2_encoder=0.1, l2_decoder=0.1,
                                  **_300W),
 }

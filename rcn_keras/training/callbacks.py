@@ -66,6 +66,8 @@ class TimeBudget(keras.callbacks.Callback):
         if self._start is not None:
             self.spent += time.perf_counter() - self._start
             self._start = None
+        if logs is not None:  # wall-clock learning curves: minutes of training at the end of each epoch
+            logs["train_minutes"] = self.spent / 60.0
         if self.exhausted:
             self.model.stop_training = True
 

@@ -99,13 +99,14 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
     strategy = strategy or make_strategy("multiworker")
     chief = is_chief()
     global_batch = config.batch_size
+    steps = config.steps_per_epoch or math.ceil(len(splits.train) / global_batch)
     with strategy.scope():
         model = build()
-        optimizer = make_optimizer(config)
+        optimizer = make_optimizer(config, steps)
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         best_var = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
-    loss_fn = PixelNLL(reduction="none")
+    loss_fn = PixelNLL(config.loss_target, reduction="none")
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best=best_var)
     state_dir = out / "state"
     ckpt_dir = state_dir / "ckpt" if chief else pathlib.Path(tempfile.mkdtemp(prefix="rcn_worker_ckpt_"))
@@ -115,7 +116,6 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
         ckpt.restore(latest)
     train_ds = shard_by_data(pipeline(splits.train, "train", global_batch, config.seed).repeat())
     dist_ds = iter(strategy.experimental_distribute_dataset(train_ds))
-    steps = config.steps_per_epoch or math.ceil(len(splits.train) / global_batch)
 
     @tf.function
     def train_step(iterator):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 
 import keras
@@ -19,6 +20,7 @@ from rcn_keras.evaluation.denoiser import denoiser_table, evaluate_denoiser
 from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
 from rcn_keras.models.denoising import build_denoiser
 from rcn_keras.models.registry import build_model
+from rcn_keras.runtime import resolve_precision
 from rcn_keras.training.callbacks import (BestCheckpoint, MapVisualizer, TimeBudget, TrainingState,
                                          load_training_state)
 from rcn_keras.training.config import TrainConfig
@@ -58,20 +60,36 @@ def load_splits(config: TrainConfig) -> Splits:
 
 
 def _device_switches(config: TrainConfig):
-    import tensorflow as tf
-
-    has_gpu = bool(tf.config.list_physical_devices("GPU"))
-    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and has_gpu)
+    """(Keras dtype policy, jit_compile argument) for this machine."""
     jit = {"auto": "auto", "on": True, "off": False}[config.jit_compile]
-    return mixed, jit
+    return resolve_precision(config.precision), jit
 
 
-def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+def learning_rate(config: TrainConfig, steps_per_epoch: int):
+    """The learning rate or schedule: constant, or a linear warm-up over ``warmup_epochs`` followed by a
+    cosine decay to zero at ``epochs`` (updates counted by the optimizer, so a resumed run continues it)."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    all_steps = config.epochs * steps_per_epoch
+    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), all_steps // 2)
+    total = max(1, all_steps - warmup)
+    if warmup == 0:
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+    return keras.optimizers.schedules.CosineDecay(0.0, total, warmup_target=config.learning_rate,
+                                                  warmup_steps=warmup)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
+    lr = learning_rate(config, steps_per_epoch)
     if config.optimizer == "adadelta":
-        return keras.optimizers.Adadelta(config.learning_rate, rho=config.rho, epsilon=config.epsilon)
+        return keras.optimizers.Adadelta(lr, rho=config.rho, epsilon=config.epsilon)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.learning_rate)
-    return keras.optimizers.Adam(config.learning_rate)
+        return keras.optimizers.SGD(lr)
+    return keras.optimizers.Adam(lr)
+
+
+def steps_per_epoch(config: TrainConfig, faces: FaceSet) -> int:
+    return config.steps_per_epoch or math.ceil(len(faces) / config.batch_size)
 
 
 def mean_shape_baseline(train: FaceSet, test: FaceSet) -> np.ndarray:
@@ -92,7 +110,8 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
             best_epoch, spent = state.get("best_epoch"), state.get("train_seconds", 0.0)
         else:
             model = build()
-            model.compile(make_optimizer(config), loss=PixelNLL(), metrics=[NME()], jit_compile=jit)
+            model.compile(make_optimizer(config, steps_per_epoch(config, splits.train)),
+                          loss=PixelNLL(config.loss_target), metrics=[NME()], jit_compile=jit)
     # a resumed run draws new shuffles and jitter (seed moved by the epoch it resumes at): tf.data's
     # random streams restart with the process, and the same seed would replay the first epochs' data
     train_ds = pipeline(splits.train, "train", config.batch_size, config.seed + initial_epoch)
@@ -132,9 +151,9 @@ def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "config.json", config.to_json().encode())
     keras.utils.set_random_seed(config.seed)
-    mixed, jit = _device_switches(config)
-    if mixed:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    policy, jit = _device_switches(config)
+    previous_policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(policy)
     try:
         splits = load_splits(config)
         strategy = make_strategy(config.strategy)
@@ -186,5 +205,4 @@ def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto"
         atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
         return summary
     finally:
-        if mixed:
-            keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(previous_policy)

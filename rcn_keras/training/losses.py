@@ -20,27 +20,56 @@ def discretise(coords, size: int):
     return ij[..., 1] * size + ij[..., 0]
 
 
+TARGETS = ("pixel", "bilinear")
+
+
+def bilinear_labels(coords, size: int):
+    """Normalised (..., 2) coordinates -> the 4 pixel labels around the point (pixel centres at
+    (j + 0.5) / size) and their bilinear weights, each (..., 4); points near the border are clamped."""
+    u = ops.clip(ops.cast(coords, "float32") * size - 0.5, 0.0, size - 1.0)
+    lo = ops.floor(u)
+    frac = u - lo
+    lo = ops.cast(lo, "int32")
+    hi = ops.minimum(lo + 1, size - 1)
+    x0, y0, x1, y1 = lo[..., 0], lo[..., 1], hi[..., 0], hi[..., 1]
+    fx, fy = frac[..., 0], frac[..., 1]
+    labels = ops.stack([y0 * size + x0, y0 * size + x1, y1 * size + x0, y1 * size + x1], axis=-1)
+    weights = ops.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=-1)
+    return labels, weights
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PixelNLL(keras.losses.Loss):
     """L = K * sum_{b,k} m_bk * NLL_bk / (sum m + 1e-8), returned per sample so that the batch mean is L.
 
     y_true: (B, K, 3) = (x, y, mask) normalised; y_pred: pre-softmax maps (B, H, W, K).
+    ``target="pixel"`` (the paper): the NLL of the one pixel that holds the point. ``"bilinear"``:
+    the cross-entropy against the point spread bilinearly over the 4 pixel centres around it, so
+    that the softmax learns sub-pixel positions (read them with a soft-argmax).
     """
 
-    def __init__(self, name: str = "pixel_nll", reduction: str = "sum_over_batch_size", dtype=None):
+    def __init__(self, target: str = "pixel", name: str = "pixel_nll", reduction: str = "sum_over_batch_size",
+                 dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
+        if target not in TARGETS:
+            raise ValueError(f"target={target!r} is not allowed; allowed: {TARGETS}")
+        self.target = target
 
     def call(self, y_true, y_pred):
         size = y_pred.shape[1]
         k = y_pred.shape[-1]
         y_true = ops.cast(y_true, "float32")
         mask = y_true[..., 2]
-        labels = discretise(y_true[..., :2], size)
         logp = pixel_log_softmax(y_pred)  # (B, K, H*W)
-        nll = -ops.squeeze(ops.take_along_axis(logp, labels[..., None], axis=-1), -1)
+        if self.target == "pixel":
+            labels = discretise(y_true[..., :2], size)
+            nll = -ops.squeeze(ops.take_along_axis(logp, labels[..., None], axis=-1), -1)
+        else:
+            labels, weights = bilinear_labels(y_true[..., :2], size)
+            nll = -ops.sum(weights * ops.take_along_axis(logp, labels, axis=-1), axis=-1)
         batch = ops.cast(ops.shape(mask)[0], "float32")
         mean_mask = ops.sum(mask) / batch
         return k * ops.sum(mask * nll, axis=-1) / (mean_mask + 1e-8)
 
     def get_config(self):
-        return {"name": self.name, "reduction": self.reduction}
+        return {"name": self.name, "reduction": self.reduction, "target": self.target}
