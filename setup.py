@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="rcn-keras",
-    version="0.1.0",
+    version="0.2.0",
     description=(
         "Recombinator Networks (RCN), SumNet and the denoising keypoint model for "
         "facial landmark localisation in Keras 3 / TensorFlow"
@@ -38,7 +38,7 @@ setup(
             "scikit-image>=0.22",
         ],
     },
-    entry_points={"console_scripts": ["rcn=rcn_keras.cli:main"]},
+    entry_points={"console_scripts": ["rcn=rcn_keras.app.cli.main:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: MIT License",

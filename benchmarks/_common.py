@@ -21,20 +21,20 @@ def environment() -> dict:
 
 
 def print_table(rows: list[dict], columns: list[str]) -> str:
-    """Print rows as a Markdown table and return it."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [(f"{row[c]:.2f}" if abs(row[c]) < 10 else f"{row[c]:.1f}") if isinstance(row[c], float)
-                 else str(row[c]) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    text = "\n".join(lines)
+    """Print rows as a Markdown table (floats with 2 decimals below 10, else 1) and return it."""
+    from rcn_keras.markdown import markdown_table
+
+    def cell(v):
+        return (f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}") if isinstance(v, float) else v
+
+    text = markdown_table([{c: cell(r.get(c)) for c in columns} for r in rows], columns)
     print(text)
     return text
 
 
 def write_results(name: str, payload: dict) -> pathlib.Path:
     """Write ``results/<name>.json`` atomically."""
-    from rcn_keras.data.formats import atomic_write_bytes
+    from rcn_keras.files import atomic_write_bytes
 
     path = RESULTS / f"{name}.json"
     atomic_write_bytes(path, json.dumps(payload, indent=2).encode())

@@ -22,11 +22,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-import rcn_keras  # noqa: E402
+import keras  # noqa: E402
 from rcn_keras.evaluation.denoiser import denoiser_table, evaluate_denoiser  # noqa: E402
 from rcn_keras.evaluation.nme import per_sample_nme  # noqa: E402
 from rcn_keras.evaluation.report import predict_faceset  # noqa: E402
 from rcn_keras.models.denoising import build_joint_model  # noqa: E402
+from rcn_keras.app.training import preset_train_config, train  # noqa: E402
+from rcn_keras.data.sources import load_splits  # noqa: E402
+from rcn_keras.landmarker import load_landmarker  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import environment, print_table, write_results  # noqa: E402
@@ -45,24 +48,21 @@ def main() -> None:
     args = parser.parse_args()
     real = SHARED.is_dir()
     data = {"data.source": "300w", "data.root": str(SHARED)} if real else {"data.synthetic_train": 2000}
-    config = rcn_keras.preset_train_config(args.preset, epochs=args.epochs, output_dir=args.out, **data)
+    config = preset_train_config(args.preset, epochs=args.epochs, output_dir=args.out, **data)
     start = time.perf_counter()
     if args.denoiser:
-        denoiser = rcn_keras.load_model(args.denoiser)
+        denoiser = keras.saving.load_model(args.denoiser)
     else:
-        rcn_keras.train(config, resume=args.resume, verbose=2)
-        denoiser = rcn_keras.load_model(pathlib.Path(args.out) / "best.keras")
+        denoiser = train(config, resume=args.resume, verbose=2).model
     train_s = time.perf_counter() - start
-    from rcn_keras.training.fit import load_splits
-
-    val = load_splits(config).validation
+    val = load_splits(config.data, config.num_keypoints).validation
     rows = evaluate_denoiser(denoiser, val)
     print(denoiser_table(rows))
     payload = {"env": environment(), "args": vars(args), "data": "300w validation" if real else "synthetic",
                "train_seconds": train_s, "denoiser": rows}
     if args.rcn:
-        rcn = rcn_keras.load_model(args.rcn)
-        joint = build_joint_model(rcn, denoiser)
+        rcn = load_landmarker(args.rcn)
+        joint = rcn.__class__(build_joint_model(rcn.backbone, denoiser), rcn.readout)
         errs = {}
         for name, model in (("rcn", rcn), ("joint", joint)):
             pred, gt, _ = predict_faceset(model, val)

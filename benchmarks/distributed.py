@@ -20,18 +20,18 @@ WORKER = """
 import json, os, sys
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import rcn_keras
+from rcn_keras.app.training import preset_train_config, train
 out, epochs, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-cfg = rcn_keras.preset_train_config("rcn_mtfl", epochs=epochs, batch_size=batch, steps_per_epoch=steps,
+cfg = preset_train_config("rcn_mtfl", epochs=epochs, batch_size=batch, steps_per_epoch=steps,
     output_dir=out, strategy="multiworker", visualize_every=1000,
     **{"data.synthetic_train": 256, "data.synthetic_validation": 16, "data.synthetic_test": 16})
-s = rcn_keras.train(cfg, verbose=0)
+s = train(cfg, verbose=0)
 print(json.dumps({"train_seconds": s["history"]["train_seconds"]}))
 """
 
 
 def run(workers: int, args, tmp: str) -> float:
-    from rcn_keras.training.distributed import local_cluster
+    from rcn_keras.app.training.distributed import local_cluster
 
     procs = []
     out = os.path.join(tmp, f"w{workers}")

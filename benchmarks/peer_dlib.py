@@ -79,7 +79,8 @@ def rcn_timing(model, readout: str, batch: int, repeats: int = 5) -> float:
     from rcn_keras.models.head import KeypointReadout
 
     head = KeypointReadout(readout)
-    fn = tf.function(lambda x: head(model(x, training=False))["keypoints"])
+    maps = model.backbone
+    fn = tf.function(lambda x: head(maps(x, training=False))["keypoints"])
     x = tf.random.uniform((batch, 80, 80, 1), 0, 255)
     fn(x)
     best = float("inf")
@@ -103,15 +104,15 @@ def score(pred, gt, faces, name: str, extra: dict) -> dict:
 
 
 def run_set(faces, k: int, model_spec: str | None, dlib_parts) -> list[dict]:
-    from rcn_keras.data.formats import afw5_from_68
     from rcn_keras.evaluation.report import predict_faceset
-    from rcn_keras.predict import load_model
-    from rcn_keras.pretrained import default_readout
+    from rcn_keras.keypoints import afw5_from_68
+    from rcn_keras.landmarker import load_landmarker
 
     rows, gt = [], None
     if model_spec:
-        model, readout = load_model(model_spec), default_readout(model_spec)
-        pred, gt, _ = predict_faceset(model, faces, 64, readout)
+        model = load_landmarker(model_spec)
+        readout = model.readout
+        pred, gt, _ = predict_faceset(model, faces, 64)
         rows.append(score(pred, gt, faces, f"RCN {model_spec} ({readout})",
                           {"ms/face b1": rcn_timing(model, readout, 1), "ms/face b64": rcn_timing(model, readout, 64)}))
     if gt is None:
@@ -131,7 +132,7 @@ def run_set(faces, k: int, model_spec: str | None, dlib_parts) -> list[dict]:
                 extra["detected"] = f"{detected}/{len(faces)}"
             rows.append(score(pts, gt, faces, name, extra))
         if model_spec and found:
-            # the whole pipeline a user runs: detector box -> `rcn_keras.predict` crop -> RCN
+            # the whole pipeline a user runs: detector box -> `Landmarker.predict` crop -> RCN
             sub = faces.take(found)
             for box_format in ("landmarks", "dlib"):
                 pred = rcn_from_boxes(model, readout, sub, [boxes[i] for i in found], box_format)
@@ -145,7 +146,7 @@ def run_set(faces, k: int, model_spec: str | None, dlib_parts) -> list[dict]:
 def calibrate(dlib_parts, root: str, cache_dir: str) -> dict:
     """Median (scale, centre shift x, y) taking dlib detector boxes to the stage-B squares the models
     train on, per keypoint count, on every third training face (never the validation split): the
-    `rcn_keras.predict.BOX_FORMATS["dlib"]` constants."""
+    `rcn_keras.boxes.DEFAULT_BOX_FORMATS` "dlib" constants."""
     from rcn_keras.data.datasets import load_300w
 
     out = {}
@@ -161,10 +162,8 @@ def calibrate(dlib_parts, root: str, cache_dir: str) -> dict:
 
 
 def rcn_from_boxes(model, readout: str, faces, boxes: list, box_format: str) -> np.ndarray:
-    """RCN keypoints via `rcn_keras.predict.predict` given face boxes, in the normalised stage-B frame."""
-    from rcn_keras.predict import predict
-
-    results = predict(list(faces.images), model, boxes=boxes, readout=readout, box_format=box_format)
+    """RCN keypoints via `Landmarker.predict` given face boxes, in the normalised stage-B frame."""
+    results = model.predict(list(faces.images), boxes=boxes, readout=readout, box_format=box_format)
     pixels = np.stack([r["keypoints"] for r in results]) + 0.5  # pixel centres -> edges
     return (pixels - faces.rects[:, None, :2]) / faces.rects[:, None, 2:]
 

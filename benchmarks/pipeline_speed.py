@@ -18,11 +18,13 @@ import numpy as np  # noqa: E402
 
 import rcn_keras  # noqa: E402
 from _common import environment, print_table, write_results  # noqa: E402
-from rcn_keras import data  # noqa: E402
+from rcn_keras.data.faceset import FaceSet  # noqa: E402
+from rcn_keras.data.pipeline import make_dataset  # noqa: E402
+from rcn_keras.data.synthetic import synthetic_faces  # noqa: E402
 
 
-def pipeline_rate(faces: data.FaceSet, batch: int, epochs: int) -> float:
-    ds = data.make_dataset(faces, "train", batch_size=batch, seed=0)
+def pipeline_rate(faces: FaceSet, batch: int, epochs: int) -> float:
+    ds = make_dataset(faces, "train", batch_size=batch, seed=0)
     for _ in ds.take(2):  # warm up tracing
         pass
     n, start = 0, time.perf_counter()
@@ -32,10 +34,10 @@ def pipeline_rate(faces: data.FaceSet, batch: int, epochs: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def train_rate(name: str, faces: data.FaceSet, batch: int, steps: int) -> float:
+def train_rate(name: str, faces: FaceSet, batch: int, steps: int) -> float:
     model = rcn_keras.build_model(name)
     model.compile(keras.optimizers.Adadelta(1.0, rho=0.95, epsilon=1e-8), loss=rcn_keras.PixelNLL())
-    ds = data.make_dataset(faces, "train", batch_size=batch, drop_remainder=True).repeat()
+    ds = make_dataset(faces, "train", batch_size=batch, drop_remainder=True).repeat()
     model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # compile the step
     start = time.perf_counter()
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
@@ -50,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for k, model in ((5, "rcn_mtfl"), (68, "rcn_300w")):
-        faces = data.synthetic_faces(args.faces, k, seed=0)
+        faces = synthetic_faces(args.faces, k, seed=0)
         pipe = pipeline_rate(faces, args.batch, epochs=3)
         step = train_rate(model, faces, args.batch, args.steps)
         rows.append({"model": model, "keypoints": k, "pipeline_img_s": pipe, "train_img_s": step,

@@ -1,28 +1,44 @@
 """rcn-keras: Recombinator Networks, SumNet and the denoising keypoint model for facial landmarks.
 
-Importing the package registers every custom layer for `.keras` loading.
+The public API is loaded on first use, so that ``import rcn_keras`` (and the ``rcn`` command's
+argument parsing) does not import TensorFlow. Using any model name (`Landmarker`, `build_model`, ...)
+imports and registers every custom layer for `.keras` loading; so does ``import rcn_keras.landmarker``.
+The application (training runs, the ``rcn`` command, experiments) lives in `rcn_keras.app`.
 """
 
-from rcn_keras.models import (
-    MODEL_PRESETS,
-    KeypointReadout,
-    ModelConfig,
-    build_model,
-    get_config,
-    list_models,
-    with_readout,
-)
-from rcn_keras import data
-from rcn_keras.export import export, export_saved_model, export_tflite
-from rcn_keras.predict import load_model, predict, write_predictions
-from rcn_keras.pretrained import list_pretrained, pretrained_info
-from rcn_keras.training import NME, PixelNLL, TrainConfig, preset_train_config, train
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
 
-__all__ = [
-    "MODEL_PRESETS", "NME", "KeypointReadout", "ModelConfig", "PixelNLL", "TrainConfig", "build_model", "data",
-    "export", "export_saved_model", "export_tflite", "get_config", "list_models", "list_pretrained", "load_model",
-    "predict", "pretrained_info",
-    "preset_train_config", "train", "with_readout", "write_predictions", "__version__",
-]
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "rcn_keras.landmarker": ("Landmarker", "load_landmarker"),
+    "rcn_keras.presets": ("PRESETS", "Preset", "get_preset", "list_presets"),
+    "rcn_keras.models.config": ("DenoiserConfig", "ModelConfig", "READOUTS"),
+    "rcn_keras.models.registry": ("build_model", "list_models", "model_config"),
+    "rcn_keras.models.denoising": ("build_denoiser", "build_joint_model"),
+    "rcn_keras.models.head": ("KeypointReadout", "as_map_model", "with_readout"),
+    "rcn_keras.losses": ("PixelNLL",),
+    "rcn_keras.metrics": ("NME",),
+    "rcn_keras.export": ("export_saved_model", "export_tflite"),
+    "rcn_keras.inference": ("write_predictions",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+_SUBPACKAGES = ("data", "evaluation", "models")
+
+__all__ = sorted(_WHERE) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"rcn_keras.{name}")
+    if name not in _WHERE:
+        raise AttributeError(f"module 'rcn_keras' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_SUBPACKAGES))

@@ -1,8 +1,10 @@
-"""What the machine can do and how to run on it: the mixed-precision policy for a ``precision`` choice."""
+"""What the machine can do and how to run on it: the mixed-precision policy for a ``precision`` choice,
+and a quiet TensorFlow start for the command line. No TensorFlow import at module level."""
 
 from __future__ import annotations
 
 import functools
+import os
 import pathlib
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -34,3 +36,37 @@ def resolve_precision(precision: str = "auto") -> str:
     if has_gpu():
         return "mixed_float16"
     return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
+def prepare_tensorflow_env(verbose: bool = False) -> None:
+    """Before TensorFlow is imported: oneDNN on (about 2x faster on CPU here, off unless set) and, unless
+    ``verbose``, TensorFlow's C++ log level at errors only. Variables the user set are kept."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras with the C++ start-up lines (absl's "All log messages before
+    absl::InitializeLog()", oneDNN and CPU-feature notices) kept off stderr, and quiet their Python
+    loggers and Keras' dataset warnings. Errors still raise as usual."""
+    import sys
+    import warnings
+
+    if "tensorflow" not in sys.modules:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            import tensorflow  # noqa: F401
+            import keras  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+    import logging
+
+    for name in ("tensorflow", "absl", "keras"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*`shuffle`.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\..*")

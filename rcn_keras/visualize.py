@@ -68,7 +68,7 @@ def presoftmax_grid(images: np.ndarray, maps: np.ndarray, pred: np.ndarray | Non
 
 def figure_to_png(fig, path: str | os.PathLike | None = None, dpi: int = 80) -> bytes:
     """Render a figure to PNG bytes (written atomically to ``path`` if given) and close it."""
-    from rcn_keras.data.formats import atomic_write_bytes
+    from rcn_keras.files import atomic_write_bytes
 
     plt = _plt()
     buf = io.BytesIO()

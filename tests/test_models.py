@@ -1,4 +1,4 @@
-"""Model builders: parameter counts (spec 4.8), shapes, variants, loss, training, errors."""
+"""Model builders: parameter counts (docs/model.md 4.8), shapes, variants, loss, training, errors."""
 
 import numpy as np
 import pytest
@@ -59,7 +59,7 @@ def test_branch_masks_drop_branches_and_unused_trunk():
     names = {layer.name for layer in rcn.layers}
     # masked levels F and C run on the upsampled coarser tensor alone: no concatenation there
     assert {"concat_m"} <= names and "concat_f" not in names and "concat_c" not in names
-    assert rcn.get_layer("d2") is not None  # D is the coarsest level: two convs (spec 4.3)
+    assert rcn.get_layer("d2") is not None  # D is the coarsest level: two convs (docs/model.md 4.3)
 
 
 def test_l2_groups_follow_spec():
@@ -154,7 +154,7 @@ def test_a_few_steps_reduce_the_loss(rng):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: rcn_keras.build_model("rcn_foo"), "unknown model 'rcn_foo'"),
+    (lambda: rcn_keras.build_model("rcn_foo"), "unknown preset 'rcn_foo'"),
     (lambda: rcn_keras.build_model("rcn_mtfl", branches=3), "branches=3 is not allowed"),
     (lambda: rcn_keras.build_model("rcn_mtfl", branches=4, branch_mask=(1, 1)), "4 values of 0 or 1"),
     (lambda: rcn_keras.build_model("rcn_mtfl", branch_mask=(0,) * 6), "all-zero mask"),

@@ -1,4 +1,4 @@
-"""Stage C of the preprocessing (spec 1.4-1.8) as TensorFlow ops for the tf.data map: the jittered
+"""Stage C of the preprocessing (docs/model.md 1.4-1.8) as TensorFlow ops for the tf.data map: the jittered
 affine warp of the 160 crop to 80x80 (keypoints moved by the same matrix), one black occlusion
 rectangle, label masks, and the optional horizontal flip with the keypoint permutation.
 
@@ -12,38 +12,12 @@ import math
 
 import tensorflow as tf
 
-OUT_SIZE = 80
-
-# Horizontal-flip permutations (spec 1.8), 0-based.
-FLIP_5 = [1, 0, 2, 4, 3]
-
-
-def _flip_68() -> list[int]:
-    perm = list(range(68))
-    pairs = [(i, 16 - i) for i in range(8)]
-    pairs += [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35), (32, 34)]
-    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
-    pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]
-    for a, b in pairs:
-        perm[a], perm[b] = b, a
-    return perm
-
-
-FLIP_68 = _flip_68()
-
-
-def flip_permutation(num_keypoints: int) -> list[int]:
-    """The mirror permutation for 5 or 68 keypoints."""
-    if num_keypoints == 5:
-        return FLIP_5
-    if num_keypoints == 68:
-        return FLIP_68
-    raise ValueError(f"horizontal flip needs 5 or 68 keypoints (a known mirror order), got {num_keypoints}")
+from rcn_keras.grid import MAP_SIZE as OUT_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Jitter and occlusion of spec 1.4-1.5. Defaults: scale [0.9, 1.1], translation +-10 % of the box
+    """Jitter and occlusion of docs/model.md 1.4-1.5. Defaults: scale [0.9, 1.1], translation +-10 % of the box
     side, integer rotation in [-20, 20] degrees (MTFL README; 40 is the 300W README default),
     one black 20-50 px rectangle per image, no flip.
 
@@ -67,6 +41,14 @@ class AugmentConfig:
     noise: float = 0.0
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), bool if f.type in ("bool", bool) else (int, float)
+            wrong_bool = kind != bool and isinstance(value, bool)
+            if wrong_bool or not isinstance(value, kind) or (kind != bool and not math.isfinite(value)):
+                raise ValueError(f"augment.{f.name}={value!r} must be "
+                                 f"{'true or false' if kind == bool else 'a finite number'}")
+        if int(self.rotation) != self.rotation:
+            raise ValueError(f"rotation={self.rotation} must be a whole number of degrees")
         if not 0 <= self.scale < 1:
             raise ValueError(f"scale={self.scale} must be in [0, 1) (half-width of the scale range)")
         if not 0 <= self.translate < 1:
@@ -99,7 +81,7 @@ def draw_jitter(seed, config: AugmentConfig):
 
 
 def warp_params(rect, scale, tx, ty, theta_deg, out_size: int = OUT_SIZE):
-    """The similarity that maps the jittered box onto [0, out]^2 (spec 1.4 steps 1-4), in edge coords.
+    """The similarity that maps the jittered box onto [0, out]^2 (docs/model.md 1.4 steps 1-4), in edge coords.
 
     Returns (tl, k, cos, sin): dst = k * R(-theta) (p - tl).
     """
@@ -165,7 +147,7 @@ def photometric(image, seed, config: AugmentConfig):
 
 
 def occlude(image, seed, config: AugmentConfig):
-    """Paint exactly one black rectangle, sides uniform integers in [min, max], fully inside (spec 1.5)."""
+    """Paint exactly one black rectangle, sides uniform integers in [min, max], fully inside (docs/model.md 1.5)."""
     size = image.shape[0]
     hw = tf.random.stateless_uniform([2], seed, config.occlusion_min, config.occlusion_max + 1, dtype=tf.int32)
     u = tf.random.stateless_uniform([2], seed + 7, 0.0, 1.0)
@@ -179,7 +161,7 @@ def occlude(image, seed, config: AugmentConfig):
 
 
 def label_mask(points_norm, border_codes, mask_outside: bool):
-    """1 for keypoints that train: border code 0, and (if ``mask_outside``) inside [0, 1) (spec 1.7)."""
+    """1 for keypoints that train: border code 0, and (if ``mask_outside``) inside [0, 1) (docs/model.md 1.7)."""
     mask = tf.equal(border_codes, 0)
     if mask_outside:
         inside = tf.reduce_all((points_norm >= 0.0) & (points_norm < 1.0), axis=-1)

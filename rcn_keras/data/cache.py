@@ -10,13 +10,12 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from typing import Callable
 
 import h5py
-import numpy as np
 
 from rcn_keras.data.faceset import FaceSet
+from rcn_keras.files import atomic_write_with
 
 CACHE_VERSION = 1
 
@@ -32,11 +31,7 @@ def source_key(files: list[pathlib.Path], options: dict) -> str:
 
 def save_faceset(path: str | os.PathLike, faces: FaceSet, key: str) -> None:
     """Write ``faces`` to an HDF5 file atomically, with ``key`` and the format version as attributes."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    def write(tmp):
         with h5py.File(tmp, "w") as f:
             f.attrs["version"] = CACHE_VERSION
             f.attrs["key"] = key
@@ -46,11 +41,8 @@ def save_faceset(path: str | os.PathLike, faces: FaceSet, key: str) -> None:
             f.attrs["names"] = json.dumps(faces.names)
             f.attrs["groups"] = json.dumps(faces.groups)
             f.attrs["skipped"] = json.dumps(faces.skipped)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write_with(path, write)
 
 
 def load_faceset(path: str | os.PathLike, key: str | None = None) -> FaceSet | None:

@@ -1,4 +1,4 @@
-"""Stages A and B of the paper's preprocessing (spec 1.2, 1.3): keypoint-driven square boxes, the
+"""Stages A and B of the paper's preprocessing (docs/model.md 1.2, 1.3): keypoint-driven square boxes, the
 loose 160x160 grey crop, the inner face rectangle, and 300W border codes / pad ratios.
 
 Coordinates here are **continuous edge coordinates**: pixel j spans [j, j + 1), so a 0-based
@@ -50,7 +50,7 @@ def _fit_square_in_image(xs: int, ys: int, xe: int, ye: int, width: int, height:
 
 
 def box_from_5_points(points5: np.ndarray, width: int, height: int, dist_ratio: float) -> tuple[int, int, int]:
-    """`detect_face_by_kpt` (spec 1.2): square box (x, y, side) from eyes and mouth corners, kept inside
+    """`detect_face_by_kpt` (docs/model.md 1.2): square box (x, y, side) from eyes and mouth corners, kept inside
     the image. The nose (index 2) is not used."""
     p = np.asarray(points5, dtype=np.float64)
     le, re, lm, rm = p[0], p[1], p[3], p[4]
@@ -69,7 +69,7 @@ def box_from_5_points(points5: np.ndarray, width: int, height: int, dist_ratio: 
 
 
 def box_from_all_points(points: np.ndarray, enlarge: float) -> tuple[int, int, int]:
-    """300W box (spec 1.2 steps 2-4): tight integer box, made square, enlarged by ``enlarge``.
+    """300W box (docs/model.md 1.2 steps 2-4): tight integer box, made square, enlarged by ``enlarge``.
 
     The result may leave the image; the crop then zero-pads.
     """
@@ -88,7 +88,7 @@ def box_from_all_points(points: np.ndarray, enlarge: float) -> tuple[int, int, i
 
 
 def border_codes(points: np.ndarray, width: int, height: int) -> np.ndarray:
-    """`get_border_mask` (spec 1.2 step 6): per point +1 left, +2 top, +3 right, +4 bottom, summed.
+    """`get_border_mask` (docs/model.md 1.2 step 6): per point +1 left, +2 top, +3 right, +4 bottom, summed.
 
     The sum is the authors' quirk (left + top reads as "right"); we keep it for faithful scoring.
     """
@@ -123,7 +123,7 @@ def to_crop_frame(points: np.ndarray, box: tuple[int, int, int], size: int = STA
 
 
 def stage_b_rect(points160: np.ndarray) -> np.ndarray:
-    """Inner face rectangle (x, y, side) on the 160 crop (spec 1.3): the 5-point rule with ratio 0.95
+    """Inner face rectangle (x, y, side) on the 160 crop (docs/model.md 1.3): the 5-point rule with ratio 0.95
     for 5 keypoints, the tight box enlarged by 1.3 for 68 keypoints."""
     p = np.asarray(points160)
     if p.shape[0] == 5:
@@ -135,7 +135,7 @@ def stage_b_rect(points160: np.ndarray) -> np.ndarray:
 
 def stage_b_pad(pad_a: np.ndarray, rect: np.ndarray) -> np.ndarray:
     """Re-express the stage-A pad (ratios of the 160 crop) as ratios of the stage-B rectangle
-    (`get_padded_region`, spec 1.3): the part of each side of ``rect`` that lies in the padding."""
+    (`get_padded_region`, docs/model.md 1.3): the part of each side of ``rect`` that lies in the padding."""
     x, y, s = (float(v) for v in rect)
     n = STAGE_A_SIZE
     l, t, r, b = (float(v) * n for v in pad_a)
@@ -145,7 +145,7 @@ def stage_b_pad(pad_a: np.ndarray, rect: np.ndarray) -> np.ndarray:
 
 
 def clear_unpadded_codes(codes: np.ndarray, pad_b: np.ndarray) -> np.ndarray:
-    """Clear border codes 1-4 whose side of the stage-B rectangle is not padded (spec 1.3)."""
+    """Clear border codes 1-4 whose side of the stage-B rectangle is not padded (docs/model.md 1.3)."""
     codes = np.asarray(codes).copy()
     for side in range(4):
         if pad_b[side] <= 0:
@@ -154,7 +154,7 @@ def clear_unpadded_codes(codes: np.ndarray, pad_b: np.ndarray) -> np.ndarray:
 
 
 def border_pixels(pad_b: np.ndarray, size: int = 80) -> np.ndarray:
-    """First valid column/row and the column/row where right/bottom padding starts (spec 1.7)."""
+    """First valid column/row and the column/row where right/bottom padding starts (docs/model.md 1.7)."""
     l, t, r, b = (float(v) for v in pad_b)
     return np.array([round(l * size), round(t * size), size - round(r * size), size - round(b * size)],
                     dtype=np.int32)

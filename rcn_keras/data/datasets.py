@@ -15,12 +15,13 @@ import numpy as np
 from rcn_keras.data import crop
 from rcn_keras.data.cache import cached
 from rcn_keras.data.faceset import FaceSet
-from rcn_keras.data.formats import DataFormatError, afw5_from_68, load_image, read_afw_anno, read_mtfl_list, read_pts
+from rcn_keras.data.formats import DataFormatError, load_image, read_afw_anno, read_mtfl_list, read_pts
+from rcn_keras.keypoints import afw5_from_68
 
 ON_ERROR = ("raise", "skip")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
-# 300W folders (relative to the dataset root) and the paper's groupings (spec 1.1, 7.3).
+# 300W folders (relative to the dataset root) and the paper's groupings (docs/model.md 1.1, 7.3).
 SUBSETS_300W = {
     "afw": "afw", "helen_train": "helen/trainset", "lfpw_train": "lfpw/trainset",
     "helen_test": "helen/testset", "lfpw_test": "lfpw/testset", "ibug": "ibug",
@@ -105,7 +106,7 @@ def list_pts(folder: str | os.PathLike) -> list[pathlib.Path]:
 def load_300w(root: str | os.PathLike, subsets=("afw", "helen_train"), num_keypoints: int = 68,
               on_error: str = "raise", cache_dir: str | os.PathLike | None = None) -> FaceSet:
     """Load 300W-layout folders under ``root`` (``subsets``: keys of `SUBSETS_300W` or of
-    `GROUPS_300W`, e.g. "train", "common"), preprocessed as spec 1.2-1.3.
+    `GROUPS_300W`, e.g. "train", "common"), preprocessed as docs/model.md 1.2-1.3.
 
     ``num_keypoints=5`` derives the 5 points of the paper's AFW protocol from the 68 (`afw5_from_68`)
     and crops as MTFL. 300W `.pts` are 1-based pixel centres: we subtract 0.5 to get edge coordinates.
@@ -149,7 +150,7 @@ def load_mtfl(root: str | os.PathLike, list_file: str = "training.txt", on_error
     """Load MTFL (``training.txt``: the 10,000 train+validation faces; ``testing.txt``: AFLW test).
 
     Image paths in the list are relative to ``root`` (Windows ``\\`` accepted). Coordinates are taken
-    as 0-based pixel centres. Split train/validation with ``FaceSet.split(1000)`` (spec 1.1).
+    as 0-based pixel centres. Split train/validation with ``FaceSet.split(1000)`` (docs/model.md 1.1).
     """
     _check_on_error(on_error)
     root = pathlib.Path(root)
@@ -168,7 +169,7 @@ def load_mtfl(root: str | os.PathLike, list_file: str = "training.txt", on_error
 
 def load_afw(root: str | os.PathLike, anno: str = "anno.mat", on_error: str = "raise",
              cache_dir: str | os.PathLike | None = None) -> FaceSet:
-    """Load the AFW 5-point test set from the original ``anno.mat`` (spec 7.4): faces with a NaN among
+    """Load the AFW 5-point test set from the original ``anno.mat`` (docs/model.md 7.4): faces with a NaN among
     their 6 points are skipped (and counted in ``skipped``); the mouth centre is dropped."""
     _check_on_error(on_error)
     root = pathlib.Path(root)

@@ -8,7 +8,7 @@ import numpy as np
 
 from rcn_keras.data.crop import STAGE_A_SIZE
 
-# Seed of the authors' train/validation shuffle (spec 1.1).
+# Seed of the authors' train/validation shuffle (docs/model.md 1.1).
 SPLIT_SEED = 7345
 
 
@@ -63,7 +63,7 @@ class FaceSet:
         return self.take([i for i, g in enumerate(self.groups) if g in groups])
 
     def split(self, validation: int | float = 0.1, seed: int = SPLIT_SEED) -> tuple["FaceSet", "FaceSet"]:
-        """The authors' split (spec 1.1): permute with ``seed``, the **last** part is validation.
+        """The authors' split (docs/model.md 1.1): permute with ``seed``, the **last** part is validation.
 
         ``validation`` is a count or a fraction (``N // round(1 / fraction)`` faces, as 3148 // 10).
         """

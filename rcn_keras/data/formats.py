@@ -8,10 +8,11 @@ import dataclasses
 import math
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from rcn_keras.files import atomic_write_text
 
 PathLike = str | os.PathLike
 
@@ -24,23 +25,6 @@ class DataFormatError(ValueError):
         self.line = line
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {message}")
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _parse_floats(path, lineno: int, fields: list[str], what: str) -> list[float]:
@@ -111,7 +95,7 @@ def write_pts(path: PathLike, points: np.ndarray) -> None:
     points = np.asarray(points, dtype=np.float64)
     body = "\n".join(f"{x:.6f} {y:.6f}" for x, y in points)
     text = f"version: 1\nn_points:  {len(points)}\n{{\n{body}\n}}\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_text(path, text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +143,7 @@ class AFWFace:
 
     @property
     def points5(self) -> np.ndarray:
-        """The paper's 5 points: the mouth centre dropped (spec 1.2)."""
+        """The paper's 5 points: the mouth centre dropped (docs/model.md 1.2)."""
         return self.points6[[0, 1, 2, 3, 5]]
 
 
@@ -195,19 +179,6 @@ def read_afw_anno(path: PathLike) -> list[AFWFace]:
             except (KeyError, ValueError, TypeError, IndexError) as exc:
                 raise DataFormatError(path, f"entry {i + 1}: {exc}") from None
     return faces
-
-
-def afw5_from_68(points68: np.ndarray) -> np.ndarray:
-    """Approximate the paper's 5 AFW points from 68 iBUG points (DESIGN.md, spec 7.4).
-
-    Eye centres = mean of the 6 points of each eye (pts 37-42, 43-48), nose tip = pt 31,
-    mouth corners = pts 49 and 55 (1-based). Order: left eye, right eye, nose, left mouth, right mouth.
-    """
-    p = np.asarray(points68)
-    if p.shape[-2:] != (68, 2):
-        raise ValueError(f"afw5_from_68 needs (..., 68, 2) points, got shape {p.shape}")
-    return np.stack([p[..., 36:42, :].mean(-2), p[..., 42:48, :].mean(-2), p[..., 30, :],
-                     p[..., 48, :], p[..., 54, :]], axis=-2)
 
 
 def load_image(path: PathLike, mode: str = "RGB") -> np.ndarray:

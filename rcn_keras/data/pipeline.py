@@ -1,4 +1,4 @@
-"""tf.data pipelines over a `FaceSet` (spec 6): train (fresh jitter and occlusion every epoch,
+"""tf.data pipelines over a `FaceSet` (docs/model.md 6): train (fresh jitter and occlusion every epoch,
 reshuffled), validation (jittered and occluded once with a fixed seed), test (no jitter).
 
 Each element is ``(image, target)``: image (B, 80, 80, 1) float32 raw intensities 0-255 (LCN is
@@ -11,13 +11,15 @@ import tensorflow as tf
 
 from rcn_keras.data import augment as aug
 from rcn_keras.data.faceset import FaceSet
+from rcn_keras.grid import discretise
+from rcn_keras.keypoints import flip_permutation
 
 MODES = ("train", "validation", "test")
 
 
 def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, num_keypoints: int):
     jitter = mode != "test"
-    perm = aug.flip_permutation(num_keypoints) if (config.flip and mode == "train") else None
+    perm = flip_permutation(num_keypoints) if (config.flip and mode == "train") else None
 
     def fn(sample, seed):
         seed = tf.stack([seed, tf.cast(sample["index"], tf.int64)])
@@ -74,7 +76,7 @@ def make_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64,
 
 
 def corrupt_keypoints(labels, n_corrupt: int, seed, size: int = aug.OUT_SIZE):
-    """Move ``n_corrupt`` distinct keypoints (uniformly chosen) to uniformly random pixels (spec 8).
+    """Move ``n_corrupt`` distinct keypoints (uniformly chosen) to uniformly random pixels (docs/model.md 8).
 
     labels: (K,) int pixel indices; returns (noisy labels, corrupted 0/1 float mask).
     """
@@ -98,12 +100,10 @@ def make_denoiser_dataset(faces: FaceSet, mode: str = "train", batch_size: int =
     """``(noisy one-hot maps (B, 80, 80, K), target (B, K, 3))`` from keypoint configurations only.
 
     Keypoints get the image pipeline's jitter (train: fresh each epoch; validation: fixed; test: none),
-    are discretised to the 80 grid (spec 1.7), and ``n_corrupt`` of them move to uniformly random pixels,
+    are discretised to the 80 grid (docs/model.md 1.7), and ``n_corrupt`` of them move to uniformly random pixels,
     re-drawn every epoch in train mode. The target mask keeps only the corrupted points (and the 300W
-    border mask), so only they train (spec 8).
+    border mask), so only they train (docs/model.md 8).
     """
-    from rcn_keras.training.losses import discretise
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     k = faces.num_keypoints

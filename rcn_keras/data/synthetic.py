@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from rcn_keras.data import crop
 from rcn_keras.data.faceset import FaceSet
-from rcn_keras.data.formats import afw5_from_68
+from rcn_keras.keypoints import afw5_from_68
 
 SIZE = crop.STAGE_A_SIZE
 _SUPER = 2  # supersampling factor of the drawing

@@ -1,5 +1,5 @@
 """Denoiser alone on held-out shapes: NME of the corrupted points before (their random positions) and
-after denoising, for several numbers of corrupted keypoints (spec 8, issue measure (a))."""
+after denoising, for several numbers of corrupted keypoints (docs/model.md, 8)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import numpy as np
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.pipeline import make_denoiser_dataset
 from rcn_keras.evaluation.nme import inter_ocular
+from rcn_keras.grid import argmax_points
+from rcn_keras.markdown import markdown_table
 from rcn_keras.models.head import KeypointReadout
 
 CORRUPTIONS = (5, 10, 20, 35, 50)
@@ -27,8 +29,7 @@ def evaluate_denoiser(model: keras.Model, faces: FaceSet, corruptions=CORRUPTION
         for maps, y in make_denoiser_dataset(faces, "test", batch_size, n_corrupt=k, seed=seed + k):
             y = y.numpy()
             gt, mask = y[..., :2], y[..., 2]
-            flat = maps.numpy().reshape(len(y), -1, faces.num_keypoints).argmax(1)  # noisy input pixels
-            noisy = np.stack([(flat % 80 + 0.5) / 80, (flat // 80 + 0.5) / 80], -1)
+            noisy = np.asarray(argmax_points(maps))  # the corrupted input's pixels
             pred = head(model(maps, training=False))["keypoints"].numpy()
             iod = inter_ocular(gt)
             for name, p, acc in (("before", noisy, before), ("after", pred, after)):
@@ -40,9 +41,10 @@ def evaluate_denoiser(model: keras.Model, faces: FaceSet, corruptions=CORRUPTION
     return rows
 
 
+DENOISER_COLUMNS = [("corrupted", "corrupted points", ""), ("faces", "faces", ""),
+                    ("before", "NME corrupted, before %", ".2f"), ("after", "NME corrupted, after %", ".2f"),
+                    ("after_all_points", "NME all points, after %", ".2f")]
+
+
 def denoiser_table(rows: list[dict]) -> str:
-    lines = ["| corrupted points | faces | NME corrupted, before % | NME corrupted, after % | NME all points, after % |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['corrupted']} | {r['faces']} | {r['before']:.2f} | {r['after']:.2f} | "
-              f"{r['after_all_points']:.2f} |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(rows, DENOISER_COLUMNS) + "\n"

@@ -1,4 +1,4 @@
-"""Normalised mean error (NME) of keypoints (spec 7): normalisers, "paper" and continuous modes,
+"""Normalised mean error (NME) of keypoints (docs/model.md 7): normalisers, "paper" and continuous modes,
 300W border projection, failure rate, AUC and cumulative error distribution.
 
 Points are (..., K, 2) in normalised [0, 1] crop coordinates unless said otherwise. Errors are
@@ -9,24 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-MAP_SIZE = 80
-
-# name -> (left indices, right indices) averaged into the two eye points (0-based), per keypoint count.
-NORMALISERS = {
-    5: {"eye_centres": ([0], [1])},
-    68: {
-        "corner_midpoints": ([36, 39], [42, 45]),  # spec 7.2, the authors' 300W normaliser
-        "outer_corners": ([36], [45]),              # inter-ocular (IO) of the 300W challenge
-        "pupils": (list(range(36, 42)), list(range(42, 48))),  # inter-pupil from the 6 eye points
-    },
-}
-DEFAULT_NORMALISER = {5: "eye_centres", 68: "corner_midpoints"}
-# 49-point variant (spec 7.3): drop the contour (pts 1-17) and the inner-mouth corners (pts 61, 65).
-POINTS_49 = [i for i in range(68) if i >= 17 and i not in (60, 64)]
-
-
-def normaliser_names(num_keypoints: int) -> list[str]:
-    return list(NORMALISERS.get(num_keypoints, {}))
+from rcn_keras.grid import MAP_SIZE
+from rcn_keras.keypoints import DEFAULT_NORMALISER, NORMALISERS, normaliser_names
 
 
 def inter_ocular(points: np.ndarray, normaliser: str | None = None) -> np.ndarray:
@@ -49,7 +33,7 @@ def per_sample_nme(pred: np.ndarray, gt: np.ndarray, normaliser: str | None = No
     """Mean point-to-point error of each sample divided by its inter-ocular distance.
 
     ``mode="continuous"``: sub-pixel ground truth, predictions as given (argmax read-out gives pixel
-    centres). ``mode="paper"`` (spec 7.1): both sides on the integer 80-grid, ground truth floored,
+    centres). ``mode="paper"`` (docs/model.md 7.1): both sides on the integer 80-grid, ground truth floored,
     prediction = the pixel index, while the normaliser stays continuous. ``mask`` (N, K) averages
     over the unmasked points only; ``points`` restricts to a subset (e.g. `POINTS_49`).
     """
@@ -90,7 +74,7 @@ def auc(errors: np.ndarray, threshold: float = 0.08) -> float:
 
 def project_to_border(pred_px: np.ndarray, codes: np.ndarray, border_pixel: np.ndarray,
                       snap: bool = True) -> np.ndarray:
-    """300W test-time projection (spec 5.4) of (N, K, 2) predictions in 80-grid pixel units.
+    """300W test-time projection (docs/model.md 5.4) of (N, K, 2) predictions in 80-grid pixel units.
 
     With ``snap``, points with border code 1/3 get x = bp0/bp2, codes 2/4 get y = bp1/bp3; then every
     prediction is clamped into [bp0, bp2] x [bp1, bp3] (the joint model uses the clamp only).

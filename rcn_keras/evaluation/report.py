@@ -11,23 +11,27 @@ import numpy as np
 
 from rcn_keras.data.crop import border_pixels
 from rcn_keras.data.faceset import FaceSet
-from rcn_keras.data.formats import atomic_write_bytes
+from rcn_keras.files import atomic_write_bytes
 from rcn_keras.data.pipeline import make_dataset
 from rcn_keras.evaluation import nme as N
-from rcn_keras.models.head import KeypointReadout
+from rcn_keras.keypoints import POINTS_49, normaliser_names
+from rcn_keras.markdown import markdown_table
+from rcn_keras.models.head import KeypointReadout, as_map_model
 
 THRESHOLDS = (0.08, 0.10)
-# 300W composite groups (spec 7.3) built from the per-folder groups when present.
+# 300W composite groups (docs/model.md 7.3) built from the per-folder groups when present.
 COMPOSITES = {"common": ("helen_test", "lfpw_test"), "challenging": ("ibug",),
               "full": ("helen_test", "lfpw_test", "ibug")}
 
 
-def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, readout: str = "argmax"):
-    """Un-jittered test crops of ``faces`` through a map model: (pred, gt) normalised (N, K, 2), confidence."""
+def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, readout: str | None = None):
+    """Un-jittered test crops of ``faces`` through a `Landmarker` or map model: (pred, gt) normalised
+    (N, K, 2) and confidence. ``readout``: the model's own (a `Landmarker`'s) unless given, else arg-max."""
     preds, gts, confs = [], [], []
-    head = KeypointReadout(readout)
+    head = KeypointReadout(readout or getattr(model, "readout", None) or "argmax")
+    maps_model = as_map_model(model)
     for x, y in make_dataset(faces, "test", batch_size=batch_size):
-        out = head(model(x, training=False))
+        out = head(maps_model(x, training=False))
         preds.append(out["keypoints"].numpy())
         confs.append(out["confidence"].numpy())
         gts.append(y.numpy()[..., :2])
@@ -55,7 +59,7 @@ def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode:
                          border_projection: bool = True) -> dict:
     """Per-sample errors and summaries for every normaliser, subset and (68 points) the 49-point variant.
 
-    For 68 points the predictions are first projected to the image border as spec 5.4.
+    For 68 points the predictions are first projected to the image border as docs/model.md 5.4.
     """
     k = gt.shape[1]
     if k == 68 and border_projection:
@@ -68,9 +72,9 @@ def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode:
         if sel.any() and len(subsets) > 1 and name not in subsets:
             subsets[name] = sel
     subsets["all"] = np.ones(len(groups), bool)
-    variants = {"all points": None} if k != 68 else {"68 points": None, "49 points": N.POINTS_49}
+    variants = {"all points": None} if k != 68 else {"68 points": None, "49 points": POINTS_49}
     rows, errors = [], {}
-    for norm in N.normaliser_names(k):
+    for norm in normaliser_names(k):
         for variant, points in variants.items():
             e = N.per_sample_nme(pred, gt, norm, mode=mode, points=points)
             errors[f"{norm}/{variant}"] = e
@@ -79,15 +83,10 @@ def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode:
     return {"rows": rows, "errors": errors, "mode": mode, "pred": pred}
 
 
-def markdown_table(rows: list[dict], title: str | None = None) -> str:
-    cols = ["subset", "normaliser", "points", "faces", "nme", "median", "fr8", "fr10", "auc8", "auc10"]
-    head = ["subset", "normaliser", "points", "faces", "NME %", "median %", "FR@8 %", "FR@10 %", "AUC@8", "AUC@10"]
-    lines = ([f"### {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(
-            f"{r[c]:.3f}" if c.startswith("auc") else f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c])
-            for c in cols) + " |")
-    return "\n".join(lines)
+REPORT_COLUMNS = [("subset", "subset", ""), ("normaliser", "normaliser", ""), ("points", "points", ""),
+                  ("faces", "faces", ""), ("nme", "NME %", ".2f"), ("median", "median %", ".2f"),
+                  ("fr8", "FR@8 %", ".2f"), ("fr10", "FR@10 %", ".2f"), ("auc8", "AUC@8", ".3f"),
+                  ("auc10", "AUC@10", ".3f")]
 
 
 def write_report(out_dir: str | os.PathLike, results: dict[str, dict], extra: dict | None = None) -> dict:
@@ -99,7 +98,7 @@ def write_report(out_dir: str | os.PathLike, results: dict[str, dict], extra: di
     payload = {"results": {}, **(extra or {})}
     curves = {}
     for name, res in results.items():
-        md += [markdown_table(res["rows"], name), ""]
+        md += [markdown_table(res["rows"], REPORT_COLUMNS, name), ""]
         payload["results"][name] = res["rows"]
         first_key = next(iter(res["errors"]))
         curves[name] = N.ced(res["errors"][first_key], 0.10)

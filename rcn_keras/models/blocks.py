@@ -1,6 +1,6 @@
 """Pieces shared by the SumNet and RCN builders: the layer tables, conv factory, trunk and upsampling.
 
-The tables transcribe spec sections 3.1, 3.2, 4.1 and 4.2; each entry is (filters, kernel size).
+The tables transcribe docs/model.md 3.1, 3.2, 4.1 and 4.2; each entry is (filters, kernel size).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rcn_keras.models.layers import LearnedUpsampling, LocalContrastNormalizatio
 ENCODER_CHANNELS = {"mtfl": (16, 32, 48, 48, 48, 48, 48), "300w": (64,) * 7}
 
 # RCN decoder convs per level (before the output conv at F). "D_top" is D when it is the
-# coarsest level (4 branches): two convs, like S in the 5-branch net (spec 4.3).
+# coarsest level (4 branches): two convs, like S in the 5-branch net (docs/model.md 4.3).
 RCN_DECODER = {
     "mtfl": {"F": [(16, 3)], "M": [(32, 3), (16, 3)], "C": [(48, 3), (32, 3)], "D": [(48, 3)],
              "D_top": [(48, 3), (48, 3)], "S": [(48, 3), (48, 3)], "T": [(48, 3), (48, 3)],
@@ -38,7 +38,7 @@ def up_of(level: int) -> tuple[int, int]:
 
 
 class GraphBuilder:
-    """Creates the layers of one network in order, with the spec's initializer seeds and L2 groups."""
+    """Creates the layers of one network in order, with the initializer seeds of docs/model.md 2 and L2 groups."""
 
     def __init__(self, config: ModelConfig):
         self.config = config
@@ -68,7 +68,7 @@ class GraphBuilder:
         return x
 
     def inputs(self):
-        """Raw grey 80x80x1 input and its normalised version (LCN inside the graph, spec 1.6)."""
+        """Raw grey 80x80x1 input and its normalised version (LCN inside the graph, docs/model.md 1.6)."""
         image = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
         x = LocalContrastNormalization(self.config.lcn_floor, name="lcn")(image) if self.config.lcn else image
         return image, x
@@ -104,7 +104,7 @@ class GraphBuilder:
 
 
 def upsample_to_input(x, level: int, name: str):
-    """Nearest upsampling of a level-``level`` map straight to 80x80 (SumNet branches, spec 3.1)."""
+    """Nearest upsampling of a level-``level`` map straight to 80x80 (SumNet branches, docs/model.md 3.1)."""
     factor = INPUT_SIZE // LEVEL_SIZES[level]
     if factor == 1:
         return x

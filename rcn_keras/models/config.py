@@ -1,29 +1,35 @@
-"""One configuration object per network: `ModelConfig`, validated on creation, JSON round-trippable."""
+"""One configuration object per network (`ModelConfig` for SumNet / RCN, `DenoiserConfig` for the
+denoising keypoint model), validated on creation, JSON round-trippable, and the read-out names.
+No TensorFlow here: the command line reads these before it imports it."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
+from rcn_keras.grid import MAP_SIZE
+
 FAMILIES = ("sumnet", "rcn")
 LAYOUTS = ("mtfl", "300w")
 UPSAMPLINGS = ("nearest", "learned")
 LCN_FLOORS = ("image", "batch")
 MIN_BRANCHES, MAX_BRANCHES = 4, 7
-INPUT_SIZE = 80
-# Level names, finest first: spatial size 80, 40, 20, 10, 5, 2, 1 (spec section 2).
+INPUT_SIZE = MAP_SIZE
+# Map -> keypoint read-outs of `KeypointReadout` (docs/model.md, 5.3).
+READOUTS = ("argmax", "soft_argmax", "local_soft_argmax")
+# Level names, finest first: spatial size 80, 40, 20, 10, 5, 2, 1 (docs/model.md, 2).
 LEVELS = ("F", "M", "C", "D", "S", "T", "O")
 LEVEL_SIZES = (80, 40, 20, 10, 5, 2, 1)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that defines one SumNet / RCN network (spec sections 2-5).
+    """Everything that defines one SumNet / RCN network (docs/model.md, 2-5).
 
     ``branch_mask`` lists one 0/1 per branch, **finest first** (F, M, C, D, ...); ``None`` = all on.
     ``layout`` picks the channel / kernel tables: "mtfl" (3x3 decoder, 16-48 channels) or
     "300w" (64 channels, 5x5 + 1x1 decoder); ``width`` scales every hidden channel count (1.0 = the
-    paper; 0.5 costs about a quarter). L2 coefficients follow spec 5.5's three groups.
+    paper; 0.5 costs about a quarter). L2 coefficients follow docs/model.md 5.5's three groups.
     """
 
     family: str = "rcn"
@@ -114,3 +120,42 @@ class ModelConfig:
         if d.get("branch_mask") is not None:
             d["branch_mask"] = tuple(d["branch_mask"])
         return cls().replace(**d)
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """The denoising keypoint model (docs/model.md, 8). ``map_size`` is the resolution the convs work at
+    (80 = the paper; 40 or 20 sum-pool the one-hot input and upsample the output logits by nearest
+    repetition). ``kernel_size`` is the conv size."""
+
+    num_keypoints: int = 68
+    kernel_size: int = 45
+    filters: int = 64
+    convs: int = 3
+    map_size: int = MAP_SIZE
+    l2: float = 1e-6
+    seed: int = 54621
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.map_size not in (80, 40, 20, 16, 10):
+            raise ValueError(f"map_size={self.map_size} is not allowed; allowed: 80, 40, 20, 16, 10 (divisors of 80)")
+        for arg in ("num_keypoints", "kernel_size", "filters", "convs"):
+            if not isinstance(getattr(self, arg), int) or getattr(self, arg) < 1:
+                raise ValueError(f"{arg}={getattr(self, arg)!r} must be a positive integer")
+
+    @property
+    def receptive_field(self) -> int:
+        """Receptive field of the conv stack in 80x80 pixels."""
+        return (self.convs * (self.kernel_size - 1) + 1) * (MAP_SIZE // self.map_size)
+
+    def replace(self, **overrides) -> "DenoiserConfig":
+        """A copy with some fields changed; unknown names raise a ValueError listing the valid ones."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown denoiser option(s) {unknown}; valid options: {sorted(names)}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

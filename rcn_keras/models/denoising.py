@@ -1,67 +1,32 @@
-"""Denoising keypoint model and the joint RCN + denoiser model (spec section 8).
+"""Denoising keypoint model and the joint RCN + denoiser model (docs/model.md 8).
 
 The denoiser sees only keypoint configurations: one one-hot 80x80 map per keypoint in, per-keypoint
 pre-softmax maps out. The paper's net (3 convs 45x45, 64 filters, at 80x80; ~163 GMAC per image) is
 GPU-only; the CPU preset keeps a similar receptive field by working on coarser maps (see
-`DENOISER_PRESETS`). The joint model adds RCN's logits and the denoiser's logits on RCN's arg-max
+the presets `denoiser_300w` and `denoiser_300w_cpu`). The joint model adds RCN's logits and the denoiser's logits on RCN's arg-max
 one-hot maps, so its softmax is the renormalised product of the two distributions.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 from keras import ops
 
+from rcn_keras.grid import MAP_SIZE, flatten_maps, pixel_argmax
+from rcn_keras.models.config import DenoiserConfig
+from rcn_keras.models.head import as_map_model
 from rcn_keras.models.layers import PACKAGE, RCNUniform
-
-MAP_SIZE = 80
-
-
-@dataclasses.dataclass(frozen=True)
-class DenoiserConfig:
-    """``map_size`` is the resolution the convs work at (80 = the paper; 40 or 20 sum-pool the one-hot
-    input and upsample the output logits by nearest repetition). ``kernel_size`` is the conv size."""
-
-    num_keypoints: int = 68
-    kernel_size: int = 45
-    filters: int = 64
-    convs: int = 3
-    map_size: int = MAP_SIZE
-    l2: float = 1e-6
-    seed: int = 54621
-    name: str = ""
-
-    def __post_init__(self):
-        if self.map_size not in (80, 40, 20, 16, 10):
-            raise ValueError(f"map_size={self.map_size} is not allowed; allowed: 80, 40, 20, 16, 10 (divisors of 80)")
-        for arg in ("num_keypoints", "kernel_size", "filters", "convs"):
-            if not isinstance(getattr(self, arg), int) or getattr(self, arg) < 1:
-                raise ValueError(f"{arg}={getattr(self, arg)!r} must be a positive integer")
-
-    @property
-    def receptive_field(self) -> int:
-        """Receptive field of the conv stack in 80x80 pixels."""
-        return (self.convs * (self.kernel_size - 1) + 1) * (MAP_SIZE // self.map_size)
-
-
-DENOISER_PRESETS = {
-    # The paper / authors' code: 25,406,212 parameters, receptive field 133 px, ~163 GMAC per image.
-    "denoiser_300w": DenoiserConfig(),
-    # CPU-trainable: the same 3-conv design on 20x20 maps (4x4 sum-pooled one-hots) with 11x11 kernels:
-    # receptive field 124 px (vs 133), ~0.6 GMAC per image (~270x less); output logits are 4x4 blocks.
-    "denoiser_300w_cpu": DenoiserConfig(kernel_size=11, map_size=20),
-}
+from rcn_keras.presets import get_preset
 
 
 def build_denoiser(config: DenoiserConfig | str = "denoiser_300w", **overrides) -> keras.Model:
     """Denoiser: one-hot keypoint maps (B, 80, 80, K) -> pre-softmax maps (B, 80, 80, K)."""
     if isinstance(config, str):
-        if config not in DENOISER_PRESETS:
-            raise ValueError(f"unknown denoiser {config!r}; available: {sorted(DENOISER_PRESETS)}")
-        config = dataclasses.replace(DENOISER_PRESETS[config], name=config)
-    config = dataclasses.replace(config, **overrides)
+        preset = get_preset(config)
+        if not isinstance(preset.model, DenoiserConfig):
+            raise ValueError(f"preset {config!r} is not a denoiser (it builds a {preset.model.family} network)")
+        config = preset.model.replace(name=config)
+    config = config.replace(**overrides)
     k, factor = config.num_keypoints, MAP_SIZE // config.map_size
     maps = keras.Input((MAP_SIZE, MAP_SIZE, k), name="keypoint_maps")
     x = maps
@@ -90,8 +55,6 @@ class ArgmaxOneHot(keras.layers.Layer):
     """Pre-softmax maps (B, H, W, K) -> one-hot maps of each keypoint's arg-max pixel (no gradient)."""
 
     def call(self, logits):
-        from rcn_keras.models.head import flatten_maps, pixel_argmax
-
         h, w, k = logits.shape[1], logits.shape[2], logits.shape[3]
         onehot = ops.one_hot(pixel_argmax(flatten_maps(logits)), h * w, dtype=self.compute_dtype)  # (B, K, HW)
         return ops.stop_gradient(ops.transpose(ops.reshape(onehot, (-1, k, h, w)), (0, 2, 3, 1)))
@@ -101,12 +64,10 @@ class ArgmaxOneHot(keras.layers.Layer):
 
 
 def build_joint_model(rcn: keras.Model, denoiser: keras.Model, name: str = "joint") -> keras.Model:
-    """Joint inference (spec 8): image -> RCN logits z, h = one_hot(argmax z), output z + denoiser(h).
+    """Joint inference (docs/model.md 8): image -> RCN logits z, h = one_hot(argmax z), output z + denoiser(h).
 
     The result is a map model like the others (save, export, evaluate, `with_readout`).
     """
-    from rcn_keras.predict import as_map_model
-
     rcn, denoiser = as_map_model(rcn), denoiser
     r_shape, d_in, d_out = tuple(rcn.output.shape[1:]), tuple(denoiser.input.shape[1:]), tuple(denoiser.output.shape[1:])
     if d_in != d_out:

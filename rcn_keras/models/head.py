@@ -1,7 +1,6 @@
-"""Pixel-softmax head: per-keypoint softmax over all map pixels and read-out to coordinates (spec 5.1, 5.3).
-
-Coordinates are normalised to [0, 1] by the map side, x = column, y = row. Pixel j covers
-[j, j + 1) / D, so the arg-max read-out returns its centre (j + 0.5) / D.
+"""Pixel-softmax head: per-keypoint softmax over all map pixels and the read-out of keypoints from it
+(docs/model.md, 5.1 and 5.3). Coordinates follow `rcn_keras.grid`: normalised to [0, 1], pixel
+centres at (j + 0.5) / D.
 """
 
 from __future__ import annotations
@@ -9,24 +8,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from rcn_keras.grid import MAP_SIZE, flatten_maps, pixel_argmax, pixel_centres
+from rcn_keras.models.config import READOUTS
 from rcn_keras.models.layers import PACKAGE
 
-READOUTS = ("argmax", "soft_argmax", "local_soft_argmax")
 LOCAL_RADIUS = 2  # local_soft_argmax averages the (2r+1)^2 pixels around the peak
-
-
-def pixel_argmax(flat):
-    """Arg-max over the last axis as int32. tf.argmax directly: Keras' ops.argmax adds a BitwiseAnd
-    (for numpy's -0.0 semantics) that TFLite's builtin ops cannot convert."""
-    import tensorflow as tf
-
-    return tf.argmax(flat, axis=-1, output_type=tf.int32)
-
-
-def flatten_maps(logits):
-    """(B, H, W, K) maps -> (B, K, H*W) with row-major (y, x) pixel order, as the authors' code."""
-    h, w, k = logits.shape[1], logits.shape[2], logits.shape[3]
-    return ops.reshape(ops.transpose(logits, (0, 3, 1, 2)), (-1, k, h * w))
 
 
 def pixel_log_softmax(logits):
@@ -56,22 +42,20 @@ class KeypointReadout(keras.layers.Layer):
         h, w = logits.shape[1], logits.shape[2]
         probs = ops.exp(pixel_log_softmax(logits))  # (B, K, H*W)
         confidence = ops.max(probs, axis=-1)
+        if self.mode == "argmax":
+            return {"keypoints": pixel_centres(pixel_argmax(probs), w), "confidence": confidence}
         grid = ops.arange(h * w)
-        gx, gy = ops.cast(grid % w, "float32"), ops.cast(grid // w, "float32")
+        centres = pixel_centres(grid, w)  # (H*W, 2)
         if self.mode == "soft_argmax":
             weights = probs
         else:
-            idx = pixel_argmax(probs)
-            px, py = ops.cast(idx % w, "float32")[..., None], ops.cast(idx // w, "float32")[..., None]
-            if self.mode == "argmax":
-                return {"keypoints": ops.concatenate([(px + 0.5) / w, (py + 0.5) / h], axis=-1),
-                        "confidence": confidence}
+            peak = pixel_argmax(probs)
+            px, py = ops.cast(peak % w, "float32")[..., None], ops.cast(peak // w, "float32")[..., None]
+            gx, gy = ops.cast(grid % w, "float32"), ops.cast(grid // w, "float32")
             near = ops.logical_and(ops.abs(gx - px) <= LOCAL_RADIUS, ops.abs(gy - py) <= LOCAL_RADIUS)
             weights = probs * ops.cast(near, "float32")
             weights = weights / ops.sum(weights, axis=-1, keepdims=True)
-        xy = ops.stack([ops.sum(weights * (gx + 0.5) / w, axis=-1), ops.sum(weights * (gy + 0.5) / h, axis=-1)],
-                       axis=-1)
-        return {"keypoints": xy, "confidence": confidence}
+        return {"keypoints": ops.matmul(weights, centres), "confidence": confidence}
 
     def compute_output_shape(self, input_shape):
         b, _, _, k = input_shape
@@ -81,11 +65,33 @@ class KeypointReadout(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+def as_map_model(model: keras.Model) -> keras.Model:
+    """The pre-softmax map model inside ``model``: itself, the "presoftmax" output of a read-out model,
+    or a `Landmarker`'s backbone. A ValueError says what the model is when it is none of these."""
+    backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, keras.Model):
+        return backbone
+    try:
+        out = model.output
+    except (AttributeError, ValueError):
+        raise ValueError(f"model {model.name!r} ({type(model).__name__}) is not a keypoint map model") from None
+    if isinstance(out, dict):
+        if "presoftmax" not in out:
+            raise ValueError(f"model {model.name!r} has outputs {sorted(out)} but no 'presoftmax' maps")
+        return keras.Model(model.input, out["presoftmax"], name=model.name)
+    if isinstance(out, (list, tuple)) or len(out.shape) != 4 or tuple(out.shape[1:3]) != (MAP_SIZE, MAP_SIZE):
+        shape = [tuple(o.shape) for o in out] if isinstance(out, (list, tuple)) else tuple(out.shape)
+        raise ValueError(f"model {model.name!r} outputs {shape}, not (None, {MAP_SIZE}, {MAP_SIZE}, K) "
+                         f"keypoint maps: not a landmark model")
+    return model
+
+
 def with_readout(model: keras.Model, readout: str = "argmax") -> keras.Model:
     """Wrap a map model into one returning {"presoftmax", "keypoints", "confidence"}.
 
     The wrapped model shares weights with ``model``; use it for inference, evaluation and export.
     """
+    model = as_map_model(model)
     logits = model.outputs[0]
     out = KeypointReadout(readout, name="readout")(logits)
     return keras.Model(model.input, {"presoftmax": logits, **out}, name=f"{model.name}_readout")

@@ -1,4 +1,4 @@
-"""Custom Keras layers and the initializer of the RCN / SumNet networks (spec sections 1.6, 2, 3.3, 4.5).
+"""Custom Keras layers and the initializer of the RCN / SumNet networks (docs/model.md 1.6, 2, 3.3, 4.5).
 
 Every class here is registered for `.keras` serialisation under the package name "rcn_keras".
 """
@@ -16,7 +16,7 @@ PACKAGE = "rcn_keras"
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RCNUniform(keras.initializers.Initializer):
-    """U(-b, b) with b = sqrt(6 / (fan_in + fan_out / 4)), fan = channels * k^2 (spec section 2).
+    """U(-b, b) with b = sqrt(6 / (fan_in + fan_out / 4)), fan = channels * k^2 (docs/model.md 2).
 
     The /4 comes from an unused default pool size in the authors' code; we keep it to match their init.
     """
@@ -40,7 +40,7 @@ class RCNUniform(keras.initializers.Initializer):
 
 
 def _gaussian_kernel(size: int = 9, sigma: float = 1.591) -> np.ndarray:
-    """Normalised 2-D Gaussian (size x size) centred on the middle tap, as the LCN of spec 1.6."""
+    """Normalised 2-D Gaussian (size x size) centred on the middle tap, as the LCN of docs/model.md 1.6."""
     r = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
     g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2.0 * sigma**2))
     return (g / g.sum()).astype("float32")
@@ -48,7 +48,7 @@ def _gaussian_kernel(size: int = 9, sigma: float = 1.591) -> np.ndarray:
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LocalContrastNormalization(keras.layers.Layer):
-    """Local contrast normalisation, the first op of every RCN/SumNet graph (spec 1.6).
+    """Local contrast normalisation, the first op of every RCN/SumNet graph (docs/model.md 1.6).
 
     out = (v / max(std, floor) + 2.5) / 5 with v = x - G*x and std = sqrt(G*v^2), G a 9x9 Gaussian
     (sigma 1.591) with zero padding. ``floor_mode="image"`` uses each image's mean local std (batch
@@ -90,7 +90,7 @@ class LocalContrastNormalization(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LearnedUpsampling(keras.layers.Layer):
-    """Transposed conv with one k x k kernel shared by all channels (spec 4.5 ``learn_upsampling``).
+    """Transposed conv with one k x k kernel shared by all channels (docs/model.md 4.5 ``learn_upsampling``).
 
     k = 2r - 1, stride r, symmetric padding r - 1, no bias; output pixel r*i is centred on input i.
     Not L2-regularised. ``crop_last`` drops that many trailing rows/columns (the 2 -> 5 step).
@@ -130,7 +130,7 @@ class LearnedUpsampling(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MaxOnly(keras.layers.Layer):
-    """Keeps only the maxima of each pooling window, zeroing the rest (spec 4.5 ``zero_non_pooled``).
+    """Keeps only the maxima of each pooling window, zeroing the rest (docs/model.md 4.5 ``zero_non_pooled``).
 
     Ties keep every maximal element. Uses the level's true pool window, including the overlapping
     3x3/2 pool of the 5 -> 2 step (where an element is kept if it is the max of any window holding it).
@@ -170,7 +170,7 @@ class MaxOnly(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class BranchSum(keras.layers.Layer):
-    """SumNet combination: out[..., k] = sum_r W[r, k] * branch_r[..., k] (spec 3.3).
+    """SumNet combination: out[..., k] = sum_r W[r, k] * branch_r[..., k] (docs/model.md 3.3).
 
     ``weight_per_pixel`` gives W the shape (R, H, W, K) instead of (R, K). W ~ U[0, 1) at init.
     """

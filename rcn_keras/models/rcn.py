@@ -1,6 +1,6 @@
-"""Recombinator Networks (spec section 4): coarse-to-fine decoder that concatenates upsampled
+"""Recombinator Networks (docs/model.md 4): coarse-to-fine decoder that concatenates upsampled
 coarse features with each finer level's trunk features; the "skip" variant concatenates the
-outputs of **all** coarser levels (dense, cumulative concatenation, spec 4.4).
+outputs of **all** coarser levels (dense, cumulative concatenation, docs/model.md 4.4).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rcn_keras.models.config import LEVELS, ModelConfig
 def build_rcn(config: ModelConfig) -> keras.Model:
     """RCN as a functional model: raw grey (B, 80, 80, 1) -> pre-softmax maps (B, 80, 80, K).
 
-    Branch mask (our interpretation, spec 4.6): a 0 at level r drops the trunk (lateral) features
+    Branch mask (our interpretation, docs/model.md 4.6): a 0 at level r drops the trunk (lateral) features
     concatenated there; the decoder still runs on the upsampled coarser tensor alone. Levels coarser
     than the coarsest active branch are not built.
     """

@@ -1,4 +1,4 @@
-"""SumNet baseline (spec section 3): one branch per trunk level, each producing K maps that are
+"""SumNet baseline (docs/model.md 3): one branch per trunk level, each producing K maps that are
 upsampled to 80x80 and summed with learned per-branch, per-keypoint weights.
 """
 
@@ -11,7 +11,7 @@ from rcn_keras.models.config import LEVELS, ModelConfig
 from rcn_keras.models.layers import BranchSum
 
 # Branch convs before the linear output conv, per layout; (filters, kernel, relu).
-# SumNet_300W's F branch has 4 convs with F2 linear: a quirk of the authors' code we keep (spec 3.2).
+# SumNet_300W's F branch has 4 convs with F2 linear: a quirk of the authors' code we keep (docs/model.md 3.2).
 _BRANCH_300W_F = [(64, 3, True), (64, 3, False), (64, 3, True)]
 
 
@@ -26,7 +26,7 @@ def _branch_convs(config: ModelConfig, level: int) -> list[tuple[int, int, bool]
 def build_sumnet(config: ModelConfig) -> keras.Model:
     """SumNet as a functional model: raw grey (B, 80, 80, 1) -> pre-softmax maps (B, 80, 80, K).
 
-    A branch mask (finest first) drops masked branches from the sum (the paper's meaning, spec 3.4);
+    A branch mask (finest first) drops masked branches from the sum (the paper's meaning, docs/model.md 3.4);
     trunk levels that no active branch needs are not built. Branch weights W (R, K) ~ U[0, 1), trained.
     """
     g = GraphBuilder(config)

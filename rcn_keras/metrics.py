@@ -1,13 +1,13 @@
 """In-graph NME metric for `model.fit` logs (``nme`` / ``val_nme``): arg-max read-out, continuous
-mode, masked points excluded, the dataset's default normaliser (spec 7.2)."""
+mode, masked points excluded, the keypoint count's default normaliser (docs/model.md, 7.2)."""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from rcn_keras.evaluation.nme import DEFAULT_NORMALISER, NORMALISERS
-from rcn_keras.models.head import flatten_maps, pixel_argmax
+from rcn_keras.grid import argmax_points
+from rcn_keras.keypoints import DEFAULT_NORMALISER, NORMALISERS
 from rcn_keras.models.layers import PACKAGE
 
 
@@ -20,13 +20,12 @@ class NME(keras.metrics.Mean):
         self.normaliser = normaliser
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        h, w, k = y_pred.shape[1], y_pred.shape[2], y_pred.shape[3]
+        k = y_pred.shape[3]
         if k not in NORMALISERS:
             raise ValueError(f"NME needs 5 or 68 keypoints, the model predicts {k}")
         left, right = NORMALISERS[k][self.normaliser or DEFAULT_NORMALISER[k]]
         y_true = ops.cast(y_true, "float32")
-        idx = pixel_argmax(flatten_maps(ops.cast(y_pred, "float32")))
-        pred = ops.stack([(ops.cast(idx % w, "float32") + 0.5) / w, (ops.cast(idx // w, "float32") + 0.5) / h], -1)
+        pred = argmax_points(ops.cast(y_pred, "float32"))
         gt, mask = y_true[..., :2], y_true[..., 2]
         iod = ops.norm(ops.mean(ops.take(gt, left, axis=1), 1) - ops.mean(ops.take(gt, right, axis=1), 1), axis=-1)
         err = ops.norm(pred - gt, axis=-1)

@@ -1,49 +1,41 @@
-"""Training callbacks: best-validation checkpoint and resumable state (both written atomically),
-and the pre-softmax map visualiser (PNG grids and TensorBoard images)."""
+"""Training callbacks: best-validation checkpoint (a float32 `Landmarker`), resumable state, the
+per-epoch CSV log (all written atomically), the time budget and the pre-softmax map visualiser
+(PNG grids and TensorBoard images)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import pathlib
-import tempfile
 import time
+from typing import Callable
 
 import keras
 import numpy as np
 
-from rcn_keras.data.formats import atomic_write_bytes
-
-
-def save_model_atomically(model: keras.Model, path: str | os.PathLike) -> None:
-    """`model.save` to a temporary `.keras` file beside ``path``, then rename: never a half-written file."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.keras", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from rcn_keras.files import atomic_save_model, atomic_write_bytes
+from rcn_keras.grid import argmax_points
+from rcn_keras.visualize import figure_to_png, presoftmax_grid
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Keep the model of the lowest ``monitor`` epoch (the spec's model selection, section 6)."""
+    """Keep the model of the lowest ``monitor`` epoch (model selection, docs/model.md 6). ``wrap`` turns
+    the trained map model into what is saved (the training run saves a float32 `Landmarker`)."""
 
-    def __init__(self, path: str | os.PathLike, monitor: str = "val_nme", best: float = math.inf):
+    def __init__(self, path: str | os.PathLike, monitor: str = "val_nme", best: float = math.inf,
+                 wrap: Callable[[keras.Model], keras.Model] | None = None):
         super().__init__()
-        self.path, self.monitor, self.best = pathlib.Path(path), monitor, best
+        self.path, self.monitor, self.best, self.wrap = pathlib.Path(path), monitor, best, wrap
         self.best_epoch: int | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is not None and float(value) < self.best:
             self.best, self.best_epoch = float(value), epoch
-            save_model_atomically(self.model, self.path)
+            atomic_save_model(self.wrap(self.model) if self.wrap else self.model, self.path)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -83,7 +75,7 @@ class TrainingState(keras.callbacks.Callback):
         self.best, self.budget = best, budget
 
     def on_epoch_end(self, epoch, logs=None):
-        save_model_atomically(self.model, self.directory / "last.keras")
+        atomic_save_model(self.model, self.directory / "last.keras")
         state = {"epoch": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}
         if self.best is not None:
             state.update(best=self.best.best, best_epoch=self.best.best_epoch)
@@ -115,11 +107,8 @@ class MapVisualizer(keras.callbacks.Callback):
         self.written: list[pathlib.Path] = []
 
     def render(self, epoch: int) -> bytes:
-        from rcn_keras.models.head import KeypointReadout
-        from rcn_keras.visualize import figure_to_png, presoftmax_grid
-
         maps = self.model.predict(self.images, verbose=0)
-        pred = KeypointReadout("argmax")(maps)["keypoints"].numpy()
+        pred = np.asarray(argmax_points(maps))
         # a denoiser's inputs are K one-hot maps: show them all in one picture
         shown = self.images if self.images.shape[-1] == 1 else self.images.max(-1, keepdims=True)
         fig = presoftmax_grid(shown, maps, pred, self.targets[..., :2], self.keypoints)
@@ -139,3 +128,31 @@ class MapVisualizer(keras.callbacks.Callback):
             with writer.as_default():
                 tf.summary.image("presoftmax_maps", tf.image.decode_png(png)[None], step=epoch + 1)
             writer.close()
+
+
+class EpochLog(keras.callbacks.Callback):
+    """The per-epoch log as CSV (``epoch`` then the sorted log keys), rewritten atomically after every
+    epoch so that a kill never leaves a torn line; a resumed run keeps the finished epochs' rows."""
+
+    def __init__(self, path: str | os.PathLike, keep_epochs: int = 0):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.rows = [r for r in read_log(self.path) if int(r["epoch"]) < keep_epochs]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        keys = ["epoch"] + sorted({k for r in self.rows for k in r} - {"epoch"})
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, keys, restval="")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_bytes(self.path, buf.getvalue().encode())
+
+
+def read_log(path: str | os.PathLike) -> list[dict]:
+    """The rows of a per-epoch CSV log as dicts of floats (empty when absent); blank cells are left out."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in rec.items() if v not in ("", None)} for rec in csv.DictReader(f)]

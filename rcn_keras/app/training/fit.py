@@ -1,5 +1,7 @@
 """`train(config)`: load data, build and compile the model, `model.fit` with checkpoints, resume,
-logs and map pictures, then evaluate the best model on the test set against a mean-shape baseline."""
+logs and map pictures, then evaluate the best model on the test set against a mean-shape baseline.
+The best model is saved as a float32 `Landmarker` that knows its read-out (picked on the validation
+split when the config asks for ``readout="auto"``)."""
 
 from __future__ import annotations
 
@@ -11,52 +13,38 @@ import pathlib
 import keras
 import numpy as np
 
-from rcn_keras.data import datasets
+from rcn_keras.app.lock import FolderLock
+from rcn_keras.app.training.callbacks import (BestCheckpoint, EpochLog, MapVisualizer, TimeBudget, TrainingState,
+                                              load_training_state)
+from rcn_keras.app.training.config import TrainConfig
+from rcn_keras.app.training.distributed import is_chief, make_strategy, train_multiworker
 from rcn_keras.data.faceset import FaceSet
-from rcn_keras.data.formats import atomic_write_bytes
 from rcn_keras.data.pipeline import make_dataset, make_denoiser_dataset
-from rcn_keras.data.synthetic import synthetic_faces
+from rcn_keras.data.sources import load_splits
 from rcn_keras.evaluation.denoiser import denoiser_table, evaluate_denoiser
+from rcn_keras.evaluation.nme import per_sample_nme
 from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
+from rcn_keras.files import atomic_save_model, atomic_write_bytes
+from rcn_keras.landmarker import Landmarker, float32_copy
+from rcn_keras.losses import PixelNLL
+from rcn_keras.metrics import NME
+from rcn_keras.models.config import READOUTS
 from rcn_keras.models.denoising import build_denoiser
 from rcn_keras.models.registry import build_model
+from rcn_keras.presets import get_preset
 from rcn_keras.runtime import resolve_precision
-from rcn_keras.training.callbacks import (BestCheckpoint, MapVisualizer, TimeBudget, TrainingState,
-                                         load_training_state)
-from rcn_keras.training.config import TrainConfig
-from rcn_keras.training.distributed import is_chief, make_strategy, train_multiworker
-from rcn_keras.training.losses import PixelNLL
-from rcn_keras.training.metrics import NME
 
 
 @dataclasses.dataclass
-class Splits:
-    train: FaceSet
-    validation: FaceSet
-    test: FaceSet | None
+class TrainResult:
+    """What `train` returns: the best model (a float32 `Landmarker`, or the denoiser's map model) and
+    the summary also written to ``summary.json``."""
 
+    model: keras.Model
+    summary: dict
 
-def load_splits(config: TrainConfig) -> Splits:
-    """Train / validation / test face sets for ``config.data`` with the model's keypoint count."""
-    d, k = config.data, config.num_keypoints
-    if d.source == "synthetic":
-        return Splits(synthetic_faces(d.synthetic_train, k, seed=d.seed),
-                      synthetic_faces(d.synthetic_validation, k, seed=d.seed + 1),
-                      synthetic_faces(d.synthetic_test, k, seed=d.seed + 2))
-    if d.source == "300w":
-        faces = datasets.load_300w(d.root, d.train_subsets, k, on_error=d.on_error, cache_dir=d.cache_dir)
-        train, val = faces.split(d.validation)
-        test = (datasets.load_300w(d.root, d.test_subsets, k, on_error=d.on_error, cache_dir=d.cache_dir)
-                if d.test_subsets else None)
-        return Splits(train, val, test)
-    if k != 5:
-        raise ValueError(f"MTFL has 5 keypoints but model {config.model!r} predicts {k}")
-    faces = datasets.load_mtfl(d.root, "training.txt", on_error=d.on_error, cache_dir=d.cache_dir)
-    train, val = faces.split(1000 if len(faces) > 2000 else d.validation)
-    test_list = pathlib.Path(d.root) / "testing.txt"
-    test = (datasets.load_mtfl(d.root, "testing.txt", on_error=d.on_error, cache_dir=d.cache_dir)
-            if test_list.is_file() else None)
-    return Splits(train, val, test)
+    def __getitem__(self, key: str):  # result["test_nme"] reads the summary
+        return self.summary[key]
 
 
 def _device_switches(config: TrainConfig):
@@ -98,7 +86,7 @@ def mean_shape_baseline(train: FaceSet, test: FaceSet) -> np.ndarray:
     return np.broadcast_to(mean, (len(test),) + mean.shape).copy()
 
 
-def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume, verbose):
+def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume, verbose, wrap):
     """`model.fit` under ``strategy`` (default or mirrored) with all callbacks; returns
     (history, best epoch, best validation NME, model, training seconds)."""
     with strategy.scope():
@@ -118,12 +106,12 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
     val_ds = pipeline(splits.validation, "validation", config.batch_size, 0)
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()
-    best_cb = BestCheckpoint(out / "best.keras", best=best)
+    best_cb = BestCheckpoint(out / "best.keras", best=best, wrap=wrap)
     best_cb.best_epoch = best_epoch
     budget = TimeBudget(config.time_budget_minutes, spent)
     callbacks = [
         budget, best_cb, TrainingState(state_dir, best_cb, budget),
-        keras.callbacks.CSVLogger(str(out / "log.csv"), append=initial_epoch > 0),
+        EpochLog(out / "log.csv", keep_epochs=initial_epoch),
         keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
     ]
     if config.visualize_every > 0:
@@ -138,24 +126,48 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
     return history, best_cb.best_epoch, best_cb.best, model, budget.spent
 
 
-def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto") -> dict:
-    """Run one experiment; returns a summary dict (also written to ``output_dir/summary.json``).
+def landmarker_for(config: TrainConfig, readout: str | None = None) -> "callable":
+    """The function that turns the trained map model into the saved float32 `Landmarker`."""
+    preset = get_preset(config.model)
+    chosen = readout or (config.resolved_readout() if config.resolved_readout() != "auto" else preset.readout)
 
-    ``resume=True`` continues from the last finished epoch in ``output_dir`` (weights and optimizer).
-    """
+    def wrap(model: keras.Model) -> Landmarker:
+        return Landmarker(float32_copy(model), chosen, preset.box_formats, preset=config.model)
+
+    return wrap
+
+
+def pick_readout(model: Landmarker, faces: FaceSet, batch_size: int = 64) -> tuple[str, dict[str, float]]:
+    """The read-out with the lowest NME on ``faces`` (the validation split) and every read-out's NME."""
+    scores = {}
+    for readout in READOUTS:
+        pred, gt, _ = predict_faceset(model, faces, batch_size, readout)
+        scores[readout] = float(100 * per_sample_nme(pred, gt).mean())
+    return min(scores, key=scores.get), scores
+
+
+def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto") -> TrainResult:
+    """Run one training run in ``config.output_dir`` (locked against a second process); returns a
+    `TrainResult`. ``resume=True`` continues from the last finished epoch (weights and optimizer)."""
     out = pathlib.Path(config.output_dir)
+    if config.strategy == "multiworker" and not is_chief():  # every worker shares out; the chief holds it
+        return _train_locked(config, out, resume, verbose)
+    with FolderLock(out):
+        return _train_locked(config, out, resume, verbose)
+
+
+def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose) -> TrainResult:
     state_dir = out / "state"
     if not resume and (state_dir / "state.json").exists():
         raise ValueError(f"{out} already holds a training run; pass resume=True (--resume) to continue it "
                          f"or choose another output folder")
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "config.json", config.to_json().encode())
     keras.utils.set_random_seed(config.seed)
     policy, jit = _device_switches(config)
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(policy)
     try:
-        splits = load_splits(config)
+        splits = load_splits(config.data, config.num_keypoints)
         strategy = make_strategy(config.strategy)
 
         def build():
@@ -169,23 +181,26 @@ def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto"
             def pipeline(faces, mode, batch, seed):
                 return make_dataset(faces, mode, batch, config.augment, seed=seed)
 
+        wrap = float32_copy if config.is_denoiser else landmarker_for(config)
         if config.strategy == "multiworker":
             run = train_multiworker(config, splits, pipeline, build, make_optimizer, out, resume, strategy,
-                                    verbose=1 if verbose else 0)
+                                    verbose=1 if verbose else 0, wrap=wrap)
             history, best_value = run["history"], run["best"]
             best_epoch = int(np.argmin(history["val_nme"])) if history.get("val_nme") else None
             model, seconds = run["model"], None
             if not is_chief():  # the chief evaluates and writes the report
-                return {"model": config.model, "strategy": config.strategy, "history": history,
-                        "best_val_nme": best_value, "best_epoch": best_epoch}
+                summary = {"model": config.model, "strategy": config.strategy, "history": history,
+                           "best_val_nme": best_value, "best_epoch": best_epoch}
+                return TrainResult(wrap(model), summary)
         else:
             history, best_epoch, best_value, model, seconds = _fit(config, splits, pipeline, build, strategy,
-                                                                   jit, out, state_dir, resume, verbose)
-        best_model = keras.saving.load_model(out / "best.keras") if (out / "best.keras").exists() else model
+                                                                   jit, out, state_dir, resume, verbose, wrap)
+        best_path = out / "best.keras"
+        best_model = keras.saving.load_model(best_path, compile=False) if best_path.exists() else wrap(model)
         summary = {"model": config.model, "epochs": config.epochs, "best_epoch": best_epoch,
                    "best_val_nme": best_value, "train_seconds": seconds, "strategy": config.strategy,
-                   "history": {k: [float(v) for v in vals]
-                                                              for k, vals in history.items()}}
+                   "precision": policy, "train_faces": len(splits.train),
+                   "steps_per_epoch": steps_per_epoch(config, splits.train), "history": {k: [float(v) for v in vals] for k, vals in history.items()}}
         test = splits.test or splits.validation
         if config.is_denoiser:
             rows = evaluate_denoiser(best_model, test, batch_size=config.batch_size)
@@ -194,15 +209,23 @@ def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto"
             at_n = min(rows, key=lambda r: abs(r["corrupted"] - config.n_corrupt))
             summary.update(test_nme=at_n["after"], mean_shape_nme=at_n["before"], denoiser=rows)
             atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
-            return summary
-        pred, gt, _ = predict_faceset(best_model, test, config.batch_size, config.readout)
+            return TrainResult(best_model, summary)
+        if config.resolved_readout() == "auto":  # picked on the validation split, never the test set
+            chosen, scores = pick_readout(best_model, splits.validation, config.batch_size)
+            summary.update(readout=chosen, readout_validation_nme=scores)
+            if chosen != best_model.readout:
+                best_model = best_model.with_readout(chosen)
+                atomic_save_model(best_model, best_path)
+        summary["readout"] = best_model.readout
+        pred, gt, _ = predict_faceset(best_model, test, config.batch_size)
         results = {"model": evaluate_predictions(pred, gt, test),
                    "mean shape": evaluate_predictions(mean_shape_baseline(splits.train, test), gt, test)}
-        payload = write_report(out, results, {"test_set": "test" if splits.test else "validation"})
+        payload = write_report(out, results, {"test_set": "test" if splits.test else "validation",
+                                              "readout": best_model.readout})
         first = lambda rows: next(r for r in rows if r["subset"] == "all")  # noqa: E731
         summary["test_nme"] = first(payload["results"]["model"])["nme"]
         summary["mean_shape_nme"] = first(payload["results"]["mean shape"])["nme"]
         atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
-        return summary
+        return TrainResult(best_model, summary)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)

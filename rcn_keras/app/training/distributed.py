@@ -13,7 +13,6 @@ learning rate needs no change (the loss is averaged over the global batch, as on
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -24,8 +23,13 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from rcn_keras.app.training.callbacks import EpochLog
+from rcn_keras.evaluation.nme import per_sample_nme
+from rcn_keras.evaluation.report import predict_faceset
+from rcn_keras.files import atomic_save_model, atomic_write_bytes
+from rcn_keras.losses import PixelNLL
+
 STRATEGIES = ("default", "mirrored", "multiworker")
-LAST_MODEL = None  # the model of the last `train_multiworker` run in this process (for inspection)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -82,7 +86,7 @@ def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def train_multiworker(config, splits, pipeline, build, make_optimizer, out: pathlib.Path, resume: bool,
-                      strategy: tf.distribute.Strategy | None = None, verbose: int = 1) -> dict:
+                      strategy: tf.distribute.Strategy | None = None, verbose: int = 1, wrap=None) -> dict:
     """The custom distributed training loop; returns the fit-like history and the best validation NME.
 
     Checkpoints (weights + optimizer, `tf.train.CheckpointManager`) are written by every worker, the
@@ -90,11 +94,6 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
     needs all workers to take part); only the chief writes ``best.keras`` (atomically), ``state.json``
     and ``log.csv``. A restarted worker restores the latest checkpoint and goes on from its epoch.
     """
-    from rcn_keras.data.formats import atomic_write_bytes
-    from rcn_keras.evaluation.report import predict_faceset
-    from rcn_keras.evaluation.nme import per_sample_nme
-    from rcn_keras.training.callbacks import save_model_atomically
-    from rcn_keras.training.losses import PixelNLL
 
     strategy = strategy or make_strategy("multiworker")
     chief = is_chief()
@@ -133,12 +132,12 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
         return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None)
 
     history: dict[str, list[float]] = {"loss": [], "val_nme": [], "train_seconds": []}
-    log_path = out / "log.csv"
+    log = EpochLog(out / "log.csv", keep_epochs=int(epoch_var.numpy())) if chief else None
     for epoch in range(int(epoch_var.numpy()), config.epochs):
         started = time.perf_counter()
         losses = [float(train_step(dist_ds)) for _ in range(steps)]
         history["train_seconds"].append(time.perf_counter() - started)
-        pred, gt, _ = predict_faceset(model, splits.validation, global_batch, config.readout)
+        pred, gt, _ = predict_faceset(model, splits.validation, global_batch, "argmax")
         val_nme = float(100 * per_sample_nme(pred, gt).mean())
         history["loss"].append(float(np.mean(losses)))
         history["val_nme"].append(val_nme)
@@ -152,19 +151,12 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
         manager.save()
         if chief:
             if improved:
-                save_model_atomically(model, out / "best.keras")
+                atomic_save_model(wrap(model) if wrap else model, out / "best.keras")
             atomic_write_bytes(state_dir / "state.json", json.dumps(
                 {"epoch": epoch + 1, "best": float(best_var.numpy()), "strategy": "multiworker"}).encode())
-            new = not log_path.exists()
-            with open(log_path, "a", newline="") as f:
-                writer = csv.writer(f)
-                if new:
-                    writer.writerow(["epoch", "loss", "val_nme"])
-                writer.writerow([epoch, history["loss"][-1], val_nme])
+            log.on_epoch_end(epoch, {"loss": history["loss"][-1], "val_nme": val_nme})
     if not chief:
         import shutil
 
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    global LAST_MODEL
-    LAST_MODEL = model
     return {"history": history, "best": float(best_var.numpy()), "model": model}

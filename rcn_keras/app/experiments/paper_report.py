@@ -4,18 +4,22 @@ Markdown tables (mean over seeds and their spread), a per-epoch CSV and a conver
 from __future__ import annotations
 
 import io
+import math
 import pathlib
 import re
 
 import numpy as np
 
-from rcn_keras.data.formats import atomic_write_bytes
-from rcn_keras.experiments.definitions import TABLE1_MASKS
+from rcn_keras.files import atomic_write_bytes
+from rcn_keras.markdown import markdown_table
+from rcn_keras.app.experiments.definitions import TABLE1_MASKS
+from rcn_keras.app.training.config import TrainConfig
+from rcn_keras.data.sources import load_splits
 
 METRIC = "nme[eye_centres]"
 THRESHOLDS = (20.0, 15.0, 12.0, 10.0, 8.0, 7.0)
 # What the paper reports (CVPR 2016); its tables could not be re-read here, so only the claims we can
-# quote (the issue and the poster, spec section 5.5) are given as numbers.
+# quote (the issue and the poster, docs/model.md 5.5) are given as numbers.
 PAPER_CLAIMS = {
     "table1": "finer branches alone localise poorly (no context), coarse ones alone are imprecise; all four "
               "branches are best, and RCN is better than SumNet for the same mask",
@@ -48,24 +52,24 @@ def cell(values: list[float] | None) -> str:
 
 
 def table1(values: dict[str, list[float]]) -> str:
-    lines = ["| mask (D,C,M,F: coarsest first) | branch_mask (finest first) | SumNet AFW NME % | RCN AFW NME % | "
-             "RCN - SumNet |", "|---|---|---|---|---|"]
+    rows = []
     for mask in TABLE1_MASKS:
         tag = mask.replace(",", "")
         s, r = values.get(f"t1_sumnet_{tag}"), values.get(f"t1_rcn_{tag}")
-        gap = f"{np.mean(r) - np.mean(s):+.2f}" if s and r else ""
-        lines.append(f"| {mask} | {','.join(reversed(mask.split(',')))} | {cell(s)} | {cell(r)} | {gap} |")
-    return "\n".join(lines)
+        rows.append({"mask": mask, "finest": ",".join(reversed(mask.split(","))), "sumnet": cell(s), "rcn": cell(r),
+                     "gap": f"{np.mean(r) - np.mean(s):+.2f}" if s and r else ""})
+    return markdown_table(rows, [("mask", "mask (D,C,M,F: coarsest first)", ""),
+                                 ("finest", "branch_mask (finest first)", ""), ("sumnet", "SumNet AFW NME %", ""),
+                                 ("rcn", "RCN AFW NME %", ""), ("gap", "RCN - SumNet", "")])
 
 
 def table2(values: dict[str, list[float]]) -> str:
-    lines = ["| model | branches | occlusion on: AFW NME % | occlusion off: AFW NME % |", "|---|---|---|---|"]
-    for family, counts in (("sumnet", (4, 5, 6)), ("rcn", (4, 5, 6, 7))):
-        for n in counts:
-            on, off = values.get(f"t2_{family}_{n}br_occ"), values.get(f"t2_{family}_{n}br_noocc")
-            lines.append(f"| {'SumNet' if family == 'sumnet' else 'RCN'} | {n} | {cell(on)} | {cell(off)} |")
-    lines.append(f"| RCN + skip | 6 | {cell(values.get('t2_rcn_6br_skip_occ'))} |  |")
-    return "\n".join(lines)
+    rows = [{"model": "SumNet" if family == "sumnet" else "RCN", "branches": n,
+             "on": cell(values.get(f"t2_{family}_{n}br_occ")), "off": cell(values.get(f"t2_{family}_{n}br_noocc"))}
+            for family, counts in (("sumnet", (4, 5, 6)), ("rcn", (4, 5, 6, 7))) for n in counts]
+    rows.append({"model": "RCN + skip", "branches": 6, "on": cell(values.get("t2_rcn_6br_skip_occ")), "off": ""})
+    return markdown_table(rows, [("model", "model", ""), ("branches", "branches", ""),
+                                 ("on", "occlusion on: AFW NME %", ""), ("off", "occlusion off: AFW NME %", "")])
 
 
 def first_epoch_below(curve: list[float], threshold: float) -> int | None:
@@ -103,15 +107,15 @@ def convergence(results: list[dict], out: pathlib.Path, updates_per_epoch: int) 
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(out / "convergence.png", buf.getvalue())
-    lines = ["| threshold (val NME %) | " + " | ".join(f"{k}: epoch (updates)" for k in names) + " |",
-             "|---|" + "---|" * len(names)]
+    rows = []
     for t in THRESHOLDS:
-        cells = []
+        row = {"threshold": f"< {t:g}"}
         for k in names:
             e = first_epoch_below(curves[k], t)
-            cells.append(f"{e} ({e * updates_per_epoch})" if e else f"not in {len(curves[k])}")
-        lines.append(f"| < {t:g} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            row[k] = f"{e} ({e * updates_per_epoch})" if e else f"not in {len(curves[k])}"
+        rows.append(row)
+    return markdown_table(rows, [("threshold", "threshold (val NME %)", "")]
+                          + [(k, f"{k}: epoch (updates)", "") for k in names])
 
 
 def write_paper_report(results: list[dict], out: str | pathlib.Path, updates_per_epoch: int) -> pathlib.Path:
@@ -132,13 +136,11 @@ def write_paper_report(results: list[dict], out: str | pathlib.Path, updates_per
 
 
 def write_for_experiment(results: list[dict], out: str | pathlib.Path) -> pathlib.Path:
-    """`write_paper_report` with the updates per epoch of the rows' own training split."""
-    import math
-
-    from rcn_keras.training.config import TrainConfig
-    from rcn_keras.training.fit import load_splits
-
-    folder = pathlib.Path(out) / results[0]["row"]
-    config = TrainConfig.load(folder / "config.json").with_overrides({"data.test_subsets": []})
-    updates = math.ceil(len(load_splits(config).train) / config.batch_size)
+    """`write_paper_report` with the updates per epoch of the rows' training runs (from their summary;
+    runs of older versions, without it, reload their training split to count them)."""
+    updates = results[0].get("steps_per_epoch")
+    if not updates:
+        folder = pathlib.Path(out) / results[0]["row"]
+        config = TrainConfig.load(folder / "config.json").with_overrides({"data.test_subsets": []})
+        updates = math.ceil(len(load_splits(config.data, config.num_keypoints).train) / config.batch_size)
     return write_paper_report(results, out, updates)

@@ -3,20 +3,25 @@ results table (`results.md`, `results.json`). Re-running skips finished rows and
 
 from __future__ import annotations
 
-import csv
 import json
 import pathlib
 import re
+import shutil
 
-from rcn_keras.data.formats import atomic_write_bytes
+from rcn_keras.app.lock import FolderLock
+from rcn_keras.app.training.callbacks import read_log
+from rcn_keras.files import atomic_write_bytes
+from rcn_keras.markdown import markdown_table
 from rcn_keras.evaluation.report import headline_rows
-from rcn_keras.experiments import paper_report
-from rcn_keras.experiments.definitions import Experiment, Row, get_experiment, with_seed
-from rcn_keras.training.config import TrainConfig, preset_train_config
+from rcn_keras.app.experiments.definitions import Experiment, Row, get_experiment, with_seed
+from rcn_keras.app.experiments.paper_report import write_for_experiment
+from rcn_keras.app.training.config import TrainConfig, preset_train_config
+from rcn_keras.app.training.fit import train
+from rcn_keras.data.sources import load_splits
 
 
 # Reports beyond the generic results table, per experiment name.
-EXTRA_REPORTS = {"paper-tables": paper_report.write_for_experiment}
+EXTRA_REPORTS = {"paper-tables": write_for_experiment}
 
 
 def expand_rows(exp: Experiment, rows: list[str] | None = None, seeds: tuple[int, ...] | None = None) -> list[Row]:
@@ -43,63 +48,21 @@ def row_config(exp: Experiment, row: Row, root: str, out: str | pathlib.Path, ca
 def split_lists(exp: Experiment, root: str) -> dict[str, str]:
     """File name -> text listing the validation faces ("group/name" lines) of every distinct data set-up
     of ``exp``, e.g. ``"300w_afw+helen_train_68pt_validation.txt"``."""
-    from rcn_keras.training.fit import load_splits
-
     lists = {}
     for row in exp.rows:
         config = row_config(exp, row, root, "unused")
         d = config.data
         name = f"300w_{'+'.join(d.train_subsets)}_{config.num_keypoints}pt_validation.txt"
         if name not in lists:
-            val = load_splits(config.with_overrides({"data.test_subsets": []})).validation
+            val = load_splits(config.data.__class__(**{**config.data.to_dict(), "test_subsets": []}),
+                              config.num_keypoints).validation
             lists[name] = "".join(f"{g}/{n}\n" for g, n in zip(val.groups, val.names))
     return lists
-
-
-class RowLock:
-    """``<row>/.lock`` holding the pid of the process training the row, so that several `rcn experiment`
-    processes can share one experiment: a row locked by a live process is left to it."""
-
-    def __init__(self, folder: pathlib.Path):
-        self.path = folder / ".lock"
-        self.held = False
-
-    def acquire(self) -> bool:
-        import os
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or 0)
-                    os.kill(pid, 0)
-                    return False  # a live process has it
-                except (ValueError, ProcessLookupError, FileNotFoundError):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
-                except PermissionError:
-                    return False
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            self.held = True
-            return True
-        return False
-
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
 
 
 def run_row(config: TrainConfig, verbose: int | str = 2, start_from: pathlib.Path | None = None) -> dict:
     """Train one row unless its summary exists; resume a half-finished one. ``start_from``: a finished
     run folder whose state, log and best model a new row copies and trains on from."""
-    import shutil
-
-    from rcn_keras.training.fit import train
-
     out = pathlib.Path(config.output_dir)
     if (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
@@ -110,15 +73,7 @@ def run_row(config: TrainConfig, verbose: int | str = 2, start_from: pathlib.Pat
         shutil.copytree(start_from / "state", out / "state", dirs_exist_ok=True)
         for name in ("log.csv", "best.keras"):
             shutil.copy2(start_from / name, out / name)
-    return train(config, resume=(out / "state" / "state.json").is_file(), verbose=verbose)
-
-
-def read_log(path: pathlib.Path) -> list[dict]:
-    """The per-epoch CSV log of a run as a list of dicts of floats (empty when absent)."""
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in rec.items()} for rec in csv.DictReader(f)]
+    return train(config, resume=(out / "state" / "state.json").is_file(), verbose=verbose).summary
 
 
 def row_result(exp: Experiment, row: Row, out: str | pathlib.Path) -> dict | None:
@@ -136,7 +91,8 @@ def row_result(exp: Experiment, row: Row, out: str | pathlib.Path) -> dict | Non
               "seed": config.seed, "test_set": report.get("test_set"),
               "epochs": state.get("epoch"), "best_epoch": summary.get("best_epoch"),
               "train_minutes": (state.get("train_seconds") or 0.0) / 60.0,
-              "readout": config.readout, "best_val_nme": summary.get("best_val_nme")}
+              "readout": summary.get("readout", config.readout), "best_val_nme": summary.get("best_val_nme"),
+              "steps_per_epoch": summary.get("steps_per_epoch")}
     log = read_log(folder / "log.csv")
     result["val_nme_curve"] = [r["val_nme"] for r in log if "val_nme" in r]
     for rec in headline_rows(report["results"]["model"]):
@@ -151,18 +107,6 @@ def row_result(exp: Experiment, row: Row, out: str | pathlib.Path) -> dict | Non
 
 def collect(exp: Experiment, out: str | pathlib.Path, rows: list[Row]) -> list[dict]:
     return [r for r in (row_result(exp, row, out) for row in rows) if r is not None]
-
-
-def results_table(results: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """Markdown table of ``results`` with (key, header, format) ``columns``; missing values are blank."""
-    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for r in results:
-        cells = []
-        for key, _, fmt in columns:
-            v = r.get(key)
-            cells.append("" if v is None else format(v, fmt) if fmt else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 SUMMARY_COLUMNS = [("row", "row", ""), ("note", "preset", ""), ("seed", "seed", ""), ("test_set", "scored on", ""),
@@ -196,7 +140,7 @@ def write_results(exp: Experiment, out: str | pathlib.Path, rows: list[Row] | No
         if not sel:
             continue
         cols = [c for c in SUMMARY_COLUMNS if any(c[0] in r for r in sel)]
-        md += [f"## {table}", "", results_table(sel, cols), ""]
+        md += [f"## {table}", "", markdown_table(sel, cols), ""]
     md.append(f"{len(results)} of {len(rows)} rows finished.")
     if results and exp.name in EXTRA_REPORTS:
         md.append(f"Paper-style tables: {EXTRA_REPORTS[exp.name](results, out).name}")
@@ -227,7 +171,7 @@ def run_experiment(experiment: str | Experiment, root: str, out: str | pathlib.P
         if source is not None and not (source / "summary.json").is_file():
             print(f"[{exp.name}] {row.name}: waits for {row.continues} to finish, skipped", flush=True)
             continue
-        lock = RowLock(pathlib.Path(config.output_dir))
+        lock = FolderLock(pathlib.Path(config.output_dir))
         if not lock.acquire():
             print(f"[{exp.name}] {row.name}: being trained by another process, skipped", flush=True)
             continue

@@ -1,12 +1,13 @@
-"""Pick the best trained 68-point and 5-point models and ship them in rcn_keras/weights (issue 5).
+"""Release tooling: pick the best trained 68-point and 5-point models and ship them in rcn_keras/weights.
 
 Candidates are the finished rows of `rcn experiment real-300w` plus any extra run folders (``--extra``).
 Each candidate is scored on its **validation** split with every read-out; the lowest validation NME
 picks the model and its read-out (never a test set). The 5-point winner is then scored once on AFW.
-Writes ``rcn_keras/weights/<name>.keras`` (no optimizer state), ``<name>.json`` (model card data) and
-``MODEL_CARD.md``.
+Writes ``rcn_keras/weights/<name>.keras`` (a float32 `Landmarker` with the picked read-out, no
+optimizer state), ``<name>.json`` (model card data) and ``MODEL_CARD.md``. The preset of the same
+name in `rcn_keras.presets` must then say the same read-out (a test checks it).
 
-    python benchmarks/ship_models.py --results runs/experiments/real-300w --extra runs/real_rcn300w_w05
+    python tools/ship_models.py --results runs/experiments/real-300w --extra runs/real_v2_68
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 from _common import print_table  # noqa: E402
 
 NAMES = {68: "rcn-300w", 5: "rcn-afw5"}
@@ -34,18 +35,18 @@ def run_folders(results: pathlib.Path, extra: list[str]) -> list[pathlib.Path]:
 
 def score_candidate(folder: pathlib.Path, splits_cache: dict) -> list[dict]:
     """Validation (and test) NME of one run's best model under each read-out."""
+    from rcn_keras.app.training.config import TrainConfig
+    from rcn_keras.data.sources import load_splits
     from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
-    from rcn_keras.models.head import READOUTS
-    from rcn_keras.predict import load_model
-    from rcn_keras.training.config import TrainConfig
-    from rcn_keras.training.fit import load_splits
+    from rcn_keras.landmarker import load_landmarker
+    from rcn_keras.models.config import READOUTS
 
     config = TrainConfig.load(folder / "config.json")
     key = json.dumps(config.to_dict()["data"], sort_keys=True) + str(config.num_keypoints)
     if key not in splits_cache:
-        splits_cache[key] = load_splits(config)
+        splits_cache[key] = load_splits(config.data, config.num_keypoints)
     splits = splits_cache[key]
-    model = load_model(folder / "best.keras")
+    model = load_landmarker(folder / "best.keras")
     state = json.loads((folder / "state" / "state.json").read_text())
     rows = []
     for readout in READOUTS:
@@ -62,9 +63,9 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict) -> list[dict]:
 
 def test_rows(folder: str, readout: str, splits) -> list[dict]:
     from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset
-    from rcn_keras.predict import load_model
+    from rcn_keras.landmarker import load_landmarker
 
-    pred, gt, _ = predict_faceset(load_model(pathlib.Path(folder) / "best.keras"), splits.test, 64, readout)
+    pred, gt, _ = predict_faceset(load_landmarker(pathlib.Path(folder) / "best.keras"), splits.test, 64, readout)
     return [r for r in evaluate_predictions(pred, gt, splits.test)["rows"] if r["subset"] == "all"]
 
 
@@ -72,8 +73,8 @@ def card_markdown(cards: list[dict]) -> str:
     from rcn_keras.evaluation.report import headline_rows
 
     lines = ["# Shipped models", "",
-             "Loadable by name: `rcn predict face.jpg --model rcn-300w`, `rcn_keras.load_model(\"rcn-afw5\")`.",
-             "Made by `benchmarks/ship_models.py` from the runs of `rcn experiment real-300w`; picked by",
+             "Loadable by name: `rcn predict face.jpg --model rcn-300w`, `rcn_keras.Landmarker.from_preset(\"rcn-afw5\")`.",
+             "Made by `tools/ship_models.py` from training runs; picked by",
              "validation NME (model and read-out), never by a test set.", "", f"**Licence note.** {LICENCE}", ""]
     for c in cards:
         v = c["validation"][0]
@@ -96,6 +97,20 @@ def card_markdown(cards: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def package_pretrained(model_path: str | os.PathLike, name: str, card: dict, readout: str,
+                       weights_dir: str | os.PathLike) -> pathlib.Path:
+    """Write a trained model as the shipped model ``name``: a float32 `Landmarker` with ``readout`` and
+    no optimizer state (``<name>.keras``) and its model card data (``<name>.json``), atomically."""
+    from rcn_keras.files import atomic_save_model, atomic_write_bytes
+    from rcn_keras.landmarker import load_landmarker
+
+    folder = pathlib.Path(weights_dir)
+    model = load_landmarker(model_path).to_float32().with_readout(readout)
+    atomic_save_model(model, folder / f"{name}.keras")
+    atomic_write_bytes(folder / f"{name}.json", json.dumps({**card, "readout": readout}, indent=2).encode())
+    return folder / f"{name}.keras"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="runs/experiments/real-300w")
@@ -105,7 +120,7 @@ def main() -> None:
                         help="training time of a run that did not record it, e.g. 'runs/x=about 53 min'")
     args = parser.parse_args()
 
-    from rcn_keras.pretrained import WEIGHTS_DIR, package_pretrained
+    from rcn_keras.presets import WEIGHTS_DIR
 
     cache: dict = {}
     candidates = [row for folder in run_folders(pathlib.Path(args.results), args.extra)
@@ -136,7 +151,7 @@ def main() -> None:
             card["test_set"] = " + ".join(data.test_subsets)
             card["test"] = test_rows(best["run"], best["readout"], best["splits"])
         card["params"] = best["params"]
-        path = package_pretrained(pathlib.Path(best["run"]) / "best.keras", name, card, weights_dir)
+        path = package_pretrained(pathlib.Path(best["run"]) / "best.keras", name, card, best["readout"], weights_dir)
         print(f"{name}: {best['run']} ({best['readout']}, validation NME {best['val_nme']:.2f} %) -> {path} "
               f"({path.stat().st_size / 1e6:.1f} MB)")
         cards.append(card)
@@ -144,7 +159,7 @@ def main() -> None:
         old = weights_dir / f"{name}.json"
         if old.is_file() and not any(c["name"] == name for c in cards):
             cards.append(json.loads(old.read_text()))
-    from rcn_keras.data.formats import atomic_write_bytes
+    from rcn_keras.files import atomic_write_bytes
 
     atomic_write_bytes(weights_dir / "MODEL_CARD.md", card_markdown(sorted(cards, key=lambda c: c["name"])).encode())
     print(f"wrote {weights_dir / 'MODEL_CARD.md'}")

@@ -1,7 +1,7 @@
-"""Masked per-keypoint negative log-likelihood of the true pixel (spec 5.2), float32 and log-softmax based.
+"""The training loss: masked per-keypoint negative log-likelihood of the true pixel (docs/model.md, 5.2),
+float32 and log-softmax based, or its sub-pixel (bilinear target) variant.
 
-Targets are (B, K, 3): normalised x, y in [0, 1] and a 0/1 mask. They are discretised here exactly as
-spec 1.7: clamp to [0, 0.99999], floor(coord * D), label = y_int * D + x_int.
+Targets are (B, K, 3): normalised x, y in [0, 1] and a 0/1 mask, discretised by `rcn_keras.grid`.
 """
 
 from __future__ import annotations
@@ -9,15 +9,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from rcn_keras.grid import discretise
 from rcn_keras.models.head import pixel_log_softmax
 from rcn_keras.models.layers import PACKAGE
-
-
-def discretise(coords, size: int):
-    """Normalised (..., 2) coordinates -> integer pixel labels y_int * size + x_int (spec 1.7)."""
-    c = ops.clip(ops.cast(coords, "float32"), 0.0, 0.99999)
-    ij = ops.cast(ops.floor(c * size), "int32")
-    return ij[..., 1] * size + ij[..., 0]
 
 
 TARGETS = ("pixel", "bilinear")

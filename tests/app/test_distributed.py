@@ -17,10 +17,12 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np
 import tensorflow as tf
 import rcn_keras
+from rcn_keras.app.training import distributed, preset_train_config, train
 
 def config(out, strategy, epochs=2):
-    return rcn_keras.preset_train_config(
+    return preset_train_config(
         "rcn_mtfl", epochs=epochs, batch_size=16, steps_per_epoch=2, output_dir=out, strategy=strategy,
+        precision="float32",
         visualize_every=100, **{"data.synthetic_train": 32, "data.synthetic_validation": 8,
         "data.synthetic_test": 8, "model_options": {"branches": 4}, "augment.occlusion": False})
 """
@@ -35,10 +37,10 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     code = TINY + textwrap.dedent(f"""
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        single = rcn_keras.train(config({str(tmp_path / 'single')!r}, "default"), verbose=0)
-        mirrored = rcn_keras.train(config({str(tmp_path / 'mirrored')!r}, "mirrored"), verbose=0)
+        single = train(config({str(tmp_path / 'single')!r}, "default"), verbose=0)
+        mirrored = train(config({str(tmp_path / 'mirrored')!r}, "mirrored"), verbose=0)
         print(json.dumps({{"single": single["history"]["loss"], "mirrored": mirrored["history"]["loss"],
-                          "replicas": rcn_keras.training.distributed.make_strategy("mirrored").num_replicas_in_sync}}))
+                          "replicas": distributed.make_strategy("mirrored").num_replicas_in_sync}}))
     """)
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -50,15 +52,15 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
 WORKER = TINY + """
 out, weights_path = sys.argv[1], sys.argv[2]
 epochs, resume = int(sys.argv[3]), sys.argv[4] == "1"
-summary = rcn_keras.train(config(out, "multiworker", epochs), resume=resume, verbose=0)
-from rcn_keras.training import distributed  # the trained weights, as this worker holds them
-np.savez(weights_path, *[v.numpy() for v in distributed.LAST_MODEL.weights])
+result = train(config(out, "multiworker", epochs), resume=resume, verbose=0)
+summary = result.summary  # the trained weights, as this worker holds them:
+np.savez(weights_path, *[np.asarray(v) for v in result.model.weights])
 print(json.dumps({"loss": summary["history"]["loss"]}))
 """
 
 
 def start_workers(tmp_path, n, epochs=2, resume=False):
-    from rcn_keras.training.distributed import local_cluster
+    from rcn_keras.app.training.distributed import local_cluster
 
     procs = []
     for i, tf_config in enumerate(local_cluster(n)):
@@ -106,7 +108,7 @@ def test_restarted_worker_resumes_from_last_checkpoint(tmp_path):
 
 
 def test_strategy_errors(monkeypatch):
-    from rcn_keras.training.distributed import make_strategy
+    from rcn_keras.app.training.distributed import make_strategy
 
     with pytest.raises(ValueError, match="allowed"):
         make_strategy("tpu")

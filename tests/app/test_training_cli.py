@@ -1,4 +1,5 @@
-"""Training with model.fit (checkpoint, resume, logs, maps, report), predict, export and the CLI."""
+"""Training runs with model.fit (checkpoint, resume, logs, maps, report, the saved Landmarker), predict
+and export of what they save, and the CLI."""
 
 import json
 import subprocess
@@ -10,8 +11,11 @@ from PIL import Image
 
 import keras
 import rcn_keras
-from rcn_keras import cli
-from rcn_keras.training.config import TrainConfig, preset_train_config
+from rcn_keras.app.cli import main as cli
+from rcn_keras.app.training import TrainConfig, preset_train_config, train
+from rcn_keras.data.synthetic import synthetic_faces
+from rcn_keras.inference import write_predictions
+from rcn_keras.landmarker import Landmarker, load_landmarker
 
 TINY = {"data.synthetic_train": 48, "data.synthetic_validation": 8, "data.synthetic_test": 8,
         "batch_size": 16, "model_options": {"branches": 4}, "visualize_every": 1}
@@ -21,12 +25,15 @@ TINY = {"data.synthetic_train": 48, "data.synthetic_validation": 8, "data.synthe
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     config = preset_train_config("rcn_mtfl", epochs=2, output_dir=str(out), **TINY)
-    summary = rcn_keras.train(config, verbose=0)
-    return out, config, summary
+    result = train(config, verbose=0)
+    return out, config, result
 
 
 def test_training_writes_everything(trained_run):
     out, _, summary = trained_run
+    assert isinstance(summary.model, Landmarker) and summary.model.readout == "argmax"
+    saved = load_landmarker(out / "best.keras")
+    assert saved.preset == "rcn_mtfl" and all(layer.compute_dtype == "float32" for layer in saved.backbone.layers)
     for name in ("best.keras", "config.json", "log.csv", "report.md", "report.json", "ced.png", "summary.json",
                  "state/last.keras", "state/state.json"):
         assert (out / name).is_file(), name
@@ -41,9 +48,9 @@ def test_training_writes_everything(trained_run):
 def test_resume_continues_from_last_epoch(trained_run, tmp_path):
     out, config, _ = trained_run
     with pytest.raises(ValueError, match="already holds a training run"):
-        rcn_keras.train(config, verbose=0)
+        train(config, verbose=0)
     more = TrainConfig.from_dict({**config.to_dict(), "epochs": 3})
-    summary = rcn_keras.train(more, resume=True, verbose=0)
+    summary = train(more, resume=True, verbose=0)
     assert list(summary["history"]["loss"]) and len(summary["history"]["loss"]) == 1  # only epoch 3 ran
     assert json.loads((out / "state" / "state.json").read_text())["epoch"] == 3
     assert len((out / "log.csv").read_text().strip().splitlines()) == 4
@@ -55,7 +62,7 @@ def test_config_overrides_and_errors():
     assert TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
     with pytest.raises(ValueError, match="unknown option 'augment.rotaton'"):
         preset_train_config("rcn_mtfl", **{"augment.rotaton": 3})
-    with pytest.raises(ValueError, match="unknown model 'rcn_foo'"):
+    with pytest.raises(ValueError, match="unknown preset 'rcn_foo'"):
         preset_train_config("rcn_foo")
     with pytest.raises(ValueError, match="needs data.root"):
         preset_train_config("rcn_mtfl", **{"data.source": "300w"})
@@ -63,20 +70,20 @@ def test_config_overrides_and_errors():
 
 def test_predict_on_crop_and_box_in_original_pixels(trained_run, tmp_path):
     out, _, _ = trained_run
-    model = rcn_keras.load_model(out / "best.keras")
-    face = rcn_keras.data.synthetic_faces(1, 5, seed=9)
+    model = load_landmarker(out / "best.keras")
+    face = synthetic_faces(1, 5, seed=9)
     img = face.images[0]
     big = np.zeros((300, 400), np.uint8)
     big[50:210, 100:260] = img
     Image.fromarray(big).save(tmp_path / "big.png")
     x, y, s = face.rects[0]
-    crop_res = rcn_keras.predict([img[int(y):int(y + s), int(x):int(x + s)]], model)[0]
+    crop_res = model.predict([img[int(y):int(y + s), int(x):int(x + s)]])[0]
     box = (100 + x + s * (1 - 1 / 1.3) / 2, 50 + y + s * (1 - 1 / 1.3) / 2, s / 1.3, s / 1.3)
-    box_res = rcn_keras.predict([tmp_path / "big.png"], model, boxes=[box])[0]
+    box_res = model.predict([tmp_path / "big.png"], boxes=[box])[0]
     # the same face through the box path: identical crop, keypoints shifted by the paste offset
     np.testing.assert_allclose(box_res["crop"], crop_res["crop"], atol=2.0)
     np.testing.assert_allclose(box_res["keypoints"] - [100 + int(x), 50 + int(y)], crop_res["keypoints"], atol=1.5)
-    written = rcn_keras.write_predictions([box_res], tmp_path / "pred")
+    written = write_predictions([box_res], tmp_path / "pred")
     assert (tmp_path / "pred" / "big_keypoints.png").is_file()
     rows = (tmp_path / "pred" / "keypoints.csv").read_text().splitlines()
     assert rows[0] == "image,point,x,y,confidence" and len(rows) == 6 and len(written) == 3
@@ -84,10 +91,10 @@ def test_predict_on_crop_and_box_in_original_pixels(trained_run, tmp_path):
 
 def test_export_saved_model_and_tflite(trained_run, tmp_path):
     out, _, _ = trained_run
-    model = rcn_keras.load_model(out / "best.keras")
+    model = load_landmarker(out / "best.keras").with_readout("soft_argmax")
     x = np.random.default_rng(0).uniform(0, 255, (3, 80, 80, 1)).astype("float32")
-    expected = rcn_keras.with_readout(model)(x)
-    sm = rcn_keras.export(model, tmp_path / "sm")
+    expected = model(x)  # the export carries the model's read-out
+    sm = model.export(tmp_path / "sm")
     script = f"""
 import json, sys, numpy as np, tensorflow as tf
 m = tf.saved_model.load({str(sm)!r})
@@ -106,7 +113,7 @@ print(json.dumps({{"kp": out["keypoints"].numpy().tolist(), "conf": out["confide
     assert got["maps"] == [1, 80, 80, 5] and got["imported"] is False
     import tensorflow as tf
 
-    tfl = rcn_keras.export(model, tmp_path / "m.tflite", format="tflite", tflite_batch_size=3)
+    tfl = model.export(tmp_path / "m.tflite", format="tflite", batch_size=3)
     runner = tf.lite.Interpreter(model_path=str(tfl)).get_signature_runner("serve")
     lite = runner(image=x)
     np.testing.assert_allclose(lite["keypoints"], expected["keypoints"], atol=1.5 / 80)
@@ -118,7 +125,7 @@ def run_cli(*args):
 
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
     cases = [
-        (["train", "--preset", "rcn_foo", "--out", tmp_path / "x"], "unknown model 'rcn_foo'"),
+        (["train", "--preset", "rcn_foo", "--out", tmp_path / "x"], "unknown preset 'rcn_foo'"),
         (["train", "--data", "300w", "--root", tmp_path / "none", "--epochs", "1", "--out", tmp_path / "y"],
          "dataset folder not found"),
         (["predict", tmp_path / "a.png", "--model", tmp_path / "missing.keras"], "model not found"),
@@ -152,7 +159,7 @@ def test_unknown_custom_layer_is_a_clear_error(tmp_path, capsys):
 
 def test_cli_predict_and_evaluate(trained_run, tmp_path, capsys):
     out, _, _ = trained_run
-    Image.fromarray(rcn_keras.data.synthetic_faces(1, 5, seed=4).images[0]).save(tmp_path / "face.png")
+    Image.fromarray(synthetic_faces(1, 5, seed=4).images[0]).save(tmp_path / "face.png")
     assert run_cli("predict", tmp_path / "face.png", "--model", out / "best.keras", "--out", tmp_path / "p") == 0
     assert json.loads((tmp_path / "p" / "keypoints.json").read_text())["faces"][0]["keypoints"]
     assert run_cli("evaluate", "--model", out / "best.keras", "--faces", 8, "--out", tmp_path / "ev") == 0
@@ -161,10 +168,10 @@ def test_cli_predict_and_evaluate(trained_run, tmp_path, capsys):
 
 
 def test_cli_train_interrupt_then_resume(tmp_path, monkeypatch, capsys):
-    from rcn_keras.training import callbacks
+    from rcn_keras.app.training import callbacks
 
     out = tmp_path / "run"
-    argv = ["train", "--preset", "sumnet_mtfl", "--epochs", 2, "--batch-size", 16, "--out", out, "--verbose", 0,
+    argv = ["train", "--preset", "sumnet_mtfl", "--epochs", 2, "--batch-size", 16, "--out", out, "--progress", 0,
             "--set", "data.synthetic_train=32", "--set", "data.synthetic_validation=8",
             "--set", "data.synthetic_test=8", "--set", 'model_options={"branches": 4}']
     original = callbacks.MapVisualizer.on_epoch_begin
@@ -176,7 +183,7 @@ def test_cli_train_interrupt_then_resume(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(callbacks.MapVisualizer, "on_epoch_begin", interrupt_in_second_epoch)
     assert run_cli(*argv) == cli.EXIT_INTERRUPTED
-    assert "--resume" in capsys.readouterr().err
+    assert "epoch 1 is the last saved one" in capsys.readouterr().err
     assert json.loads((out / "state" / "state.json").read_text())["epoch"] == 1
     assert not list(out.rglob("*.tmp*"))
     monkeypatch.setattr(callbacks.MapVisualizer, "on_epoch_begin", original)

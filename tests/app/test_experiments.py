@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from data_fixtures import write_300w_folder
-from rcn_keras import cli
-from rcn_keras.experiments import get_experiment, run_experiment
-from rcn_keras.experiments.definitions import TABLE1_MASKS, Experiment, Row, finest_first, with_seed
-from rcn_keras.experiments.runner import expand_rows, row_config
-from rcn_keras.training.config import preset_train_config
+from rcn_keras.app.cli import main as cli
+from rcn_keras.app.experiments.definitions import get_experiment
+from rcn_keras.app.experiments.runner import run_experiment
+from rcn_keras.app.experiments.definitions import TABLE1_MASKS, Experiment, Row, finest_first, with_seed
+from rcn_keras.app.experiments.runner import expand_rows, row_config
+from rcn_keras.app.training.config import preset_train_config
 
 TINY_5 = {"data.source": "300w", "data.train_subsets": ["helen_train"], "data.test_subsets": ["afw"],
           "data.validation": 0.25, "batch_size": 8, "model_options.branches": 4}
@@ -77,7 +78,7 @@ def test_runner_trains_resumes_skips_and_tabulates(tiny_300w, tmp_path, capsys):
     stamp = (out / "a" / "summary.json").stat().st_mtime_ns
     # b is half-done: one epoch, then the runner resumes it to two; a is skipped
     config_b = row_config(exp, exp.row("b"), str(tiny_300w), out).with_overrides({"epochs": 1})
-    from rcn_keras.training.fit import train
+    from rcn_keras.app.training.fit import train
 
     train(config_b, verbose=0)
     (out / "b" / "summary.json").unlink()
@@ -101,7 +102,7 @@ def test_cli_experiment_report_only_and_bad_name(tmp_path, capsys):
 
 
 def test_time_budget_stops_training_and_survives_resume(tmp_path):
-    from rcn_keras.training.fit import train
+    from rcn_keras.app.training.fit import train
 
     config = preset_train_config("rcn_mtfl", epochs=5, output_dir=str(tmp_path / "run"), time_budget_minutes=1e-4,
                                  batch_size=16, visualize_every=0, **{"data.synthetic_train": 32,
@@ -130,7 +131,7 @@ def test_expand_rows_per_seed():
 def test_committed_validation_lists_match_the_split(shared_300w):
     """benchmarks/splits holds the validation file names every real-face number is selected on."""
     from conftest import REPO
-    from rcn_keras.experiments.runner import split_lists
+    from rcn_keras.app.experiments.runner import split_lists
 
     lists = {**split_lists(get_experiment("real-300w"), str(shared_300w)),
              **split_lists(get_experiment("paper-tables"), str(shared_300w))}
@@ -141,7 +142,7 @@ def test_committed_validation_lists_match_the_split(shared_300w):
 
 
 def test_paper_report_tables_seeds_and_convergence(tmp_path):
-    from rcn_keras.experiments.paper_report import cell, first_epoch_below, write_paper_report
+    from rcn_keras.app.experiments.paper_report import cell, first_epoch_below, write_paper_report
 
     results = [{"row": "t1_sumnet_1111", "nme[eye_centres]": 9.0, "val_nme_curve": []},
                {"row": "t1_sumnet_1111_seed1", "nme[eye_centres]": 10.0, "val_nme_curve": []},
@@ -159,19 +160,26 @@ def test_paper_report_tables_seeds_and_convergence(tmp_path):
     assert cell(None) == "" and first_epoch_below([5.0], 7) == 1 and first_epoch_below([8.0], 7) is None
 
 
-def test_row_lock_is_exclusive_and_recovers_from_dead_processes(tmp_path):
+def test_folder_lock_is_exclusive_and_recovers_from_dead_processes(tmp_path):
     import os
+    import socket
     import subprocess
     import sys
 
-    from rcn_keras.experiments.runner import RowLock
+    from rcn_keras.app.lock import FolderLock
 
-    first, second = RowLock(tmp_path / "row"), RowLock(tmp_path / "row")
+    first, second = FolderLock(tmp_path / "row"), FolderLock(tmp_path / "row")
     assert first.acquire() and not second.acquire()
+    with pytest.raises(ValueError, match=f"in use by process {os.getpid()}"):
+        with FolderLock(tmp_path / "row"):
+            pass
     first.release()
     assert second.acquire()
     second.release()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / "row" / ".lock").write_text(dead.stdout.strip())
-    assert RowLock(tmp_path / "row").acquire()  # the holder is gone: the lock is taken over
-    assert (tmp_path / "row" / ".lock").read_text() == str(os.getpid())
+    (tmp_path / "row" / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))
+    assert FolderLock(tmp_path / "row").acquire()  # the holder is gone: the lock is taken over
+    assert json.loads((tmp_path / "row" / ".lock").read_text())["pid"] == os.getpid()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / ".lock").write_text(json.dumps({"host": "another-machine", "pid": 1}))
+    assert not FolderLock(tmp_path / "other").acquire()  # another host's run is respected

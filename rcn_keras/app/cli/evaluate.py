@@ -1,0 +1,49 @@
+"""``rcn evaluate``: NME report (every normaliser, subsets, FR, AUC, CED) of a model on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+from rcn_keras.app.cli.common import positive_int
+from rcn_keras.data.sources import EVAL_SOURCES
+from rcn_keras.models.config import READOUTS
+
+NAME = "evaluate"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(NAME, help="NME report of a model on a dataset")
+    p.add_argument("--model", required=True, help=".keras file, shipped model name, or joint:RCN,DENOISER")
+    p.add_argument("--data", choices=EVAL_SOURCES, default="synthetic")
+    p.add_argument("--root", help="dataset folder")
+    p.add_argument("--subsets", nargs="+", default=["afw", "helen_train"], help="300W subsets or groups")
+    p.add_argument("--list-file", default="testing.txt", help="MTFL list (testing.txt = AFLW)")
+    p.add_argument("--faces", type=positive_int, default=300, help="synthetic faces to evaluate on")
+    p.add_argument("--seed", type=int, default=2)
+    p.add_argument("--mode", choices=("continuous", "paper"), default="continuous")
+    p.add_argument("--readout", choices=READOUTS, default=None, help="keypoint read-out (default: the model's own)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise")
+    p.add_argument("--out", default="evaluation")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from rcn_keras.data.sources import load_faces
+    from rcn_keras.evaluation.report import (REPORT_COLUMNS, evaluate_predictions, headline_rows, predict_faceset,
+                                             write_report)
+    from rcn_keras.landmarker import load_landmarker
+    from rcn_keras.markdown import markdown_table
+
+    model = load_landmarker(args.model)
+    faces = load_faces(args.data, args.root, model.num_keypoints, args.subsets, args.list_file, args.faces,
+                       args.seed, args.on_error)
+    readout = args.readout or model.readout
+    pred, gt, _ = predict_faceset(model, faces, args.batch_size, readout)
+    result = evaluate_predictions(pred, gt, faces, mode=args.mode)
+    write_report(args.out, {str(args.model): result}, {"data": args.data, "faces": len(faces), "readout": readout})
+    print(markdown_table(headline_rows(result["rows"]), REPORT_COLUMNS))
+    print(f"read-out {readout}; report: {pathlib.Path(args.out) / 'report.md'}")
+    return 0

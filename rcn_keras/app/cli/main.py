@@ -1,0 +1,48 @@
+"""The ``rcn`` command. Arguments are parsed before TensorFlow is imported, so ``rcn --help`` and
+argument errors answer at once; TensorFlow's start-up log lines are hidden unless ``--verbose``.
+
+Every user error (unknown preset, missing path, unreadable model, bad image or option) ends in one line
+on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rcn_keras.app.cli import evaluate, experiment, export, models, predict, train
+from rcn_keras.runtime import import_tensorflow_quietly, prepare_tensorflow_env
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+COMMANDS = (models, train, evaluate, predict, export, experiment)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rcn", description="Recombinator Networks for facial landmarks")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's and Keras' log lines")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    prepare_tensorflow_env(args.verbose)
+    try:
+        if not args.verbose:
+            import_tensorflow_quietly()
+        return args.func(args)
+    except (ValueError, OSError, KeyError, json.JSONDecodeError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"rcn: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\nrcn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""``rcn models``: every preset (network, keypoints, parameters, read-out) and the shipped models."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "models"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(NAME, help="list presets and shipped models")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from rcn_keras.models.denoising import build_denoiser
+    from rcn_keras.models.registry import build_model
+    from rcn_keras.presets import PRESETS, list_presets
+
+    print(f"{'preset':<20} {'network':<9} {'K':>3} {'params':>11}  {'read-out':<18} description")
+    for name in list_presets():
+        preset = PRESETS[name]
+        model = build_denoiser(name) if preset.is_denoiser else build_model(name)
+        kind = "denoiser" if preset.is_denoiser else f"{preset.model.family}-{preset.model.branches}"
+        print(f"{name:<20} {kind:<9} {preset.num_keypoints:>3} {model.count_params():>11,}  "
+              f"{'-' if preset.is_denoiser else preset.readout:<18} {preset.description}")
+    print("\nshipped models (trained weights, load by name):")
+    for name in list_presets(shipped=True):
+        card = PRESETS[name].card() or {}
+        val = (card.get("validation") or [{}])[0]
+        score = f"validation NME {val['nme']:.2f} % ({val['normaliser']})" if "nme" in val else ""
+        print(f"  {name:<12} {PRESETS[name].num_keypoints} points, read-out {PRESETS[name].readout}, {score}")
+    return 0

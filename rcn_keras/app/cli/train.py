@@ -1,0 +1,91 @@
+"""``rcn train``: train a preset (or a run's config.json) with model.fit; resumable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+from rcn_keras.app.cli.common import positive_int
+from rcn_keras.presets import list_presets
+from rcn_keras.runtime import PRECISIONS
+
+NAME = "train"
+EXIT_INTERRUPTED = 130
+# command-line flag -> TrainConfig key
+FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "out": "output_dir", "data": "data.source",
+         "root": "data.root", "xla": "jit_compile", "precision": "precision", "steps_per_epoch": "steps_per_epoch",
+         "strategy": "strategy"}
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(NAME, help="train a preset (or a JSON config) with model.fit")
+    p.add_argument("--preset", default="rcn_mtfl", help=f"preset: {', '.join(list_presets(shipped=False))}")
+    p.add_argument("--config", help="a TrainConfig JSON file (e.g. a run's config.json)")
+    p.add_argument("--data", choices=("synthetic", "300w", "mtfl"), help="data source (default synthetic)")
+    p.add_argument("--root", help="dataset folder for --data 300w / mtfl")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--steps-per-epoch", type=positive_int)
+    p.add_argument("--out", help="output folder (checkpoints, logs, maps, report)")
+    p.add_argument("--xla", choices=("auto", "on", "off"), help="jit_compile (auto: GPU only)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="compute precision (auto: float16 on a GPU, bfloat16 on a CPU that has it, else float32); "
+                        "logits, softmax and loss stay float32, the saved model is float32")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                   help="tf.distribute strategy; multiworker reads TF_CONFIG (batch size is global)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config field, e.g. augment.rotation=40, model_options.branches=5")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--progress", type=int, default=1, choices=(0, 1, 2),
+                   help="Keras progress output: 0 none, 1 bars, 2 one line per epoch")
+    p.set_defaults(func=run)
+    return p
+
+
+def config_from_args(args):
+    from rcn_keras.app.training.config import TrainConfig, parse_override, preset_train_config
+
+    overrides = dict(parse_override(s) for s in args.set or [])
+    for flag, key in FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if key in overrides and overrides[key] != value:
+            raise ValueError(f"--{flag.replace('_', '-')} {value} and --set {key}={overrides[key]!r} disagree: "
+                             f"give one of them")
+        overrides[key] = value
+    if args.config:
+        return TrainConfig.load(args.config).with_overrides(overrides)
+    return preset_train_config(args.preset, **overrides)
+
+
+def run(args) -> int:
+    from rcn_keras.app.training.fit import train
+
+    config = config_from_args(args)
+    out = pathlib.Path(config.output_dir)
+    state = out / "state" / "state.json"
+    if args.resume and not state.exists():
+        print(f"rcn: nothing to resume in {config.output_dir}; starting a new run", file=sys.stderr)
+    try:
+        summary = train(config, resume=args.resume, verbose=args.progress).summary
+    except KeyboardInterrupt:
+        if state.exists():
+            epoch = json.loads(state.read_text()).get("epoch", "?")
+            print(f"\nrcn: interrupted; epoch {epoch} is the last saved one. Continue with: "
+                  f"rcn train ... --out {config.output_dir} --resume", file=sys.stderr)
+        else:
+            print("\nrcn: interrupted before the first epoch finished; nothing was saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"\nbest validation NME {summary['best_val_nme']:.2f}% at epoch {summary['best_epoch'] + 1}"
+          if summary["best_epoch"] is not None else "\nno epoch improved the validation NME")
+    if "denoiser" in summary:
+        print(f"corrupted-point NME on test shapes: {summary['mean_shape_nme']:.2f}% noisy input -> "
+              f"{summary['test_nme']:.2f}% denoised")
+    else:
+        print(f"test NME {summary['test_nme']:.2f}% with read-out {summary['readout']}  "
+              f"(mean-shape baseline {summary['mean_shape_nme']:.2f}%)")
+    print(f"report: {out / 'report.md'}   maps: {out / 'maps'}   best model: {out / 'best.keras'}")
+    return 0

@@ -1,0 +1,194 @@
+"""`TrainConfig`: one object per training run (preset + network options, data, augmentation, optimiser,
+schedule, precision, output folder), validated where it is made, JSON round-trippable and overridable
+by dotted keys. A preset's recipe (`rcn_keras.presets`) is the starting point of `preset_train_config`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+from dataclasses import dataclass, field
+
+from rcn_keras.data.augment import AugmentConfig
+from rcn_keras.data.sources import DataConfig
+from rcn_keras.losses import TARGETS
+from rcn_keras.models.config import READOUTS, DenoiserConfig, ModelConfig
+from rcn_keras.presets import get_preset
+from rcn_keras.runtime import PRECISIONS
+
+SWITCHES = ("auto", "on", "off")
+LR_SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adadelta", "sgd", "adam")
+STRATEGIES = ("default", "mirrored", "multiworker")
+READOUT_CHOICES = READOUTS + ("auto",)
+# `mixed_precision` (auto/on/off, float16 only) became `precision`; old config.json files still load.
+_OLD_MIXED = {"auto": "auto", "on": "mixed_float16", "off": "float32"}
+
+
+def _positive_int(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer" + (" (or null)" if allow_none else ""))
+
+
+def _number(name: str, value, low: float = 0.0, low_inclusive: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or (value == low and not low_inclusive):
+        bound = f">= {low}" if low_inclusive else f"> {low}"
+        raise ValueError(f"{name}={value!r} must be a finite number {bound}")
+
+
+def _group(name: str, value, cls):
+    """A nested options group from a dict (or already built), with one-line errors naming the key."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a group of options ({name}.KEY=VALUE), got {value!r}")
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - valid)
+    if unknown:
+        raise ValueError(f"unknown option(s) {[f'{name}.{u}' for u in unknown]}; valid: {sorted(valid)}")
+    try:
+        return cls(**value)
+    except TypeError as exc:  # a value of the wrong type inside the group's own checks
+        raise ValueError(f"bad value in {name}: {exc}") from None
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs. Defaults follow the authors' README (docs/model.md, 5.5 and 6):
+    Adadelta (lr 1.0, rho 0.95, eps 1e-8), batch 64, best-validation model selection. ``readout``:
+    how the saved `Landmarker` reads keypoints (``None``: the preset's; ``"auto"``: the read-out with the
+    lowest NME on the validation split after training)."""
+
+    model: str = "rcn_mtfl"
+    model_options: dict = field(default_factory=dict)
+    n_corrupt: int = 35
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    epochs: int = 4000
+    batch_size: int = 64
+    steps_per_epoch: int | None = None
+    optimizer: str = "adadelta"
+    learning_rate: float = 1.0
+    rho: float = 0.95
+    epsilon: float = 1e-8
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    loss_target: str = "pixel"
+    jit_compile: str = "auto"
+    precision: str = "auto"
+    strategy: str = "default"
+    readout: str | None = None
+    visualize_every: int = 1
+    time_budget_minutes: float | None = None
+    seed: int = 0
+    output_dir: str = "runs/rcn"
+
+    def __post_init__(self):
+        self.data = _group("data", self.data, DataConfig)
+        self.augment = _group("augment", self.augment, AugmentConfig)
+        if not isinstance(self.model_options, dict):
+            raise ValueError(f"model_options must be a group of options, got {self.model_options!r}")
+        self.model_config()  # validates name and options now, not mid-run
+        for name, allowed in (("jit_compile", SWITCHES), ("precision", PRECISIONS), ("lr_schedule", LR_SCHEDULES),
+                              ("loss_target", TARGETS), ("strategy", STRATEGIES), ("optimizer", OPTIMIZERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: {', '.join(allowed)}")
+        if self.readout is not None and self.readout not in READOUT_CHOICES:
+            raise ValueError(f"readout={self.readout!r} is not allowed; allowed: {', '.join(READOUT_CHOICES)} "
+                             f"(auto: picked on the validation split; null: the preset's)")
+        _positive_int("epochs", self.epochs)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("steps_per_epoch", self.steps_per_epoch, allow_none=True)
+        for name in ("learning_rate", "epsilon"):
+            _number(name, getattr(self, name), 0.0, low_inclusive=False)
+        _number("rho", self.rho)
+        _number("warmup_epochs", self.warmup_epochs)
+        if self.time_budget_minutes is not None:
+            _number("time_budget_minutes", self.time_budget_minutes, 0.0, low_inclusive=False)
+        if isinstance(self.visualize_every, bool) or not isinstance(self.visualize_every, int) \
+                or self.visualize_every < 0:
+            raise ValueError(f"visualize_every={self.visualize_every!r} must be a whole number of epochs (0: never)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed={self.seed!r} must be an integer")
+        if isinstance(self.n_corrupt, bool) or not isinstance(self.n_corrupt, int) or self.n_corrupt < 0:
+            raise ValueError(f"n_corrupt={self.n_corrupt!r} must be a non-negative integer")
+
+    @property
+    def is_denoiser(self) -> bool:
+        return get_preset(self.model).is_denoiser
+
+    def model_config(self) -> ModelConfig | DenoiserConfig:
+        """The network of preset ``model`` with ``model_options`` applied."""
+        return get_preset(self.model).model.replace(**self.model_options)
+
+    def resolved_readout(self) -> str:
+        """``readout``, or the preset's when it is ``None``."""
+        return self.readout or get_preset(self.model).readout
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.model_config().num_keypoints
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"a training configuration is a JSON object, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        if "mixed_precision" in d and "precision" not in d:
+            d = {**d, "precision": _OLD_MIXED.get(d["mixed_precision"], d["mixed_precision"])}
+            d.pop("mixed_precision")
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path) -> "TrainConfig":
+        try:
+            return cls.from_dict(json.loads(pathlib.Path(path).read_text()))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    def with_overrides(self, overrides: dict[str, object]) -> "TrainConfig":
+        """Apply dotted-key overrides, e.g. ``{"epochs": 5, "augment.rotation": 40, "model_options.branches": 5}``."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            parts = key.split(".")
+            node = d
+            for p in parts[:-1]:
+                if not isinstance(node.get(p), dict):
+                    raise ValueError(f"unknown option {key!r}: {p!r} is not a group of options")
+                node = node[p]
+            if parts[0] != "model_options" and parts[-1] not in node:
+                raise ValueError(f"unknown option {key!r}; valid here: {sorted(node)}")
+            node[parts[-1]] = value
+        return TrainConfig.from_dict(d)
+
+
+def preset_train_config(model: str, **overrides) -> TrainConfig:
+    """The training configuration of preset ``model`` (its recipe) with dotted-key ``overrides`` applied."""
+    return TrainConfig(model=model).with_overrides({**get_preset(model).recipe, **overrides})
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``key=value`` from the command line; the value is read as JSON when it parses, else a string."""
+    if "=" not in text:
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value

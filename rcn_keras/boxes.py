@@ -1,0 +1,108 @@
+"""Face boxes and the crop a model sees: box conventions ("box formats"), the square crop rectangle a
+box maps to, and box input from the command line or a file. numpy only.
+
+A box format is ``(scale, shift_x, shift_y)``: the square crop is the box's larger side times
+``scale``, centred on the box centre moved by ``shift`` box sides. Each `Landmarker` carries the
+formats it accepts; these are the defaults a new one starts from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+
+import numpy as np
+
+from rcn_keras.data.formats import DataFormatError
+
+Box = tuple[float, float, float, float]  # x, y, w, h in pixels of the image
+BoxFormat = tuple[float, float, float]   # scale, shift x, shift y (in box sides)
+
+# The training crop of the 300W faces: the tight landmark box enlarged by 1.3 (docs/model.md, 1.3).
+LANDMARK_BOX_SCALE = 1.3
+# "landmarks": the tight box of the face's landmarks. "dlib": dlib's HOG face-detector box, calibrated
+# (medians) on the 300W training faces by `python benchmarks/peer_dlib.py --calibrate`; 5-point crops
+# follow MTFL's eye/mouth rule, hence their own constants.
+DEFAULT_BOX_FORMATS: dict[int, dict[str, BoxFormat]] = {
+    68: {"landmarks": (LANDMARK_BOX_SCALE, 0.0, 0.0), "dlib": (1.363, -0.016, 0.093)},
+    5: {"landmarks": (LANDMARK_BOX_SCALE, 0.0, 0.0), "dlib": (1.241, -0.016, -0.016)},
+}
+BOX_FORMAT_NAMES = ("landmarks", "dlib")
+
+
+def default_box_formats(num_keypoints: int) -> dict[str, BoxFormat]:
+    """The box formats a new model of ``num_keypoints`` accepts (68-point constants for other counts)."""
+    return dict(DEFAULT_BOX_FORMATS.get(num_keypoints, DEFAULT_BOX_FORMATS[68]))
+
+
+def check_box(box, where: str = "face box") -> Box:
+    """``box`` as four finite floats with positive width and height, else a ValueError naming ``where``."""
+    try:
+        values = tuple(float(v) for v in box)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must be four numbers x,y,w,h, got {box!r}") from None
+    if len(values) != 4:
+        raise ValueError(f"{where} must be four numbers x,y,w,h, got {box!r}")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{where} must be finite numbers, got {box!r}")
+    if values[2] <= 0 or values[3] <= 0:
+        raise ValueError(f"{where} {box!r} must have a positive width and height")
+    return values
+
+
+def crop_rect(image_shape: tuple[int, int], box: Box | None, box_format: BoxFormat = (LANDMARK_BOX_SCALE, 0.0, 0.0)
+              ) -> np.ndarray:
+    """Square crop rectangle (x, y, side) in edge coordinates for ``box`` under ``box_format``, or,
+    without a box, the centred square that holds the whole image (the image is a face crop)."""
+    h, w = image_shape
+    if box is None:
+        side = float(max(h, w))
+        return np.array([(w - side) / 2, (h - side) / 2, side], np.float32)
+    x, y, bw, bh = check_box(box)
+    scale, sx, sy = box_format
+    size = max(bw, bh)
+    side = size * scale
+    cx, cy = x + bw / 2 + sx * size, y + bh / 2 + sy * size
+    return np.array([cx - side / 2, cy - side / 2, side], np.float32)
+
+
+def parse_box(text: str) -> Box:
+    """``x,y,w,h`` from the command line."""
+    return check_box(text.split(","), f"--box {text!r}")
+
+
+def read_boxes_file(path: str | os.PathLike) -> dict[str, Box]:
+    """Face boxes, one per line: ``image,x,y,w,h`` (commas or spaces), keyed by the image path as
+    written (`boxes_for` also matches by file name)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "boxes file not found")
+    boxes = {}
+    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+        fields = raw.replace(",", " ").split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) != 5:
+            raise DataFormatError(path, f"expected 'image,x,y,w,h', got {raw.strip()!r}", lineno)
+        try:
+            boxes[fields[0]] = check_box(fields[1:], "box")
+        except ValueError as exc:
+            raise DataFormatError(path, str(exc), lineno) from None
+    return boxes
+
+
+def boxes_for(images: list, boxes: dict[str, Box]) -> list[Box | None]:
+    """The box of each image from a `read_boxes_file` dict: by the path as given, else by file name
+    when that name is unique among ``images`` (a name shared by two folders must be written in full)."""
+    names = [pathlib.Path(str(i)).name for i in images]
+    out = []
+    for item, name in zip(images, names):
+        key = str(item)
+        if key in boxes:
+            out.append(boxes[key])
+        elif names.count(name) == 1 and name in boxes:
+            out.append(boxes[name])
+        else:
+            out.append(None)
+    return out

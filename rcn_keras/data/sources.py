@@ -1,0 +1,104 @@
+"""Where faces come from: a `DataConfig` (synthetic, a 300W-layout folder, MTFL lists, AFW's anno.mat)
+and the one dispatch from a source name to face sets: `load_faces` (one set) and `load_splits`
+(train / validation / test)."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from dataclasses import dataclass
+
+from rcn_keras.data import datasets
+from rcn_keras.data.faceset import FaceSet
+from rcn_keras.data.synthetic import synthetic_faces
+
+DATA_SOURCES = ("synthetic", "300w", "mtfl")
+EVAL_SOURCES = DATA_SOURCES + ("afw",)
+MTFL_VALIDATION_FACES = 1000  # MTFL's own validation split (docs/model.md, 1.1)
+
+
+@dataclass
+class DataConfig:
+    """Where training faces come from. ``synthetic`` needs nothing; ``300w`` reads a 300W-layout ``root``
+    (train on ``train_subsets``, split off ``validation``, test on ``test_subsets``); ``mtfl`` reads
+    MTFL's ``training.txt`` (1,000 validation faces) and tests on ``testing.txt`` (AFLW)."""
+
+    source: str = "synthetic"
+    root: str | None = None
+    train_subsets: tuple[str, ...] = ("afw", "helen_train")
+    test_subsets: tuple[str, ...] = ()
+    validation: float = 0.1
+    synthetic_train: int = 2000
+    synthetic_validation: int = 200
+    synthetic_test: int = 300
+    seed: int = 0
+    cache_dir: str | None = None
+    on_error: str = "raise"
+
+    def __post_init__(self):
+        if self.source not in DATA_SOURCES:
+            raise ValueError(f"data.source={self.source!r} is not allowed; allowed: {DATA_SOURCES}")
+        if self.source != "synthetic" and not self.root:
+            raise ValueError(f"data.source={self.source!r} needs data.root (the dataset folder)")
+        for name in ("train_subsets", "test_subsets"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                raise ValueError(f"data.{name}={value!r} must be a list of subset names")
+            setattr(self, name, tuple(value))
+        v = self.validation
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < 1 or (v >= 1 and v == int(v))):
+            raise ValueError(f"data.validation={v!r} must be a fraction in (0, 1) or a whole number of faces")
+        for name in ("synthetic_train", "synthetic_validation", "synthetic_test"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"data.{name}={value!r} must be a positive integer")
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"data.on_error={self.on_error!r} is not allowed; allowed: raise, skip")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Splits:
+    train: FaceSet
+    validation: FaceSet
+    test: FaceSet | None
+
+
+def load_faces(source: str, root: str | None = None, num_keypoints: int = 68, subsets=("afw", "helen_train"),
+               list_file: str = "testing.txt", faces: int = 300, seed: int = 2, on_error: str = "raise",
+               cache_dir: str | None = None) -> FaceSet:
+    """One face set: ``faces`` synthetic faces, 300W ``subsets`` under ``root``, an MTFL ``list_file``,
+    or AFW's ``anno.mat`` (5 points)."""
+    if source == "synthetic":
+        return synthetic_faces(faces, num_keypoints, seed=seed)
+    if source not in EVAL_SOURCES:
+        raise ValueError(f"data source {source!r} is not allowed; allowed: {EVAL_SOURCES}")
+    if not root:
+        raise ValueError(f"data source {source!r} needs a dataset folder (--root)")
+    if source == "300w":
+        return datasets.load_300w(root, tuple(subsets), num_keypoints, on_error=on_error, cache_dir=cache_dir)
+    if num_keypoints != 5:
+        raise ValueError(f"{source} has 5 keypoints but the model predicts {num_keypoints}")
+    if source == "mtfl":
+        return datasets.load_mtfl(root, list_file, on_error=on_error, cache_dir=cache_dir)
+    return datasets.load_afw(root, on_error=on_error, cache_dir=cache_dir)
+
+
+def load_splits(data: DataConfig, num_keypoints: int) -> Splits:
+    """Train / validation / test face sets of ``data`` for a model of ``num_keypoints``."""
+    d, k = data, num_keypoints
+    if d.source == "synthetic":
+        return Splits(synthetic_faces(d.synthetic_train, k, seed=d.seed),
+                      synthetic_faces(d.synthetic_validation, k, seed=d.seed + 1),
+                      synthetic_faces(d.synthetic_test, k, seed=d.seed + 2))
+    common = dict(num_keypoints=k, on_error=d.on_error, cache_dir=d.cache_dir)
+    if d.source == "300w":
+        train, val = load_faces("300w", d.root, subsets=d.train_subsets, **common).split(d.validation)
+        test = load_faces("300w", d.root, subsets=d.test_subsets, **common) if d.test_subsets else None
+        return Splits(train, val, test)
+    faces = load_faces("mtfl", d.root, list_file="training.txt", **common)
+    train, val = faces.split(MTFL_VALIDATION_FACES if len(faces) > 2 * MTFL_VALIDATION_FACES else d.validation)
+    has_test = (pathlib.Path(d.root) / "testing.txt").is_file()
+    return Splits(train, val, load_faces("mtfl", d.root, list_file="testing.txt", **common) if has_test else None)

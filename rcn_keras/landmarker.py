@@ -1,0 +1,256 @@
+"""`Landmarker`: a keypoint map network together with how it is used, in one `.keras` file.
+
+keras-hub style task: the *backbone* is a SumNet / RCN / joint map model (grey 80x80 crop ->
+pre-softmax maps); the task adds the read-out (maps -> keypoints, confidence) and the input convention
+(which face-box formats it accepts and how each maps to the crop). `predict` takes photos or crops with
+optional face boxes and returns keypoints in image pixels; `export` writes SavedModel / TFLite.
+
+Importing this module registers every custom Keras object of the package for `.keras` loading.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Sequence
+
+import keras
+import numpy as np
+
+from rcn_keras import inference, losses, metrics  # noqa: F401  (losses, metrics: registered for loading)
+from rcn_keras.boxes import BOX_FORMAT_NAMES, Box, default_box_formats
+from rcn_keras.grid import MAP_SIZE
+from rcn_keras.models.config import READOUTS
+from rcn_keras.models.denoising import build_joint_model
+from rcn_keras.models.head import KeypointReadout, as_map_model
+from rcn_keras.models.layers import PACKAGE
+from rcn_keras.models.registry import build_model
+from rcn_keras.presets import get_preset
+
+MIXED_POLICIES = ("mixed_bfloat16", "mixed_float16", "bfloat16", "float16")
+
+
+def _float32_config(config):
+    """A model config with every mixed / half dtype policy replaced by float32 (recursively)."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and config.get("config", {}).get("name") in MIXED_POLICIES:
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {k: _float32_config(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_float32_config(v) for v in config]
+    if isinstance(config, str) and config in MIXED_POLICIES:
+        return "float32"
+    return config
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same network computing in float32 (weights copied, no optimizer state): how models trained
+    in mixed precision are saved, so that they load and predict in float32 everywhere."""
+    copy = model.__class__.from_config(_float32_config(model.get_config()))
+    copy.set_weights([np.asarray(keras.ops.convert_to_numpy(w), np.float32) for w in model.weights])
+    return copy
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Landmarker(keras.Model):
+    """A map model (``backbone``) plus its read-out and input convention.
+
+    Calling it on crops (B, 80, 80, 1) of raw grey intensities returns ``{"presoftmax", "keypoints",
+    "confidence"}`` with keypoints in [0, 1] of the crop. ``readout``: one of `READOUTS`.
+    ``box_formats``: name -> (scale, shift x, shift y) of the face boxes it accepts (defaults for its
+    keypoint count); ``default_box_format`` is used when a caller names none. ``preset``: the preset it
+    was built from (information only).
+    """
+
+    def __init__(self, backbone: keras.Model, readout: str = "argmax", box_formats: dict | None = None,
+                 default_box_format: str = "landmarks", preset: str | None = None, **kwargs):
+        backbone = as_map_model(backbone)
+        if readout not in READOUTS:
+            raise ValueError(f"readout={readout!r} is not allowed; allowed: {', '.join(READOUTS)}")
+        k = backbone.output.shape[-1]
+        formats = {str(n): tuple(float(v) for v in f)
+                   for n, f in (box_formats or default_box_formats(k)).items()}
+        if default_box_format not in formats:
+            raise ValueError(f"default_box_format={default_box_format!r} is not one of its box formats "
+                             f"{sorted(formats)}")
+        # === Layers ===
+        self.backbone = backbone
+        self.readout_layer = KeypointReadout(readout, name="readout")
+        # === Functional model ===
+        image = keras.Input(tuple(backbone.input.shape[1:]), name="image")
+        maps = backbone(image)
+        outputs = {"presoftmax": maps, **self.readout_layer(maps)}
+        kwargs.setdefault("name", f"{backbone.name}_landmarker")
+        super().__init__(inputs=image, outputs=outputs, **kwargs)
+        # === Config ===
+        self.readout = readout
+        self.box_formats = formats
+        self.default_box_format = default_box_format
+        self.preset = preset
+
+    @property
+    def num_keypoints(self) -> int:
+        return int(self.backbone.output.shape[-1])
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable,
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "readout": self.readout, "box_formats": {n: list(f) for n, f in self.box_formats.items()},
+                "default_box_format": self.default_box_format, "preset": self.preset}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Landmarker":
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "Landmarker":
+        """A shipped model by name (``"rcn-300w"``: trained weights), a preset's untrained network
+        (``"rcn_mtfl"``, ``overrides`` = `ModelConfig` fields), or a `.keras` file."""
+        if pathlib.Path(name).suffix == ".keras" or os.path.exists(name):
+            return load_landmarker(name)
+        preset = get_preset(name)
+        if preset.weights:
+            if overrides:
+                raise ValueError(f"{name!r} is a trained model: its network cannot be changed "
+                                 f"({sorted(overrides)})")
+            return load_landmarker(name)
+        if preset.is_denoiser:
+            raise ValueError(f"preset {name!r} is a denoiser (keypoint maps in, not images): build it with "
+                             f"rcn_keras.build_denoiser, or join it to an RCN with load_landmarker('joint:RCN,DN')")
+        return cls(build_model(name, **overrides), readout=preset.readout, box_formats=preset.box_formats,
+                   preset=name)
+
+    def with_readout(self, readout: str) -> "Landmarker":
+        """The same network (shared weights) with another read-out."""
+        return Landmarker(self.backbone, readout, self.box_formats, self.default_box_format, self.preset)
+
+    def to_float32(self) -> "Landmarker":
+        """A float32 copy (see `float32_copy`)."""
+        return Landmarker(float32_copy(self.backbone), self.readout, self.box_formats, self.default_box_format,
+                          self.preset, name=self.name)
+
+    # --- inference ----------------------------------------------------------------------------
+
+    def _head(self, readout: str | None) -> KeypointReadout:
+        return self.readout_layer if readout in (None, self.readout) else KeypointReadout(readout)
+
+    def predict_crops(self, crops, batch_size: int = 64, readout: str | None = None) -> dict[str, np.ndarray]:
+        """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) for 80x80 grey crops."""
+        crops = np.asarray(crops, np.float32)
+        if crops.ndim == 3:
+            crops = crops[..., None]
+        if crops.ndim != 4 or crops.shape[1:] != (MAP_SIZE, MAP_SIZE, 1):
+            raise ValueError(f"crops must be (N, {MAP_SIZE}, {MAP_SIZE}, 1) grey images, got shape {crops.shape}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+        head = self._head(readout)
+        keypoints, confidence = [], []
+        for start in range(0, len(crops), batch_size):
+            out = head(self.backbone(crops[start:start + batch_size], training=False))
+            keypoints.append(np.asarray(out["keypoints"]))
+            confidence.append(np.asarray(out["confidence"]))
+        if not keypoints:
+            return {"keypoints": np.zeros((0, self.num_keypoints, 2), np.float32),
+                    "confidence": np.zeros((0, self.num_keypoints), np.float32)}
+        return {"keypoints": np.concatenate(keypoints), "confidence": np.concatenate(confidence)}
+
+    def predict(self, images, boxes: Sequence[Box | None] | dict | None = None, box_format: str | None = None,
+                readout: str | None = None, batch_size: int = 64, on_error: str = "raise", **kwargs) -> list[dict]:
+        """Keypoints of each image: a list of ``{"image", "keypoints" (K, 2), "confidence" (K,), "rect"}``.
+
+        ``images``: a path, an array (grey or RGB) or a list of them. ``boxes``: one (x, y, w, h) or
+        ``None`` per image, or a dict of `read_boxes_file`; without a box the image is a face crop.
+        ``box_format``: what the boxes are (one of ``box_formats``; default ``default_box_format``).
+        Keypoints are in pixels of the original image (0-based, integer = pixel centre).
+        ``on_error="skip"``: an unreadable image gives ``{"image", "error"}`` and the others go on.
+        """
+        if kwargs:
+            raise TypeError(f"Landmarker.predict takes images and boxes; unexpected {sorted(kwargs)} "
+                            f"(use predict_crops for 80x80 crops)")
+        single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim <= 3)
+        images = [images] if single else list(images)
+        box_format = box_format or self.default_box_format
+        if box_format not in self.box_formats:
+            raise ValueError(f"box format {box_format!r} is not accepted by this model; allowed: "
+                             f"{', '.join(sorted(self.box_formats))}")
+        entries = inference.prepare_crops(images, boxes, self.box_formats[box_format], on_error)
+        crops = [e["input"] for e in entries if "input" in e]
+        out = self.predict_crops(np.stack(crops) if crops else np.zeros((0, MAP_SIZE, MAP_SIZE, 1)), batch_size,
+                                 readout)
+        return inference.to_image_results(entries, out["keypoints"], out["confidence"])
+
+    # --- export -------------------------------------------------------------------------------
+
+    def export(self, filepath, format: str = "saved_model", readout: str | None = None,
+               batch_size: int | None = None, **kwargs):
+        """Write a SavedModel (``"saved_model"``, also ``"tf_saved_model"``) or a TFLite file
+        (``"tflite"``, a fixed batch of ``batch_size``, default 1) with this read-out (or ``readout``)."""
+        from rcn_keras import export as exporting
+
+        if kwargs:
+            raise TypeError(f"unexpected export options {sorted(kwargs)}")
+        fmt = "saved_model" if format == "tf_saved_model" else format
+        return exporting.export_model(self.backbone, filepath, fmt, readout or self.readout, batch_size)
+
+
+def _wrap(model: keras.Model, source: str) -> Landmarker:
+    """A loaded model as a `Landmarker`: itself, or a bare / read-out map model with the arg-max
+    read-out and the default box formats (files written before the `Landmarker` existed)."""
+    if isinstance(model, Landmarker):
+        return model
+    try:
+        maps = as_map_model(model)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    return Landmarker(maps, "argmax")
+
+
+def load_landmarker(spec: str | os.PathLike) -> Landmarker:
+    """A trained `Landmarker`: a `.keras` file (safe mode: no arbitrary code), a shipped model name, or
+    ``"joint:RCN,DENOISER"`` (two of those: the joint RCN + denoiser model with the RCN's read-out and
+    box formats). Errors are one-line `ValueError`s / `FileNotFoundError`s that name the file."""
+    text = str(spec)
+    if text.startswith("joint:"):
+        parts = [p for p in text[len("joint:"):].split(",") if p]
+        if len(parts) != 2:
+            raise ValueError(f"joint model spec must be 'joint:RCN_MODEL,DENOISER_MODEL', got {text!r}")
+        rcn = load_landmarker(parts[0])
+        denoiser = _load_keras_file(pathlib.Path(parts[1])) if os.path.exists(parts[1]) else \
+            load_landmarker(parts[1]).backbone
+        return Landmarker(build_joint_model(rcn.backbone, denoiser), rcn.readout, rcn.box_formats,
+                          rcn.default_box_format, name="joint_landmarker")
+    path = pathlib.Path(text)
+    if not path.exists():
+        try:
+            preset = get_preset(text)
+        except ValueError:
+            raise FileNotFoundError(f"model not found: {text} (neither a file nor a shipped model name)") from None
+        if not preset.weights:
+            raise ValueError(f"{text!r} is a preset without trained weights: train it (rcn train --preset {text}) "
+                             f"or build an untrained one with Landmarker.from_preset({text!r})")
+        path = preset.weights_path
+    return _wrap(_load_keras_file(path), str(path))
+
+
+def _load_keras_file(path: pathlib.Path) -> keras.Model:
+    if path.is_dir() or path.suffix != ".keras":
+        raise ValueError(f"{path}: not a .keras model file")
+    if not path.is_file():
+        raise FileNotFoundError(f"model not found: {path}")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # keras raises many types for bad archives; report them as one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "File not found" in first or "zip" in first.lower():
+            first = "not a .keras archive (truncated, or another kind of file)"
+        raise ValueError(f"{path}: cannot load model ({first[:300]})") from None
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"{path}: holds a {type(model).__name__}, not a model")
+    return model
+
+
+__all__ = ["BOX_FORMAT_NAMES", "Landmarker", "float32_copy", "load_landmarker"]

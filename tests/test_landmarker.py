@@ -1,0 +1,164 @@
+"""`Landmarker`: read-outs, save / load round trips, presets, old files, photos with boxes, export,
+float32 saving of mixed-precision models, and the shipped models."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import rcn_keras
+from rcn_keras.app.cli import main as cli
+from rcn_keras.boxes import DEFAULT_BOX_FORMATS, crop_rect
+from rcn_keras.landmarker import Landmarker, float32_copy, load_landmarker
+from rcn_keras.models.head import KeypointReadout
+from rcn_keras.presets import get_preset, list_presets
+
+SHIPPED = {"rcn-300w": 68, "rcn-afw5": 5}
+RNG = np.random.default_rng(0)
+CROPS = RNG.uniform(0, 255, (2, 80, 80, 1)).astype("float32")
+
+
+def _maps(peaks):
+    logits = np.full((1, 80, 80, 1), -20.0, np.float32)
+    for x, y, v in peaks:
+        logits[0, y, x, 0] = v
+    return logits
+
+
+def test_local_soft_argmax_is_sub_pixel_and_ignores_far_modes():
+    two = _maps([(10, 20, 10.0), (11, 20, 10.0)])
+    for mode in ("local_soft_argmax", "soft_argmax"):
+        xy = KeypointReadout(mode)(two)["keypoints"].numpy()[0, 0]
+        np.testing.assert_allclose(xy * 80, [11.0, 20.5], atol=1e-3)  # between the two pixel centres
+    assert KeypointReadout("argmax")(two)["keypoints"].numpy()[0, 0, 0] * 80 in (10.5, 11.5)
+    far = _maps([(10, 20, 10.0), (11, 20, 10.0), (70, 70, 9.5)])
+    local = KeypointReadout("local_soft_argmax")(far)["keypoints"].numpy()[0, 0] * 80
+    soft = KeypointReadout("soft_argmax")(far)["keypoints"].numpy()[0, 0] * 80
+    np.testing.assert_allclose(local, [11.0, 20.5], atol=1e-3)
+    assert soft[0] > 20  # the global expectation is dragged towards the far mode
+
+
+def test_round_trip_keeps_readout_box_formats_and_outputs(tmp_path):
+    lm = Landmarker.from_preset("rcn_mtfl_tuned", branches=4)
+    assert lm.readout == "local_soft_argmax" and lm.preset == "rcn_mtfl_tuned"
+    lm.save(tmp_path / "lm.keras")
+    again = keras.saving.load_model(tmp_path / "lm.keras", safe_mode=True)
+    assert isinstance(again, Landmarker)
+    assert (again.readout, again.box_formats, again.default_box_format) == \
+           ("local_soft_argmax", lm.box_formats, "landmarks")
+    for key in ("presoftmax", "keypoints", "confidence"):
+        np.testing.assert_allclose(again(CROPS)[key], lm(CROPS)[key], atol=1e-5)
+    np.testing.assert_allclose(again.predict_crops(CROPS)["keypoints"], lm(CROPS)["keypoints"], atol=1e-5)
+    soft = again.with_readout("soft_argmax")
+    assert soft.readout == "soft_argmax" and soft.backbone is again.backbone
+
+
+def test_old_bare_map_files_load_with_argmax(tmp_path):
+    maps = rcn_keras.build_model("rcn_mtfl", branches=4)
+    maps.save(tmp_path / "old.keras")
+    lm = load_landmarker(tmp_path / "old.keras")
+    assert isinstance(lm, Landmarker) and lm.readout == "argmax"
+    assert lm.box_formats == {n: tuple(f) for n, f in DEFAULT_BOX_FORMATS[5].items()}
+    np.testing.assert_allclose(lm(CROPS)["presoftmax"], maps(CROPS), atol=1e-5)
+
+
+def test_loading_something_else_is_one_clear_error(tmp_path):
+    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    dense.save(tmp_path / "dense.keras")
+    with pytest.raises(ValueError, match="dense.keras.*not a (keypoint map|landmark) model"):
+        load_landmarker(tmp_path / "dense.keras")
+    (tmp_path / "text.keras").write_text("hello")
+    with pytest.raises(ValueError, match="text.keras: cannot load model"):
+        load_landmarker(tmp_path / "text.keras")
+    with pytest.raises(FileNotFoundError, match="model not found"):
+        load_landmarker(tmp_path / "none.keras")
+    with pytest.raises(ValueError, match="preset without trained weights"):
+        load_landmarker("rcn_mtfl")
+    with pytest.raises(ValueError, match="denoiser"):
+        Landmarker.from_preset("denoiser_300w_cpu")
+
+
+def test_predict_photos_with_boxes_and_box_formats():
+    lm = Landmarker.from_preset("rcn_mtfl", branches=4)
+    image = RNG.uniform(0, 255, (200, 220, 3)).astype(np.uint8)
+    box = (50, 60, 100, 100)
+    res = lm.predict([image, image[..., 0]], boxes=[box, None])
+    assert len(res) == 2 and res[0]["keypoints"].shape == (5, 2)
+    np.testing.assert_allclose(res[0]["rect"], crop_rect((200, 220), box, DEFAULT_BOX_FORMATS[5]["landmarks"]))
+    np.testing.assert_allclose(res[1]["rect"], [0, -10, 220])  # no box: the image is the crop
+    dlib = lm.predict(image, boxes=[box], box_format="dlib")[0]
+    np.testing.assert_allclose(dlib["rect"][2], 100 * DEFAULT_BOX_FORMATS[5]["dlib"][0], rtol=1e-6)
+    # keypoints in image pixels = crop keypoints mapped through the crop rectangle
+    x, y, side = res[0]["rect"]
+    np.testing.assert_allclose(res[0]["keypoints"], res[0]["crop_keypoints"] * side + [x, y] - 0.5, atol=1e-4)
+    with pytest.raises(ValueError, match="box format 'yolo' is not accepted.*dlib, landmarks"):
+        lm.predict(image, boxes=[box], box_format="yolo")
+    for bad in [(float("nan"), 1, 50, 50), (1, 1, float("inf"), 50), (1, 1, 0, 5)]:
+        with pytest.raises(ValueError, match="face box"):
+            lm.predict(image, boxes=[bad])
+
+
+def test_export_uses_the_models_readout(tmp_path):
+    import tensorflow as tf
+
+    lm = Landmarker.from_preset("rcn_mtfl", branches=4).with_readout("soft_argmax")
+    sm = tf.saved_model.load(str(lm.export(tmp_path / "sm")))
+    out = sm.serve(tf.constant(CROPS))
+    np.testing.assert_allclose(out["keypoints"], lm(CROPS)["keypoints"], atol=1e-4)
+
+
+def test_mixed_precision_models_are_saved_in_float32(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = rcn_keras.build_model("rcn_mtfl", branches=4)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert mixed.layers[2].compute_dtype == "bfloat16"
+    plain = float32_copy(mixed)
+    assert all(layer.compute_dtype == "float32" for layer in plain.layers)
+    Landmarker(plain).save(tmp_path / "f32.keras")
+    again = load_landmarker(tmp_path / "f32.keras")
+    assert all(layer.compute_dtype == "float32" for layer in again.backbone.layers)
+    # bfloat16 keeps about 3 significant digits: the float32 copy predicts the same maps closely
+    np.testing.assert_allclose(again(CROPS)["presoftmax"], mixed(CROPS), atol=0.15)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_predicts_on_a_fresh_install(name, tmp_path):
+    """`rcn predict face.png --model NAME` with no data present: the weights live in the package."""
+    from PIL import Image
+
+    from rcn_keras.data.synthetic import synthetic_face
+
+    assert name in list_presets(shipped=True)
+    preset = get_preset(name)
+    card = preset.card()
+    assert card["keypoints"] == SHIPPED[name] and "research use only" in card["licence"]
+    assert card["validation"][0]["nme"] < 20
+    lm = Landmarker.from_preset(name)
+    assert lm.readout == preset.readout == card["readout"]  # one read-out, carried by the model
+    assert getattr(lm, "optimizer", None) is None
+    assert all(layer.compute_dtype == "float32" for layer in lm.backbone.layers)
+    image, _ = synthetic_face(3)
+    Image.fromarray(image).save(tmp_path / "face.png")
+    assert cli.main(["predict", str(tmp_path / "face.png"), "--model", name, "--out", str(tmp_path / "p")]) == 0
+    out = json.loads((tmp_path / "p" / "keypoints.json").read_text())
+    points = np.asarray(out["faces"][0]["keypoints"])
+    assert points.shape == (SHIPPED[name], 2) and np.all((points > 0) & (points < 160))
+
+
+def test_shipped_models_match_their_cards_on_real_faces(shared_300w):
+    """The card's validation NME is what the shipped file scores on the shared 300W split."""
+    from rcn_keras.data.sources import DataConfig, load_splits
+    from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset
+
+    for name in SHIPPED:
+        card = get_preset(name).card()
+        data = DataConfig(source="300w", root=str(shared_300w), train_subsets=card["train_subsets"], validation=0.1)
+        val = load_splits(data, card["keypoints"]).validation
+        lm = load_landmarker(name)
+        pred, gt, _ = predict_faceset(lm, val, 64)
+        row = next(r for r in evaluate_predictions(pred, gt, val)["rows"] if r["subset"] == "all")
+        assert row["nme"] == pytest.approx(card["validation"][0]["nme"], abs=0.01)
+        assert lm.backbone.count_params() == card["params"]
