@@ -1,9 +1,11 @@
-"""Training images/s (oneDNN on/off x XLA on/off) for rcn_mtfl and rcn_300w, and inference latency at
-batch 1 / throughput at batch 64 for Keras, SavedModel and TFLite, with peak memory (max RSS).
+"""Training images/s (oneDNN on/off x XLA on/off in float32, and each compute precision with oneDNN)
+for rcn_mtfl and rcn_300w, and inference latency at batch 1 / throughput at batch 64 for Keras,
+SavedModel and TFLite, with peak memory (max RSS). Speed-ups are ratios within one run.
 
 Each configuration runs in its own process (oneDNN must be chosen before TensorFlow is imported).
 
-    python benchmarks/speed.py [--train-steps 5] [--models rcn_mtfl rcn_300w]
+    python benchmarks/speed.py [--train-steps 5] [--models rcn_mtfl rcn_300w rcn_300w_real]
+    python benchmarks/speed.py --parts train --precisions float32 mixed_bfloat16 --models rcn_300w_real
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def _worker(task: dict) -> dict:
     import rcn_keras
 
     rng = np.random.default_rng(0)
+    keras.mixed_precision.set_global_policy(task.get("precision", "float32"))
     model = rcn_keras.build_model(task["model"])
     k = model.output.shape[-1]
     result = {}
@@ -97,6 +100,9 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--parts", nargs="+", choices=("train", "infer"), default=["train", "infer"])
+    parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"],
+                        help="compute precisions to train with (oneDNN on, no XLA)")
+    parser.add_argument("--no-onednn-grid", action="store_true", help="skip the oneDNN x XLA float32 grid")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -108,12 +114,18 @@ def main() -> None:
     train_rows, infer_rows = [], []
     for model in args.models:
         steps = args.train_steps if model.endswith("mtfl") else max(2, args.train_steps // 2)
-        for onednn in (True, False) if "train" in args.parts else ():
-            for xla in (False, True):
-                row = run_task({"kind": "train", "model": model, "onednn": onednn, "xla": xla,
-                                "batch": args.batch, "steps": steps})
-                train_rows.append(row)
-                print(row, flush=True)
+        grid = [] if args.no_onednn_grid else [(o, x, "float32") for o in (True, False) for x in (False, True)]
+        grid += [(True, False, p) for p in args.precisions if p != "float32" or args.no_onednn_grid]
+        for onednn, xla, precision in grid if "train" in args.parts else ():
+            row = run_task({"kind": "train", "model": model, "onednn": onednn, "xla": xla, "precision": precision,
+                            "batch": args.batch, "steps": steps})
+            train_rows.append(row)
+            print(row, flush=True)
+        base = next((r for r in train_rows if r["model"] == model and r["onednn"] and not r["xla"]
+                     and r["precision"] == "float32" and "img_per_s" in r), None)
+        for r in train_rows:
+            if r["model"] == model and base is not None and "img_per_s" in r:
+                r["vs_float32"] = r["img_per_s"] / base["img_per_s"]
         for runtime in ("keras", "saved_model", "tflite") if "infer" in args.parts else ():
             row = run_task({"kind": "infer", "model": model, "onednn": True, "runtime": runtime,
                             "reps": args.reps})
@@ -125,7 +137,8 @@ def main() -> None:
             r.setdefault("latency_ms_b1", float("nan"))
             r.setdefault("faces_per_s_b64", float("nan"))
             r.setdefault("peak_rss_mb", float("nan"))
-    t1 = print_table(train_rows, ["model", "onednn", "xla", "img_per_s", "peak_rss_mb"])
+            r.setdefault("vs_float32", float("nan"))
+    t1 = print_table(train_rows, ["model", "onednn", "xla", "precision", "img_per_s", "vs_float32", "peak_rss_mb"])
     t2 = print_table(infer_rows, ["model", "runtime", "latency_ms_b1", "faces_per_s_b64", "peak_rss_mb"])
     name = "speed" if len(args.parts) == 2 else f"speed_{args.parts[0]}"
     path = write_results(name, {"env": environment(), "args": vars(args), "train": train_rows,

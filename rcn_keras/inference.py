@@ -78,6 +78,9 @@ def prepare_crops(images: Sequence, boxes: Sequence[Box | None] | dict | None,
             continue
         if box is not None:
             box = check_box(box, f"face box of {name}")
+            h, w = grey.shape[:2]
+            if box[0] >= w or box[1] >= h or box[0] + box[2] <= 0 or box[1] + box[3] <= 0:
+                raise ValueError(f"face box {tuple(box)} of {name} lies outside the {w}x{h} image")
         rect = crop_rect(grey.shape[:2], box, box_format)
         entries.append({"image": name, "rect": rect, "input": warp_to_crop(grey, rect)})
     return entries

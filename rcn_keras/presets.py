@@ -68,7 +68,7 @@ SUMNET_300W = ModelConfig(family="sumnet", branches=5, l2_encoder=1e-14, l2_deco
 RCN_MTFL = ModelConfig(family="rcn", branches=6, l2_encoder=1e-6, l2_decoder=1e-12, **_MTFL)
 RCN_300W = ModelConfig(family="rcn", branches=5, l2_encoder=1e-12, l2_decoder=1e-8, **_300W)
 
-# The authors' training (their README commands; rotation per docs/model.md 10.4).
+# The authors' training (their README commands; rotation per docs/model.md 10, item 3).
 PAPER = {"augment.rotation": 20}
 # The CPU-budget recipe of the *_tuned presets (picked on the validation split, issue 5).
 TUNED = {"optimizer": "adam", "learning_rate": 1e-3, "augment.rotation": 20, "augment.flip": True}

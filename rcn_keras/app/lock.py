@@ -13,6 +13,10 @@ import pathlib
 import socket
 
 
+class FolderInUse(ValueError):
+    """The folder is locked by another live process."""
+
+
 class FolderLock:
     def __init__(self, folder: str | os.PathLike):
         self.path = pathlib.Path(folder) / ".lock"
@@ -59,6 +63,11 @@ class FolderLock:
             return True
         return False
 
+    def held_by_another(self) -> bool:
+        """Whether a live process (or another host) holds the lock now."""
+        holder = self.holder()
+        return holder is not None and self._alive(holder)
+
     def describe(self) -> str:
         holder = self.holder() or {}
         return f"process {holder.get('pid', '?')} on {holder.get('host') or 'this machine'}"
@@ -70,7 +79,7 @@ class FolderLock:
 
     def __enter__(self) -> "FolderLock":
         if not self.acquire():
-            raise ValueError(f"{self.path.parent} is in use by {self.describe()}: wait for it to finish, "
+            raise FolderInUse(f"{self.path.parent} is in use by {self.describe()}: wait for it to finish, "
                              f"or choose another output folder (remove {self.path} if that run is dead)")
         return self
 

@@ -21,11 +21,16 @@ CACHE_VERSION = 1
 
 
 def source_key(files: list[pathlib.Path], options: dict) -> str:
-    """Hash of the cache format, the options and each source file's path, size and mtime."""
+    """Hash of the cache format, the options and each source file's path, size and mtime: every file
+    a face set is built from (annotations **and** images), so that a changed file is never served
+    from a stale cache."""
     h = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "options": options}, sort_keys=True).encode())
     for f in sorted(files):
-        st = f.stat()
-        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        try:
+            st = f.stat()
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:  # missing now: the build reports it; the key must still differ
+            h.update(f"{f}|missing\n".encode())
     return h.hexdigest()
 
 

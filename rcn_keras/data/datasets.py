@@ -39,12 +39,32 @@ def _check_on_error(on_error: str) -> None:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
 
 
+def _images_beside(pts: pathlib.Path) -> list[pathlib.Path]:
+    """Every image file a `.pts` file could be read with (what the cache key depends on)."""
+    return [c for s in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES) if (c := pts.with_suffix(s)).is_file()]
+
+
 def _image_beside(pts: pathlib.Path) -> pathlib.Path:
     for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
         candidate = pts.with_suffix(suffix)
         if candidate.is_file():
             return candidate
     raise DataFormatError(pts, f"no image beside it (looked for {', '.join(IMAGE_SUFFIXES)})")
+
+
+def check_points(source, edge: np.ndarray, width: int, height: int) -> None:
+    """A `DataFormatError` naming ``source`` for annotations no face can have: non-finite values, all
+    points at one place (a zero-size face), or points more than an image size outside the image."""
+    p = np.asarray(edge, np.float64)
+    if not np.all(np.isfinite(p)):
+        raise DataFormatError(source, "keypoints must be finite numbers")
+    if np.ptp(p[:, 0]) <= 0 and np.ptp(p[:, 1]) <= 0:
+        raise DataFormatError(source, "all keypoints are at one place (a face of zero size)")
+    if (p[:, 0].min() < -width or p[:, 0].max() > 2 * width or p[:, 1].min() < -height
+            or p[:, 1].max() > 2 * height):
+        raise DataFormatError(source, f"keypoints lie far outside the {width}x{height} image "
+                                      f"(x {p[:, 0].min():.0f}..{p[:, 0].max():.0f}, "
+                                      f"y {p[:, 1].min():.0f}..{p[:, 1].max():.0f})")
 
 
 def _face_from_points(image: np.ndarray, edge: np.ndarray, codes: np.ndarray) -> dict:
@@ -132,13 +152,14 @@ def load_300w(root: str | os.PathLike, subsets=("afw", "helen_train"), num_keypo
         raw = read_pts(pts, n_points=68)
         image = load_image(_image_beside(pts))
         h, w = image.shape[:2]
+        check_points(pts, raw, w, h)
         codes = crop.border_codes(raw, w, h)
         edge = raw - 0.5
         if num_keypoints == 5:
             edge, codes = afw5_from_68(edge), np.zeros(5, np.int32)
         return pts.stem, group, _face_from_points(image, edge, codes)
 
-    files = [p for p, _ in items]
+    files = [f for p, _ in items for f in (p, *_images_beside(p))]
     options = {"loader": "300w", "subsets": list(dict.fromkeys(names)), "k": num_keypoints, "on_error": on_error}
     tag = "-".join(dict.fromkeys(names))
     return cached(cache_dir, f"300w-{tag}-{num_keypoints}pt", files, options,
@@ -158,11 +179,12 @@ def load_mtfl(root: str | os.PathLike, list_file: str = "training.txt", on_error
 
     def process(rec):
         image = load_image(root / rec.image)
+        check_points(root / rec.image, rec.keypoints + 0.5, image.shape[1], image.shape[0])
         return rec.image, "aflw" if "testing" in list_file else "mtfl", \
             _face_from_points(image, rec.keypoints + 0.5, np.zeros(5, np.int32))
 
     items = [(root / r.image, r) for r in records]
-    return cached(cache_dir, f"mtfl-{pathlib.Path(list_file).stem}", [root / list_file],
+    return cached(cache_dir, f"mtfl-{pathlib.Path(list_file).stem}", [root / list_file] + [p for p, _ in items],
                   {"loader": "mtfl", "list": list_file, "on_error": on_error},
                   lambda: _build(items, lambda it: process(it[1]), on_error))
 
@@ -190,4 +212,4 @@ def load_afw(root: str | os.PathLike, anno: str = "anno.mat", on_error: str = "r
         out.skipped = nan_skipped + out.skipped
         return out
 
-    return cached(cache_dir, "afw-anno", [root / anno], {"loader": "afw", "on_error": on_error}, build)
+    return cached(cache_dir, "afw-anno", [root / anno] + [p for p, _ in items], {"loader": "afw", "on_error": on_error}, build)

@@ -181,14 +181,39 @@ def read_afw_anno(path: PathLike) -> list[AFWFace]:
     return faces
 
 
+HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def _to_8_bit(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float grey image as 8-bit "L", scaled by its bit depth (16-bit
+    0-65535, float 0-1 when it fits, else by its maximum), never clipped to near-white."""
+    arr = np.asarray(im, dtype=np.float64)
+    top = float(arr.max()) if arr.size else 0.0
+    if im.mode == "F" and top <= 1.0:
+        scale = 255.0
+    elif top <= 255.0 and im.mode == "F":
+        scale = 1.0
+    elif top <= 65535.0:
+        scale = 255.0 / 65535.0
+    else:
+        scale = 255.0 / top
+    return Image.fromarray(np.clip(np.round(arr * scale), 0, 255).astype(np.uint8), "L")
+
+
 def load_image(path: PathLike, mode: str = "RGB") -> np.ndarray:
-    """Decode an image file to a uint8 array (H, W, 3) for "RGB" or (H, W) for "L"."""
+    """Decode an image file to a uint8 array (H, W, 3) for "RGB" or (H, W) for "L". Any bit depth
+    PIL reads is scaled to 8 bits (a 16-bit PNG keeps its contrast); images larger than PIL's
+    decompression-bomb limit are refused."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataFormatError(path, "image file not found")
     try:
         with Image.open(path) as im:
             im.load()
+            if im.mode in HIGH_DEPTH_MODES:
+                im = _to_8_bit(im)
             return np.asarray(im.convert(mode))
+    except Image.DecompressionBombError:
+        raise DataFormatError(path, f"image too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataFormatError(path, f"cannot decode image ({exc})") from None

@@ -46,9 +46,9 @@ def test_real_300w_rows_have_budgets_and_the_issue_splits(tmp_path):
         expected = ("afw", "helen_train") if config.num_keypoints == 68 else ("helen_train",)
         assert config.data.train_subsets == expected
     tuned = row_config(exp, exp.row("rcn_300w_tuned"), "root", tmp_path)
-    assert (tuned.optimizer, tuned.augment.flip, tuned.readout) == ("adam", True, "soft_argmax")
+    assert (tuned.optimizer, tuned.augment.flip, tuned.resolved_readout()) == ("adam", True, "soft_argmax")
     paper = row_config(exp, exp.row("rcn_300w"), "root", tmp_path)
-    assert (paper.optimizer, paper.augment.flip, paper.readout) == ("adadelta", False, "argmax")
+    assert (paper.optimizer, paper.augment.flip, paper.resolved_readout()) == ("adadelta", False, "argmax")
     with pytest.raises(ValueError, match="no row"):
         exp.row("nope")
     with pytest.raises(ValueError, match="unknown experiment"):

@@ -19,8 +19,15 @@ EXIT_INTERRUPTED = 130
 COMMANDS = (models, train, evaluate, predict, export, experiment)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors as one line (``rcn CMD: error: ...``) and exit code 2, no usage dump."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rcn", description="Recombinator Networks for facial landmarks")
+    parser = OneLineParser(prog="rcn", description="Recombinator Networks for facial landmarks")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's and Keras' log lines")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
@@ -29,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or an argument error already printed as one line
+        return int(stop.code or 0)
     prepare_tensorflow_env(args.verbose)
     try:
         if not args.verbose:

@@ -44,8 +44,11 @@ def run(args) -> int:
     model = load_landmarker(args.model)
     results = model.predict(args.images, boxes=boxes, box_format=args.box_format, readout=args.readout,
                             batch_size=args.batch_size, on_error="skip")
-    written = write_predictions(results, args.out, overlay=not args.no_overlay)
     failed = [r for r in results if "error" in r]
+    if len(failed) == len(results):
+        raise ValueError(failed[0]["error"] + (f" (and {len(failed) - 1} more unreadable image(s))"
+                                               if len(failed) > 1 else ""))
+    written = write_predictions(results, args.out, overlay=not args.no_overlay)
     for r in results:
         if "error" in r:
             print(f"rcn: skipped {r['error']}", file=sys.stderr)

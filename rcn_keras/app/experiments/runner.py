@@ -8,7 +8,7 @@ import pathlib
 import re
 import shutil
 
-from rcn_keras.app.lock import FolderLock
+from rcn_keras.app.lock import FolderInUse, FolderLock
 from rcn_keras.app.training.callbacks import read_log
 from rcn_keras.files import atomic_write_bytes
 from rcn_keras.markdown import markdown_table
@@ -171,13 +171,13 @@ def run_experiment(experiment: str | Experiment, root: str, out: str | pathlib.P
         if source is not None and not (source / "summary.json").is_file():
             print(f"[{exp.name}] {row.name}: waits for {row.continues} to finish, skipped", flush=True)
             continue
-        lock = FolderLock(pathlib.Path(config.output_dir))
-        if not lock.acquire():
+        if FolderLock(pathlib.Path(config.output_dir)).held_by_another():
             print(f"[{exp.name}] {row.name}: being trained by another process, skipped", flush=True)
             continue
         try:
-            run_row(config, verbose, source)
-        finally:
-            lock.release()
+            run_row(config, verbose, source)  # `train` locks the row's folder
+        except FolderInUse:
+            print(f"[{exp.name}] {row.name}: being trained by another process, skipped", flush=True)
+            continue
         write_results(exp, out)
     return write_results(exp, out)
