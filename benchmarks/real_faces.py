@@ -15,7 +15,6 @@ import argparse
 import csv
 import dataclasses
 import io
-import json
 import os
 import pathlib
 import sys
@@ -131,7 +130,7 @@ def plot_curves(curves: list[dict], path: pathlib.Path) -> None:
             axes[1].plot([c["train_minutes"] for c in timed], [c["val_nme"] for c in timed], label=run)
     for ax, xlabel in zip(axes, ("epoch", "training minutes (2 cores)")):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("validation NME % (arg-max, jittered + occluded crops)")
+        ax.set_ylabel("val. NME % (arg-max, jittered crops)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -160,23 +159,25 @@ def main() -> None:
     writer.writerows(curves)
     atomic_write_text(RESULTS / "learning_curves.csv", buf.getvalue())
     plot_curves(curves, RESULTS / "learning_curves.png")
+    print(f"wrote {RESULTS / 'learning_curves.csv'} and learning_curves.png")
+    if args.curves_only:
+        return
     payload = {"env": environment(), "runs": [str(f) for f in folders], "jitter": DETECTOR_JITTER}
-    if not args.curves_only:
-        if not (pathlib.Path(args.root) / "afw").is_dir():
-            print(f"skipped scoring: no 300W data at {args.root}")
-        else:
-            rows, headlines = [], {}
-            for folder in folders:
-                r, h = score_run(folder, args.root)
-                rows += r
-                headlines[folder.name] = h
-            table = print_table(rows, ["run", "input", "readout", "normaliser", "faces", "nme", "fr10", "auc8"])
-            summary = print_table([{"run": k, **v} for k, v in headlines.items()],
-                                  ["run", "readout", "params", "faces", "landmark box/" + "soft_argmax",
-                                   "jittered box", "flip averaged", "ms_per_face", "flip_cost"])
-            payload.update(rows=rows, headline=headlines)
-            atomic_write_text(RESULTS / "real_faces.md", "# Real faces: validation split\n\n" + summary
-                              + "\n\n" + table + "\n")
+    if not (pathlib.Path(args.root) / "afw").is_dir():
+        print(f"skipped scoring: no 300W data at {args.root}")
+    else:
+        rows, headlines = [], {}
+        for folder in folders:
+            r, h = score_run(folder, args.root)
+            rows += r
+            headlines[folder.name] = h
+        table = print_table(rows, ["run", "input", "readout", "normaliser", "faces", "nme", "fr10", "auc8"])
+        summary = print_table([{"run": k, **v} for k, v in headlines.items()],
+                              ["run", "readout", "params", "faces", "landmark box/" + "soft_argmax",
+                               "jittered box", "flip averaged", "ms_per_face", "flip_cost"])
+        payload.update(rows=rows, headline=headlines)
+        atomic_write_text(RESULTS / "real_faces.md", "# Real faces: validation split\n\n" + summary
+                          + "\n\n" + table + "\n")
     print(f"wrote {write_results('real_faces', payload)}")
 
 

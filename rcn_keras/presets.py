@@ -113,14 +113,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("denoiser_300w_cpu", DenoiserConfig(kernel_size=11, map_size=20), DENOISER_RECIPE,
            description="denoiser on 20x20 maps for a CPU"),
     # Shipped models: presets with weights (see weights/MODEL_CARD.md).
-    Preset("rcn-300w", RCN_300W.replace(width=0.5),
-           {**_SHIPPED_DATA_68, "epochs": 40, "optimizer": "adadelta", **PAPER}, readout="soft_argmax",
-           weights="rcn-300w.keras", description="shipped: 68 points, trained on 300W AFW + HELEN"),
+    Preset("rcn-300w", RCN_300W.replace(width=0.5), {**_SHIPPED_DATA_68, **REAL, "epochs": 300, "batch_size": 32},
+           readout="soft_argmax", weights="rcn-300w.keras",
+           description="shipped v2: 68 points, rcn_300w_real trained on 300W AFW + HELEN"),
     Preset("rcn-afw5", RCN_MTFL, {"data.source": "300w", "data.train_subsets": ["helen_train"],
-                                  "data.test_subsets": ["afw"], "epochs": 20, "optimizer": "adam",
-                                  "learning_rate": 1e-3, **PAPER},
-           readout="local_soft_argmax", weights="rcn-afw5.keras",
-           description="shipped: 5 points, trained on 300W HELEN, tested on AFW"),
+                                  "data.test_subsets": ["afw"], **REAL},
+           readout="soft_argmax", weights="rcn-afw5.keras",
+           description="shipped v2: 5 points, rcn_mtfl_real trained on 300W HELEN, tested on AFW"),
 )}
 
 

@@ -47,6 +47,7 @@ def test_denoiser_data_corrupts_exactly_n_points_and_masks_the_rest():
         make_denoiser_dataset(faces, "test", n_corrupt=70)
 
 
+@pytest.mark.slow
 def test_denoiser_learns_to_restore_corrupted_points(tmp_path):
     config = preset_train_config(
         "denoiser_300w_cpu", epochs=3, batch_size=16, output_dir=str(tmp_path / "dn"),

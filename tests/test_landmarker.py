@@ -99,6 +99,7 @@ def test_predict_photos_with_boxes_and_box_formats():
             lm.predict(image, boxes=[bad])
 
 
+@pytest.mark.slow
 def test_export_uses_the_models_readout(tmp_path):
     import tensorflow as tf
 
@@ -148,6 +149,7 @@ def test_shipped_model_predicts_on_a_fresh_install(name, tmp_path):
     assert points.shape == (SHIPPED[name], 2) and np.all((points > 0) & (points < 160))
 
 
+@pytest.mark.slow
 def test_shipped_models_match_their_cards_on_real_faces(shared_300w):
     """The card's validation NME is what the shipped file scores on the shared 300W split."""
     from rcn_keras.data.sources import DataConfig, load_splits

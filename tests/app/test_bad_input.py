@@ -65,6 +65,7 @@ def test_bad_training_options(args, fragment, tmp_path, capsys):
     assert not (tmp_path / "run" / "state").exists()
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path, capsys):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -83,6 +84,7 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path, capsys):
     assert not (tmp_path / "run" / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_interrupt_before_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
     from rcn_keras.app.training import callbacks
 
@@ -208,6 +210,7 @@ def test_atomic_writes_have_normal_permissions(tmp_path):
         os.umask(mask)
 
 
+@pytest.mark.slow
 def test_api_validates_where_values_enter(tmp_path):
     with pytest.raises(ValueError, match="steps_per_epoch"):
         preset_train_config("rcn_mtfl", steps_per_epoch=-1)

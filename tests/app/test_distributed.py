@@ -11,6 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow
+
 TINY = """
 import json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

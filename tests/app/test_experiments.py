@@ -63,6 +63,7 @@ def tiny_300w(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_runner_trains_resumes_skips_and_tabulates(tiny_300w, tmp_path, capsys):
     exp = Experiment("tiny", "three rows", (Row("a", "rcn_mtfl", dict(TINY_5), "T", "rcn"),
                                             Row("b", "sumnet_mtfl", dict(TINY_5), "T", "sumnet"),
@@ -101,6 +102,7 @@ def test_cli_experiment_report_only_and_bad_name(tmp_path, capsys):
     assert "unknown experiment" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_time_budget_stops_training_and_survives_resume(tmp_path):
     from rcn_keras.app.training.fit import train
 

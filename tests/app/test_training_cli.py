@@ -17,6 +17,8 @@ from rcn_keras.data.synthetic import synthetic_faces
 from rcn_keras.inference import write_predictions
 from rcn_keras.landmarker import Landmarker, load_landmarker
 
+pytestmark = pytest.mark.slow
+
 TINY = {"data.synthetic_train": 48, "data.synthetic_validation": 8, "data.synthetic_test": 8,
         "batch_size": 16, "model_options": {"branches": 4}, "visualize_every": 1}
 
