@@ -164,3 +164,36 @@ def test_shipped_models_match_their_cards_on_real_faces(shared_300w):
         row = next(r for r in evaluate_predictions(pred, gt, val)["rows"] if r["subset"] == "all")
         assert row["nme"] == pytest.approx(card["validation"][0]["nme"], abs=0.01)
         assert lm.backbone.count_params() == card["params"]
+
+
+def test_a_bfloat16_training_step_matches_float32():
+    """The same weights and batch: one Adam step in mixed_bfloat16 gives the float32 loss and update
+    within bfloat16's precision (logits, softmax and loss stay float32)."""
+    import keras
+
+    from rcn_keras.losses import PixelNLL
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (4, 80, 80, 1)).astype("float32")
+    y = np.concatenate([rng.uniform(0.2, 0.8, (4, 5, 2)), np.ones((4, 5, 1))], -1).astype("float32")
+    reference = rcn_keras.build_model("rcn_mtfl", branches=4)
+    results = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            model = rcn_keras.build_model("rcn_mtfl", branches=4)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        model.set_weights(reference.get_weights())
+        model.compile(keras.optimizers.Adam(1e-3), loss=PixelNLL("bilinear"))
+        loss = float(model.train_on_batch(x, y))
+        assert model.output.dtype == "float32"
+        results[policy] = (loss, [np.asarray(w) for w in model.weights])
+    (l32, w32), (l16, w16) = results["float32"], results["mixed_bfloat16"]
+    assert l16 == pytest.approx(l32, rel=0.02)
+    start = np.concatenate([np.ravel(w) for w in reference.get_weights()])
+    step32 = np.concatenate([np.ravel(w) for w in w32]) - start
+    step16 = np.concatenate([np.ravel(w) for w in w16]) - start
+    moved = np.abs(step32) > 1e-4  # Adam's first step moves each weight by about the learning rate
+    assert moved.mean() > 0.5
+    assert np.mean(np.sign(step16[moved]) == np.sign(step32[moved])) > 0.9  # the same descent direction

@@ -24,6 +24,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks
 from _common import print_table  # noqa: E402
 
 NAMES = {68: "rcn-300w", 5: "rcn-afw5"}
+RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm-up and cosine decay, flips, rotation 30, "
+                            "photometric jitter, bilinear sub-pixel targets, read-out picked on validation)",
+           "rcn_mtfl_real": "the real-face recipe (as rcn_300w_real)"}
 LICENCE = ("Trained on the 300W annotations of AFW and HELEN (ibug.doc.ic.ac.uk/resources/300-W), which are "
            "released for research use only: so are these weights. Not for commercial use.")
 
@@ -86,8 +89,10 @@ def card_markdown(cards: list[dict]) -> str:
                   f"* Data: {c['data']}.",
                   f"* Budget: {c['epochs']} epochs, {minutes} of training on a 2-core CPU "
                   f"(optimizer {c['optimizer']}, batch {c['batch_size']}).",
-                  f"* Validation ({v['faces']} faces): NME {v['nme']:.2f} % ({v['normaliser']}), "
-                  f"FR@10 {v['fr10']:.1f} %, AUC@8 {v['auc8']:.3f}."]
+                  f"* Recipe: {RECIPES.get(c['preset'], 'see the preset in rcn_keras/presets.py')}."]
+        lines += [f"* Validation ({r['faces']} faces): NME {r['nme']:.2f} % ({r['normaliser']}), "
+                  f"FR@8 {r['fr8']:.1f} %, FR@10 {r['fr10']:.1f} %, AUC@8 {r['auc8']:.3f}, AUC@10 {r['auc10']:.3f}."
+                  for r in c["validation"]]
         for t in headline_rows(c.get("test", [])):
             lines.append(f"* Test {c['test_set']} ({t['faces']} faces): NME {t['nme']:.2f} % ({t['normaliser']}), "
                          f"FR@10 {t['fr10']:.1f} %, AUC@8 {t['auc8']:.3f}.")
