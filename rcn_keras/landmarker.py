@@ -20,7 +20,6 @@ import numpy as np
 from rcn_keras import inference, losses, metrics  # noqa: F401  (losses, metrics: registered for loading)
 from rcn_keras.boxes import BOX_FORMAT_NAMES, Box, default_box_formats
 from rcn_keras.grid import MAP_SIZE
-from rcn_keras.models.config import READOUTS
 from rcn_keras.models.denoising import build_joint_model
 from rcn_keras.models.head import KeypointReadout, as_map_model
 from rcn_keras.models.layers import PACKAGE
@@ -65,8 +64,6 @@ class Landmarker(keras.Model):
     def __init__(self, backbone: keras.Model, readout: str = "argmax", box_formats: dict | None = None,
                  default_box_format: str = "landmarks", preset: str | None = None, **kwargs):
         backbone = as_map_model(backbone)
-        if readout not in READOUTS:
-            raise ValueError(f"readout={readout!r} is not allowed; allowed: {', '.join(READOUTS)}")
         k = backbone.output.shape[-1]
         formats = {str(n): tuple(float(v) for v in f)
                    for n, f in (box_formats or default_box_formats(k)).items()}

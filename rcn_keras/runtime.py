@@ -8,6 +8,8 @@ import os
 import pathlib
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# tf.distribute strategies of a training run (`rcn_keras.app.training.distributed.make_strategy`).
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 @functools.lru_cache(maxsize=1)

@@ -80,7 +80,6 @@ def card_markdown(cards: list[dict]) -> str:
              "Made by `tools/ship_models.py` from training runs; picked by",
              "validation NME (model and read-out), never by a test set.", "", f"**Licence note.** {LICENCE}", ""]
     for c in cards:
-        v = c["validation"][0]
         options = ", ".join(f"{k}={v}" for k, v in c["model_options"].items())
         minutes = f"{c['train_minutes']:.0f} min" if c["train_minutes"] else c.get("budget_note", "time not recorded")
         lines += [f"## {c['name']}", "",

@@ -9,7 +9,7 @@ import sys
 
 from rcn_keras.app.cli.common import positive_int
 from rcn_keras.presets import list_presets
-from rcn_keras.runtime import PRECISIONS
+from rcn_keras.runtime import PRECISIONS, STRATEGIES
 
 NAME = "train"
 EXIT_INTERRUPTED = 130
@@ -33,7 +33,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="compute precision (auto: float16 on a GPU, bfloat16 on a CPU that has it, else float32); "
                         "logits, softmax and loss stay float32, the saved model is float32")
-    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+    p.add_argument("--strategy", choices=STRATEGIES,
                    help="tf.distribute strategy; multiworker reads TF_CONFIG (batch size is global)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field, e.g. augment.rotation=40, model_options.branches=5")

@@ -4,7 +4,6 @@ Markdown tables (mean over seeds and their spread), a per-epoch CSV and a conver
 from __future__ import annotations
 
 import io
-import math
 import pathlib
 import re
 
@@ -142,5 +141,5 @@ def write_for_experiment(results: list[dict], out: str | pathlib.Path) -> pathli
     if not updates:
         folder = pathlib.Path(out) / results[0]["row"]
         config = TrainConfig.load(folder / "config.json").with_overrides({"data.test_subsets": []})
-        updates = math.ceil(len(load_splits(config.data, config.num_keypoints).train) / config.batch_size)
+        updates = config.updates_per_epoch(len(load_splits(config.data, config.num_keypoints).train))
     return write_paper_report(results, out, updates)

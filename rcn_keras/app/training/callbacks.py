@@ -137,7 +137,7 @@ class EpochLog(keras.callbacks.Callback):
     def __init__(self, path: str | os.PathLike, keep_epochs: int = 0):
         super().__init__()
         self.path = pathlib.Path(path)
-        self.rows = [r for r in read_log(self.path) if int(r["epoch"]) < keep_epochs]
+        self.rows = [{**r, "epoch": int(r["epoch"])} for r in read_log(self.path) if r["epoch"] < keep_epochs]
 
     def on_epoch_end(self, epoch, logs=None):
         self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})

@@ -15,12 +15,11 @@ from rcn_keras.data.sources import DataConfig
 from rcn_keras.losses import TARGETS
 from rcn_keras.models.config import READOUTS, DenoiserConfig, ModelConfig
 from rcn_keras.presets import get_preset
-from rcn_keras.runtime import PRECISIONS
+from rcn_keras.runtime import PRECISIONS, STRATEGIES
 
 SWITCHES = ("auto", "on", "off")
 LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adadelta", "sgd", "adam")
-STRATEGIES = ("default", "mirrored", "multiworker")
 READOUT_CHOICES = READOUTS + ("auto",)
 # `mixed_precision` (auto/on/off, float16 only) became `precision`; old config.json files still load.
 _OLD_MIXED = {"auto": "auto", "on": "mixed_float16", "off": "float32"}
@@ -132,6 +131,10 @@ class TrainConfig:
     @property
     def num_keypoints(self) -> int:
         return self.model_config().num_keypoints
+
+    def updates_per_epoch(self, train_faces: int) -> int:
+        """``steps_per_epoch``, else the batches that cover ``train_faces`` once (the last one partial)."""
+        return self.steps_per_epoch or math.ceil(train_faces / self.batch_size)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -28,8 +28,7 @@ from rcn_keras.evaluation.nme import per_sample_nme
 from rcn_keras.evaluation.report import predict_faceset
 from rcn_keras.files import atomic_save_model, atomic_write_bytes
 from rcn_keras.losses import PixelNLL
-
-STRATEGIES = ("default", "mirrored", "multiworker")
+from rcn_keras.runtime import STRATEGIES
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -98,7 +97,7 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
     strategy = strategy or make_strategy("multiworker")
     chief = is_chief()
     global_batch = config.batch_size
-    steps = config.steps_per_epoch or math.ceil(len(splits.train) / global_batch)
+    steps = config.updates_per_epoch(len(splits.train))
     with strategy.scope():
         model = build()
         optimizer = make_optimizer(config, steps)

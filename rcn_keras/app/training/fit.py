@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
+from typing import Callable
 
 import keras
 import numpy as np
@@ -76,10 +76,6 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> keras.optim
     return keras.optimizers.Adam(lr)
 
 
-def steps_per_epoch(config: TrainConfig, faces: FaceSet) -> int:
-    return config.steps_per_epoch or math.ceil(len(faces) / config.batch_size)
-
-
 def mean_shape_baseline(train: FaceSet, test: FaceSet) -> np.ndarray:
     """Predict the training set's mean (un-jittered) crop shape for every test face."""
     mean = np.concatenate([y.numpy()[..., :2] for _, y in make_dataset(train, "test", 256)]).mean(0)
@@ -98,7 +94,7 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
             best_epoch, spent = state.get("best_epoch"), state.get("train_seconds", 0.0)
         else:
             model = build()
-            model.compile(make_optimizer(config, steps_per_epoch(config, splits.train)),
+            model.compile(make_optimizer(config, config.updates_per_epoch(len(splits.train))),
                           loss=PixelNLL(config.loss_target), metrics=[NME()], jit_compile=jit)
     # a resumed run draws new shuffles and jitter (seed moved by the epoch it resumes at): tf.data's
     # random streams restart with the process, and the same seed would replay the first epochs' data
@@ -126,10 +122,12 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
     return history, best_cb.best_epoch, best_cb.best, model, budget.spent
 
 
-def landmarker_for(config: TrainConfig, readout: str | None = None) -> "callable":
-    """The function that turns the trained map model into the saved float32 `Landmarker`."""
+def landmarker_for(config: TrainConfig) -> Callable[[keras.Model], Landmarker]:
+    """The function that turns the trained map model into the saved float32 `Landmarker`, with the
+    config's read-out (the preset's until ``"auto"`` picks one after training)."""
     preset = get_preset(config.model)
-    chosen = readout or (config.resolved_readout() if config.resolved_readout() != "auto" else preset.readout)
+    chosen = config.resolved_readout()
+    chosen = preset.readout if chosen == "auto" else chosen
 
     def wrap(model: keras.Model) -> Landmarker:
         return Landmarker(float32_copy(model), chosen, preset.box_formats, preset=config.model)
@@ -200,7 +198,7 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
         summary = {"model": config.model, "epochs": config.epochs, "best_epoch": best_epoch,
                    "best_val_nme": best_value, "train_seconds": seconds, "strategy": config.strategy,
                    "precision": policy, "train_faces": len(splits.train),
-                   "steps_per_epoch": steps_per_epoch(config, splits.train), "history": {k: [float(v) for v in vals] for k, vals in history.items()}}
+                   "steps_per_epoch": config.updates_per_epoch(len(splits.train)), "history": {k: [float(v) for v in vals] for k, vals in history.items()}}
         test = splits.test or splits.validation
         if config.is_denoiser:
             rows = evaluate_denoiser(best_model, test, batch_size=config.batch_size)
