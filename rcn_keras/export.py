@@ -1,5 +1,7 @@
 """Export a model as a SavedModel whose serving signature takes raw grey 80x80 crops (any batch size)
-and returns keypoints and confidence, and convert it to TFLite. Outputs are written atomically."""
+and returns keypoints and confidence, and convert it to TFLite (float32, float16 weights, or int8
+post-training quantisation calibrated on representative faces) or ONNX. Outputs are written atomically;
+`rcn_keras.runtimes` runs the files."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from rcn_keras.grid import MAP_SIZE
 if TYPE_CHECKING:
     import keras
 
-FORMATS = ("saved_model", "tflite")  # read by the command line before TensorFlow is imported
+FORMATS = ("saved_model", "tflite", "onnx")  # read by the command line before TensorFlow is imported
+QUANTIZATIONS = ("none", "float16", "int8")  # TFLite only
+ONNX_OPSET = 17
 
 
 def _readout_of(model: keras.Model, readout: str | None) -> str:
@@ -54,26 +58,87 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, readout: str
 
 
 def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | None = None,
-                  batch_size: int = 1) -> pathlib.Path:
-    """TFLite flatbuffer (float32) for a **fixed** batch size, with the signature "serve"
-    (image -> keypoints, confidence). A fixed batch lets TFLite's default XNNPack delegate run it
-    (with a dynamic batch the delegate fails to prepare)."""
+                  batch_size: int = 1, quantize: str = "none", representative=None) -> pathlib.Path:
+    """TFLite flatbuffer for a **fixed** batch size, with the signature "serve" (image -> keypoints,
+    confidence). A fixed batch lets TFLite's default XNNPack delegate run it (with a dynamic batch the
+    delegate fails to prepare). ``quantize``: "none" (float32), "float16" (half-size weights, float
+    compute) or "int8" (weights and activations, post-training; ``representative``: raw grey crops
+    (N, 80, 80, 1) to calibrate the activation ranges on, a few hundred training faces). Input and
+    outputs stay float32, and the read-out (the exponentials of the softmax) stays in float."""
+    import numpy as np
     import tensorflow as tf
 
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize={quantize!r} is not allowed; allowed: {', '.join(QUANTIZATIONS)}")
+    if quantize == "int8":
+        if representative is None or len(representative) == 0:
+            raise ValueError("int8 quantisation needs representative faces (80x80 grey crops of training faces)")
+        representative = np.asarray(representative, np.float32).reshape(-1, MAP_SIZE, MAP_SIZE, 1)
     with tempfile.TemporaryDirectory() as tmp:
         sm = export_saved_model(model, pathlib.Path(tmp) / "sm", _readout_of(model, readout), batch_size=batch_size)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(sm), signature_keys=["serve"])
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            def batches():
+                for start in range(0, len(representative) - batch_size + 1, batch_size):
+                    yield {"image": representative[start:start + batch_size]}
+
+            converter.representative_dataset = batches
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         flatbuffer = converter.convert()
     atomic_write_bytes(path, flatbuffer)
     return pathlib.Path(path)
 
 
+def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None = None,
+                batch_size: int | None = None) -> pathlib.Path:
+    """ONNX model (opset 17): input "image" float32 (B, 80, 80, 1), outputs "keypoints" (B, K, 2) and
+    "confidence" (B, K); B any size unless ``batch_size``. Needs the ``onnx`` extra (tf2onnx)."""
+    import tensorflow as tf
+
+    from rcn_keras.detection.base import MissingExtra
+    from rcn_keras.models.head import as_map_model, with_readout
+
+    try:
+        import tf2onnx
+    except ImportError:
+        raise MissingExtra("ONNX export", "tf2onnx", "onnx") from None
+    infer = with_readout(as_map_model(model), _readout_of(model, readout))
+    spec = (tf.TensorSpec([batch_size, MAP_SIZE, MAP_SIZE, 1], tf.float32, name="image"),)
+
+    @tf.function(input_signature=spec)
+    def serve(image):
+        out = infer(image, training=False)
+        return {"keypoints": tf.identity(out["keypoints"], name="keypoints"),
+                "confidence": tf.identity(out["confidence"], name="confidence")}
+
+    import logging
+
+    log = logging.getLogger("tf2onnx")
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # its optimiser logs tracebacks of passes it skips; the model is right
+    try:
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=ONNX_OPSET)
+    finally:
+        log.setLevel(level)
+    atomic_write_bytes(path, proto.SerializeToString())
+    return pathlib.Path(path)
+
+
 def export_model(model: keras.Model, path: str | os.PathLike, format: str = "saved_model",
-                 readout: str | None = None, batch_size: int | None = None) -> pathlib.Path:
-    """Export in ``format`` ("saved_model": any batch unless ``batch_size``; "tflite": a fixed batch,
-    default 1)."""
+                 readout: str | None = None, batch_size: int | None = None, quantize: str = "none",
+                 representative=None) -> pathlib.Path:
+    """Export in ``format`` ("saved_model" and "onnx": any batch unless ``batch_size``; "tflite": a
+    fixed batch, default 1, and ``quantize`` / ``representative`` as `export_tflite`)."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if quantize != "none" and format != "tflite":
+        raise ValueError(f"quantize={quantize!r} is for --format tflite only (got format {format!r})")
     if format == "saved_model":
         return export_saved_model(model, path, readout, batch_size)
-    return export_tflite(model, path, readout, batch_size or 1)
+    if format == "onnx":
+        return export_onnx(model, path, readout, batch_size)
+    return export_tflite(model, path, readout, batch_size or 1, quantize, representative)

@@ -36,12 +36,12 @@ def flatten_maps(logits):
     return ops.reshape(ops.transpose(logits, (0, 3, 1, 2)), (-1, k, h * w))
 
 
-def pixel_argmax(flat):
-    """Arg-max over the last axis as int32. tf.argmax directly: Keras' ops.argmax adds a BitwiseAnd
-    (for numpy's -0.0 semantics) that TFLite's builtin ops cannot convert."""
+def pixel_argmax(flat, axis: int = -1):
+    """Arg-max over ``axis`` (the flattened pixels) as int32. tf.argmax directly: Keras' ops.argmax adds
+    a BitwiseAnd (for numpy's -0.0 semantics) that TFLite's builtin ops cannot convert."""
     import tensorflow as tf
 
-    return tf.argmax(flat, axis=-1, output_type=tf.int32)
+    return tf.argmax(flat, axis=axis, output_type=tf.int32)
 
 
 def argmax_points(maps):

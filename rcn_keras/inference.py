@@ -1,173 +1,203 @@
-"""From user images to model crops and back: grey conversion, the 80x80 warp of each face box, keypoints
-mapped to original-image pixels, and the prediction files (JSON, CSV, overlay PNGs).
+"""From user images to model crops and back: which faces to read (given boxes, a detector, or the whole
+image), the 80x80 input of each face made as the training crops are made, and keypoints mapped back to
+original-image pixels. numpy and Pillow, no TensorFlow: `Landmarker.predict` composes these with the
+network; they take no model, so that they are usable (and testable) alone.
 
-`Landmarker.predict` composes these; they take no model, so that they are usable (and testable)
-alone. Coordinates: edge coordinates inside (pixel j spans [j, j + 1)), 0-based pixel centres out.
+The crop of a face is made in the two steps of training (docs/model.md 1.2-1.4): a loose square around
+the face resized to 160x160 with Lanczos (antialiased, whatever the photo's resolution), then the
+bilinear warp of the face square to 80x80, rotated by the face's roll when the detector gives eyes.
+Coordinates: edge coordinates inside (pixel j spans [j, j + 1)), 0-based pixel centres out.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import dataclasses
 import math
-import os
-import pathlib
 from typing import Sequence
 
 import numpy as np
 
 from rcn_keras.boxes import Box, BoxFormat, boxes_for, check_box, crop_rect
-from rcn_keras.data import augment as aug
+from rcn_keras.data.crop import STAGE_A_SIZE, W300_STAGE_A_ENLARGE, W300_STAGE_B_ENLARGE
 from rcn_keras.data.formats import DataFormatError, load_image
-from rcn_keras.files import atomic_write_bytes
 from rcn_keras.grid import MAP_SIZE
 
-RGB_TO_GREY = np.array([0.299, 0.587, 0.114])
-SCHEMA_VERSION = 1
+# The loose square around a face square, as in training (1.7 / 1.3 of the 68-point landmark box).
+LOOSE_OVER_FACE = W300_STAGE_A_ENLARGE / W300_STAGE_B_ENLARGE
 
 
-def to_grey(item, index: int = 0) -> tuple[str, np.ndarray]:
-    """(name, float32 grey (H, W) 0-255) of a path or an array (grey, RGB or RGBA)."""
+def to_rgb(item, index: int = 0) -> tuple[str, np.ndarray]:
+    """(name, uint8 RGB (H, W, 3)) of a path or an array: grey (H, W) / (H, W, 1), RGB or RGBA; float
+    arrays are taken as 0-255 intensities."""
     if isinstance(item, np.ndarray):
         arr = item
-        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-            arr = arr[..., :3] @ RGB_TO_GREY
-        elif arr.ndim == 3 and arr.shape[-1] == 1:
+        if arr.ndim == 3 and arr.shape[-1] == 1:
             arr = arr[..., 0]
-        if arr.ndim != 2:
+        if arr.ndim == 3 and arr.shape[-1] == 4:
+            arr = arr[..., :3]
+        if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)) or min(arr.shape[:2]) < 1:
             raise ValueError(f"image array {index} has shape {item.shape}; expected (H, W), (H, W, 1), (H, W, 3) "
                              f"or (H, W, 4)")
-        return f"array_{index}", np.asarray(arr, np.float32)
-    return str(item), np.asarray(load_image(item, "L"), np.float32)
+        if arr.dtype != np.uint8:
+            arr = np.clip(np.nan_to_num(np.asarray(arr, np.float64)), 0, 255).round().astype(np.uint8)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=-1)
+        return f"array_{index}", np.ascontiguousarray(arr)
+    return str(item), load_image(item, "RGB")
 
 
-def warp_to_crop(grey: np.ndarray, rect: np.ndarray) -> np.ndarray:
-    """The (80, 80, 1) model input for a grey image and its crop rectangle (x, y, side), no jitter."""
-    import tensorflow as tf
+@dataclasses.dataclass
+class FacePlan:
+    """One face to read: the box it came from (``None``: the whole image), the detector's score and
+    eyes (or ``None``), the crop square (x, y, side) and its rotation in degrees (the face's roll)."""
 
-    tl, k, c, s = aug.warp_params(tf.constant(rect, tf.float32), tf.constant(1.0), 0.0, 0.0, tf.constant(0.0))
-    return aug.warp_image(tf.constant(grey), tl, k, c, s).numpy()
+    box: Box | None
+    score: float | None
+    rect: np.ndarray
+    angle: float = 0.0
+    eyes: np.ndarray | None = None
 
 
-def prepare_crops(images: Sequence, boxes: Sequence[Box | None] | dict | None,
-                  box_format: BoxFormat, on_error: str = "raise") -> list[dict]:
-    """One entry per image: ``{"image": name, "rect": (x, y, side), "input": (80, 80, 1) crop}``.
+def roll_degrees(eyes: np.ndarray) -> float:
+    """The in-plane rotation of a face from its eye centres (image-left eye first): 0 when level,
+    positive when the eye on the right is lower (image y points down)."""
+    (lx, ly), (rx, ry) = np.asarray(eyes, np.float64)
+    return math.degrees(math.atan2(ry - ly, rx - lx))
 
-    ``boxes``: one box or ``None`` per image, a `read_boxes_file` dict, or ``None`` (every image is a
-    face crop). ``on_error="skip"``: an image that cannot be read becomes ``{"image", "error"}``
-    instead of stopping the batch."""
+
+def warp_params(rect: np.ndarray, angle: float) -> tuple[np.ndarray, float, float, float]:
+    """(top-left corner, scale, cos, sin) of the similarity dst = k R(-angle)(p - tl) that maps the square
+    ``rect`` rotated by ``angle`` degrees about its centre onto [0, 80]^2 (as `data.augment.warp_params`)."""
+    x0, y0, s = (float(v) for v in rect)
+    t = math.radians(angle)
+    c, sn = math.cos(t), math.sin(t)
+    h = -s / 2.0
+    tl = np.array([x0 + s / 2 + c * h - sn * h, y0 + s / 2 + sn * h + c * h])
+    return tl, MAP_SIZE / s, c, sn
+
+
+def _bilinear(images: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Sample (N, H, W) images at (N, P) pixel-centre coordinates, zero outside (as the training warp)."""
+    n, h, w = images.shape
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
+    out = np.zeros(x.shape, np.float32)
+    rows = np.arange(n)[:, None]
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            values = images[rows, np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]
+            out += np.where(inside, values, 0.0) * wx * wy
+    return out
+
+
+def face_inputs(rgb: np.ndarray, plans: Sequence[FacePlan]) -> np.ndarray:
+    """The (N, 80, 80, 1) float32 model inputs of the faces of one RGB uint8 image."""
+    from PIL import Image
+
+    if not plans:
+        return np.zeros((0, MAP_SIZE, MAP_SIZE, 1), np.float32)
+    image = Image.fromarray(rgb)
+    loose, local = [], []
+    for p in plans:
+        x, y, s = (float(v) for v in p.rect)
+        side = max(1, round(s * LOOSE_OVER_FACE))
+        left, top = math.floor(x + s / 2 - side / 2), math.floor(y + s / 2 - side / 2)
+        region = image.crop((left, top, left + side, top + side))  # zero outside the image
+        small = region.resize((STAGE_A_SIZE, STAGE_A_SIZE), Image.LANCZOS, reducing_gap=3.0).convert("L")
+        loose.append(np.asarray(small, np.float32))
+        k = STAGE_A_SIZE / side
+        local.append(((x - left) * k, (y - top) * k, s * k))
+    u, v = np.meshgrid(np.arange(MAP_SIZE, dtype=np.float64), np.arange(MAP_SIZE, dtype=np.float64))
+    u, v = u.reshape(1, -1), v.reshape(1, -1)
+    params = [warp_params(np.array(r), p.angle) for r, p in zip(local, plans)]
+    tl = np.array([q[0] for q in params])
+    inv = 1.0 / np.array([q[1] for q in params])[:, None]
+    c, sn = np.array([q[2] for q in params])[:, None], np.array([q[3] for q in params])[:, None]
+    # Output pixel centre (u, v) -> 160-frame pixel-centre coordinates (the inverse similarity).
+    ue, ve = u + 0.5, v + 0.5
+    xs = tl[:, :1] + inv * (c * ue - sn * ve) - 0.5
+    ys = tl[:, 1:] + inv * (sn * ue + c * ve) - 0.5
+    out = _bilinear(np.stack(loose), xs, ys)
+    return out.reshape(-1, MAP_SIZE, MAP_SIZE, 1)
+
+
+def crop_to_image(keypoints: np.ndarray, rect: np.ndarray, angle: float = 0.0) -> np.ndarray:
+    """(K, 2) keypoints in [0, 1] of a face's crop -> 0-based pixel-centre coordinates of the image."""
+    tl, k, c, sn = warp_params(rect, angle)
+    q = np.asarray(keypoints, np.float64) * MAP_SIZE / k
+    p = tl + np.stack([c * q[:, 0] - sn * q[:, 1], sn * q[:, 0] + c * q[:, 1]], axis=-1)
+    return p - 0.5
+
+
+def plan_faces(shape: tuple[int, int], name: str, box: Box | None, box_format: BoxFormat,
+               detections=None, detector_format: BoxFormat | None = None, level: bool = True,
+               max_faces: int | None = None) -> list[FacePlan]:
+    """The faces to read in an image of ``shape`` (H, W): the given ``box`` (or the whole image when
+    ``box`` is ``None`` and there are no ``detections``), else every detection (``detector_format``
+    maps its box to the crop; ``level`` rotates the crop by the eyes' roll where there are eyes)."""
+    h, w = shape
+    if box is not None:
+        box = check_box(box, f"face box of {name}")
+        if box[0] >= w or box[1] >= h or box[0] + box[2] <= 0 or box[1] + box[3] <= 0:
+            raise ValueError(f"face box {tuple(box)} of {name} lies outside the {w}x{h} image")
+        return [FacePlan(box, None, crop_rect(shape, box, box_format))]
+    if detections is None:
+        return [FacePlan(None, None, crop_rect(shape, None))]
+    plans = []
+    for i in range(len(detections) if max_faces is None else min(max_faces, len(detections))):
+        det_box = tuple(float(v) for v in detections.boxes[i])
+        eyes = None if detections.eyes is None else detections.eyes[i]
+        angle = roll_degrees(eyes) if (level and eyes is not None) else 0.0
+        plans.append(FacePlan(det_box, float(detections.scores[i]), crop_rect(shape, det_box, detector_format),
+                              angle, eyes))
+    return plans
+
+
+def boxes_per_image(images: list, boxes: Sequence[Box | None] | dict | None) -> list[Box | None]:
+    """One box (or ``None``) per image from a list, a `read_boxes_file` dict, or ``None``."""
+    if isinstance(boxes, dict):
+        return boxes_for(images, boxes)
+    if boxes is None:
+        return [None] * len(images)
+    per_image = list(boxes)
+    if len(per_image) != len(images):
+        raise ValueError(f"{len(per_image)} boxes for {len(images)} images: give one box (or None) per image")
+    return per_image
+
+
+def read_image(item, index: int, on_error: str) -> tuple[str, np.ndarray | None, str | None]:
+    """(name, RGB array, None), or with ``on_error="skip"`` (name, None, error line) for an image that
+    cannot be read."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error={on_error!r} is not allowed; allowed: raise, skip")
-    if isinstance(boxes, dict):
-        per_image = boxes_for(images, boxes)
-    elif boxes is None:
-        per_image = [None] * len(images)
-    else:
-        per_image = list(boxes)
-        if len(per_image) != len(images):
-            raise ValueError(f"{len(per_image)} boxes for {len(images)} images: give one box (or None) per image")
-    entries = []
-    for i, (item, box) in enumerate(zip(images, per_image)):
-        try:
-            name, grey = to_grey(item, i)
-        except DataFormatError as exc:
-            if on_error == "raise":
-                raise
-            entries.append({"image": str(item), "error": str(exc)})
-            continue
-        if box is not None:
-            box = check_box(box, f"face box of {name}")
-            h, w = grey.shape[:2]
-            if box[0] >= w or box[1] >= h or box[0] + box[2] <= 0 or box[1] + box[3] <= 0:
-                raise ValueError(f"face box {tuple(box)} of {name} lies outside the {w}x{h} image")
-        rect = crop_rect(grey.shape[:2], box, box_format)
-        entries.append({"image": name, "rect": rect, "input": warp_to_crop(grey, rect)})
-    return entries
+    try:
+        name, rgb = to_rgb(item, index)
+    except DataFormatError as exc:
+        if on_error == "raise":
+            raise
+        return str(item), None, str(exc)
+    return name, rgb, None
 
 
-def crop_to_image(keypoints: np.ndarray, rect: np.ndarray) -> np.ndarray:
-    """(K, 2) keypoints in [0, 1] of a crop -> 0-based pixel-centre coordinates of the original image."""
-    x, y, side = (float(v) for v in rect)
-    return np.stack([x + keypoints[:, 0] * side, y + keypoints[:, 1] * side], -1) - 0.5
+def face_result(plan: FacePlan, crop: np.ndarray, keypoints: np.ndarray, confidence: np.ndarray) -> dict:
+    """One face of `Landmarker.predict`'s results (see there)."""
+    return {"box": plan.box, "score": plan.score, "keypoints": crop_to_image(keypoints, plan.rect, plan.angle),
+            "confidence": confidence, "rect": plan.rect, "angle": plan.angle, "crop": crop[..., 0],
+            "crop_keypoints": keypoints}
 
 
-def to_image_results(entries: list[dict], keypoints: np.ndarray, confidence: np.ndarray) -> list[dict]:
-    """Per-image results: ``image``, ``keypoints`` (image pixels), ``confidence``, ``rect``, ``crop``,
-    ``crop_keypoints`` ([0, 1] of the crop); ``keypoints`` / ``confidence`` hold one row per entry that
-    has a crop, and entries with an ``error`` pass through as they are."""
-    rows = iter(zip(keypoints, confidence))
-    results = []
-    for e in entries:
-        if "error" in e:
-            results.append(dict(e))
-            continue
-        kp, conf = next(rows)
-        results.append({"image": e["image"], "keypoints": crop_to_image(kp, e["rect"]), "confidence": conf,
-                        "rect": e["rect"], "crop": e["input"][..., 0], "crop_keypoints": kp})
-    return results
+def prefetch(fn, items, ahead: int = 2):
+    """``fn(item)`` for each item, in order, computed up to ``ahead`` items in advance on a worker thread:
+    decoding and detection of the next images overlap the network's work on the current ones."""
+    from concurrent.futures import ThreadPoolExecutor
 
-
-def _json_number(v: float, digits: int):
-    return round(float(v), digits) if math.isfinite(v) else None
-
-
-def output_stems(names: list[str]) -> list[str]:
-    """A distinct file stem per image for its overlay: the file name's stem, prefixed by as many parent
-    folders as it takes to tell apart images of the same name in different folders."""
-    parts = [[q for q in pathlib.PurePath(n).parts[:-1] if q != pathlib.PurePath(n).anchor] for n in names]
-    bare = [pathlib.PurePath(n).stem for n in names]
-    for depth in range(max((len(p) for p in parts), default=0) + 1):
-        stems = ["_".join(p[len(p) - min(depth, len(p)):] + [b]) for p, b in zip(parts, bare)]
-        if len(set(stems)) == len(stems):
-            return stems
-    return [f"{s}_{i}" for i, s in enumerate(stems)]
-
-
-def write_predictions(results: list[dict], out_dir: str | os.PathLike, overlay: bool = True) -> list[pathlib.Path]:
-    """Write keypoints.json (versioned schema), keypoints.csv (image, point, x, y, confidence) and, per
-    image, an overlay PNG; every file atomically. Returns the paths written."""
-    out_dir = pathlib.Path(out_dir)
-    failed = [{"image": r["image"], "error": r["error"]} for r in results if "error" in r]
-    results = [r for r in results if "error" not in r]
-    payload = [{"image": r["image"], "keypoints": [[_json_number(v, 3) for v in p] for p in r["keypoints"]],
-                "confidence": [_json_number(c, 5) for c in r["confidence"]],
-                "crop_rect": [_json_number(v, 3) for v in r["rect"]]} for r in results]
-    meta = {"schema": SCHEMA_VERSION, "coordinates": "pixels of the original image, 0-based, integer = pixel centre",
-            "faces": payload, "failed": failed}
-    written = [out_dir / "keypoints.json", out_dir / "keypoints.csv"]
-    atomic_write_bytes(written[0], json.dumps(meta, indent=1, allow_nan=False).encode())
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["image", "point", "x", "y", "confidence"])
-    for r in results:
-        for j, ((x, y), c) in enumerate(zip(r["keypoints"], r["confidence"])):
-            writer.writerow([r["image"], j, f"{x:.3f}", f"{y:.3f}", f"{c:.5f}"])
-    atomic_write_bytes(written[1], buf.getvalue().encode())
-    if overlay:
-        for r, stem in zip(results, output_stems([r["image"] for r in results])):
-            written.append(_overlay(r, out_dir / f"{stem}_keypoints.png"))
-    return written
-
-
-def _overlay(result: dict, path: pathlib.Path) -> pathlib.Path:
-    from PIL import Image, ImageDraw
-
-    src = result["image"]
-    if os.path.isfile(src):
-        img = Image.fromarray(load_image(src, "RGB"))
-        pts = result["keypoints"]
-    else:
-        img = Image.fromarray(np.clip(result["crop"], 0, 255).astype(np.uint8)).convert("RGB")
-        pts = result["crop_keypoints"] * MAP_SIZE - 0.5
-    draw = ImageDraw.Draw(img)
-    r = max(1.5, min(img.size) / 150)
-    x, y, side = result["rect"]
-    if os.path.isfile(src):
-        draw.rectangle([x, y, x + side, y + side], outline=(255, 200, 0))
-    for px, py in pts:
-        draw.ellipse([px - r, py - r, px + r, py + r], fill=(255, 40, 40))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        futures = [pool.submit(fn, it) for it in items[:ahead]]
+        for i in range(len(items)):
+            if i + ahead < len(items):
+                futures.append(pool.submit(fn, items[i + ahead]))
+            yield futures[i].result()
+            futures[i] = None

@@ -18,7 +18,9 @@ import keras
 import numpy as np
 
 from rcn_keras import inference, losses, metrics  # noqa: F401  (losses, metrics: registered for loading)
-from rcn_keras.boxes import BOX_FORMAT_NAMES, Box, default_box_formats
+from rcn_keras.boxes import BOX_FORMAT_NAMES, Box, BoxFormat, default_box_formats
+from rcn_keras.detection.base import Detector
+from rcn_keras.detection.registry import DETECTORS, calibrated_box_formats, make_detector
 from rcn_keras.grid import MAP_SIZE
 from rcn_keras.models.denoising import build_joint_model
 from rcn_keras.models.head import KeypointReadout, as_map_model
@@ -58,11 +60,14 @@ class Landmarker(keras.Model):
     "confidence"}`` with keypoints in [0, 1] of the crop. ``readout``: one of `READOUTS`.
     ``box_formats``: name -> (scale, shift x, shift y) of the face boxes it accepts (defaults for its
     keypoint count); ``default_box_format`` is used when a caller names none. ``preset``: the preset it
-    was built from (information only).
+    was built from (information only). ``detector``: how `predict` finds faces in images given without
+    a box: ``"auto"`` (the best installed detector), a detector name or `Detector`, or ``None`` /
+    ``"none"`` (each image is one face crop, the default). Not saved with the model.
     """
 
     def __init__(self, backbone: keras.Model, readout: str = "argmax", box_formats: dict | None = None,
-                 default_box_format: str = "landmarks", preset: str | None = None, **kwargs):
+                 default_box_format: str = "landmarks", preset: str | None = None,
+                 detector: str | Detector | None = None, **kwargs):
         backbone = as_map_model(backbone)
         k = backbone.output.shape[-1]
         formats = {str(n): tuple(float(v) for v in f)
@@ -84,6 +89,7 @@ class Landmarker(keras.Model):
         self.box_formats = formats
         self.default_box_format = default_box_format
         self.preset = preset
+        self.detector = make_detector(detector)
 
     @property
     def num_keypoints(self) -> int:
@@ -104,31 +110,49 @@ class Landmarker(keras.Model):
     # --- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "Landmarker":
+    def from_preset(cls, name: str, detector: str | Detector | None = None, **overrides) -> "Landmarker":
         """A shipped model by name (``"rcn-300w"``: trained weights), a preset's untrained network
-        (``"rcn_mtfl"``, ``overrides`` = `ModelConfig` fields), or a `.keras` file."""
+        (``"rcn_mtfl"``, ``overrides`` = `ModelConfig` fields), or a `.keras` file; ``detector`` as in
+        the constructor (``"auto"`` to find faces in photos)."""
         if pathlib.Path(name).suffix == ".keras" or os.path.exists(name):
-            return load_landmarker(name)
+            return load_landmarker(name).with_detector(detector)
         preset = get_preset(name)
         if preset.weights:
             if overrides:
                 raise ValueError(f"{name!r} is a trained model: its network cannot be changed "
                                  f"({sorted(overrides)})")
-            return load_landmarker(name)
+            return load_landmarker(name).with_detector(detector)
         if preset.is_denoiser:
             raise ValueError(f"preset {name!r} is a denoiser (keypoint maps in, not images): build it with "
                              f"rcn_keras.build_denoiser, or join it to an RCN with load_landmarker('joint:RCN,DN')")
         return cls(build_model(name, **overrides), readout=preset.readout, box_formats=preset.box_formats,
-                   preset=name)
+                   preset=name, detector=detector)
 
     def with_readout(self, readout: str) -> "Landmarker":
         """The same network (shared weights) with another read-out."""
-        return Landmarker(self.backbone, readout, self.box_formats, self.default_box_format, self.preset)
+        return Landmarker(self.backbone, readout, self.box_formats, self.default_box_format, self.preset,
+                          self.detector)
+
+    def with_detector(self, detector: str | Detector | None) -> "Landmarker":
+        """This model (itself, not a copy) finding faces with ``detector`` (see the constructor)."""
+        self.detector = make_detector(detector)
+        return self
 
     def to_float32(self) -> "Landmarker":
         """A float32 copy (see `float32_copy`)."""
         return Landmarker(float32_copy(self.backbone), self.readout, self.box_formats, self.default_box_format,
-                          self.preset, name=self.name)
+                          self.preset, self.detector, name=self.name)
+
+    def box_format(self, name: str | None = None) -> BoxFormat:
+        """The box format ``name`` (default: ``default_box_format``): a face detector's name gives its
+        calibration for this model's crops (`rcn_keras.detection`), other names the model's own."""
+        name = name or self.default_box_format
+        if name in DETECTORS:
+            return calibrated_box_formats(self.num_keypoints)[name]
+        if name not in self.box_formats:
+            raise ValueError(f"box format {name!r} is not accepted by this model; allowed: "
+                             f"{', '.join(sorted(set(self.box_formats) | set(DETECTORS)))}")
+        return self.box_formats[name]
 
     # --- inference ----------------------------------------------------------------------------
 
@@ -156,42 +180,87 @@ class Landmarker(keras.Model):
         return {"keypoints": np.concatenate(keypoints), "confidence": np.concatenate(confidence)}
 
     def predict(self, images, boxes: Sequence[Box | None] | dict | None = None, box_format: str | None = None,
-                readout: str | None = None, batch_size: int = 64, on_error: str = "raise", **kwargs) -> list[dict]:
-        """Keypoints of each image: a list of ``{"image", "keypoints" (K, 2), "confidence" (K,), "rect"}``.
+                readout: str | None = None, batch_size: int = 64, on_error: str = "raise",
+                detector: str | Detector | None = "model", max_faces: int | None = None, level: bool = True,
+                progress=None, **kwargs) -> list[dict]:
+        """Keypoints of every face in each image: one dict per image, ``{"image", "width", "height",
+        "faces": [...]}``; each face ``{"box", "score", "keypoints" (K, 2), "confidence" (K,), "rect",
+        "angle", "crop", "crop_keypoints"}``. Keypoints are in pixels of the original image (0-based,
+        integer = pixel centre); ``rect`` is the crop square (x, y, side), rotated by ``angle`` degrees.
 
-        ``images``: a path, an array (grey or RGB) or a list of them. ``boxes``: one (x, y, w, h) or
-        ``None`` per image, or a dict of `read_boxes_file`; without a box the image is a face crop.
-        ``box_format``: what the boxes are (one of ``box_formats``; default ``default_box_format``).
-        Keypoints are in pixels of the original image (0-based, integer = pixel centre).
-        ``on_error="skip"``: an unreadable image gives ``{"image", "error"}`` and the others go on.
+        ``images``: a path, an array (grey or RGB, 0-255) or a list of them. Faces come from, in order:
+        ``boxes`` (one (x, y, w, h) or ``None`` per image, or a dict of `read_boxes_file`; ``box_format``
+        says what they are, default ``default_box_format``), else the ``detector`` (default: the model's
+        own, ``self.detector``; ``"auto"``, a name or a `Detector`; at most ``max_faces`` per image, most
+        confident first; ``level`` rotates each crop by the roll of the eyes a detector gives), else the
+        whole image is one face crop (``detector="none"``). An image where the detector finds no face
+        has ``"faces": []``. ``on_error="skip"``: an unreadable image gives ``{"image", "error"}`` and
+        the others go on. ``progress``: called with (images done, images) as it goes.
         """
         if kwargs:
             raise TypeError(f"Landmarker.predict takes images and boxes; unexpected {sorted(kwargs)} "
                             f"(use predict_crops for 80x80 crops)")
+        if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
+            raise ValueError(f"max_faces={max_faces!r} must be a positive integer or None")
         single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim <= 3)
         images = [images] if single else list(images)
-        box_format = box_format or self.default_box_format
-        if box_format not in self.box_formats:
-            raise ValueError(f"box format {box_format!r} is not accepted by this model; allowed: "
-                             f"{', '.join(sorted(self.box_formats))}")
-        entries = inference.prepare_crops(images, boxes, self.box_formats[box_format], on_error)
-        crops = [e["input"] for e in entries if "input" in e]
-        out = self.predict_crops(np.stack(crops) if crops else np.zeros((0, MAP_SIZE, MAP_SIZE, 1)), batch_size,
-                                 readout)
-        return inference.to_image_results(entries, out["keypoints"], out["confidence"])
+        given_format = self.box_format(box_format)
+        finder = self.detector if detector == "model" else make_detector(detector)
+        found_format = self.box_format(finder.name) if finder is not None else None
+        per_image = inference.boxes_per_image(images, boxes)
+
+        def prepare(i):
+            name, rgb, error = inference.read_image(images[i], i, on_error)
+            if error:
+                return {"image": name, "error": error}, [], None
+            box = per_image[i]
+            found = finder.detect(rgb) if (box is None and finder is not None) else None
+            plans = inference.plan_faces(rgb.shape[:2], name, box, given_format, found, found_format, level,
+                                         max_faces)
+            head = {"image": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
+            return head, plans, inference.face_inputs(rgb, plans)
+
+        results, pending = [], []  # pending: (result, plans, crops) waiting for the network
+
+        def flush():
+            crops = [c for _, _, c in pending if c is not None and len(c)]
+            out = self.predict_crops(np.concatenate(crops) if crops else
+                                     np.zeros((0, MAP_SIZE, MAP_SIZE, 1), np.float32), batch_size, readout)
+            row = 0
+            for head, plans, c in pending:
+                faces = []
+                for j, plan in enumerate(plans):
+                    faces.append(inference.face_result(plan, c[j], out["keypoints"][row], out["confidence"][row]))
+                    row += 1
+                results.append(head if "error" in head else {**head, "faces": faces})
+            pending.clear()
+
+        waiting = 0
+        for done, item in enumerate(inference.prefetch(prepare, range(len(images))), start=1):
+            pending.append(item)
+            waiting += len(item[1])
+            if waiting >= batch_size:
+                flush()
+                waiting = 0
+            if progress is not None:
+                progress(done, len(images))
+        flush()
+        return results
 
     # --- export -------------------------------------------------------------------------------
 
     def export(self, filepath, format: str = "saved_model", readout: str | None = None,
-               batch_size: int | None = None, **kwargs):
-        """Write a SavedModel (``"saved_model"``, also ``"tf_saved_model"``) or a TFLite file
-        (``"tflite"``, a fixed batch of ``batch_size``, default 1) with this read-out (or ``readout``)."""
+               batch_size: int | None = None, quantize: str = "none", representative=None, **kwargs):
+        """Write a SavedModel (``"saved_model"``, also ``"tf_saved_model"``), a TFLite file (``"tflite"``,
+        a fixed batch of ``batch_size``, default 1; ``quantize`` "float16" or "int8" with
+        ``representative`` crops) or an ONNX file (``"onnx"``) with this read-out (or ``readout``)."""
         from rcn_keras import export as exporting
 
         if kwargs:
             raise TypeError(f"unexpected export options {sorted(kwargs)}")
         fmt = "saved_model" if format == "tf_saved_model" else format
-        return exporting.export_model(self.backbone, filepath, fmt, readout or self.readout, batch_size)
+        return exporting.export_model(self.backbone, filepath, fmt, readout or self.readout, batch_size, quantize,
+                                      representative)
 
 
 def _wrap(model: keras.Model, source: str) -> Landmarker:

@@ -67,6 +67,9 @@ SUMNET_MTFL = ModelConfig(family="sumnet", branches=6, l2_encoder=1e-10, l2_deco
 SUMNET_300W = ModelConfig(family="sumnet", branches=5, l2_encoder=1e-14, l2_decoder=1e-6, **_300W)
 RCN_MTFL = ModelConfig(family="rcn", branches=6, l2_encoder=1e-6, l2_decoder=1e-12, **_MTFL)
 RCN_300W = ModelConfig(family="rcn", branches=5, l2_encoder=1e-12, l2_decoder=1e-8, **_300W)
+# The fast 68-point network (issue 17): RCN's coarse-to-fine concatenation with depthwise-separable
+# convs, channels growing towards the coarse levels, and the K maps emitted at 40x40 and upsampled.
+RCN_300W_FAST = RCN_300W.replace(layout="fast", output_level=1)
 
 # The authors' training (their README commands; rotation per docs/model.md 10, item 3).
 PAPER = {"augment.rotation": 20}
@@ -106,6 +109,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            readout="soft_argmax", description="issue 15: real-face recipe, half width, bfloat16"),
     Preset("rcn_mtfl_real", RCN_MTFL, {**REAL}, readout="soft_argmax",
            description="issue 15: real-face recipe, 5 points"),
+    Preset("rcn_300w_fast", RCN_300W_FAST, {**REAL, "epochs": 300, "batch_size": 32}, readout="soft_argmax",
+           description="issue 17: 68 points for a CPU at batch 1 (separable convs, 40x40 output), real-face recipe"),
     # The paper's denoiser: 25,406,212 parameters, receptive field 133 px, ~163 GMAC per image.
     Preset("denoiser_300w", DenoiserConfig(), DENOISER_RECIPE, description="paper: denoising keypoint model"),
     # CPU-trainable: the same 3-conv design on 20x20 maps (4x4 sum-pooled one-hots) with 11x11 kernels:

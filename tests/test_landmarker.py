@@ -9,7 +9,7 @@ import pytest
 
 import rcn_keras
 from rcn_keras.app.cli import main as cli
-from rcn_keras.boxes import DEFAULT_BOX_FORMATS, crop_rect
+from rcn_keras.boxes import crop_rect, default_box_formats
 from rcn_keras.landmarker import Landmarker, float32_copy, load_landmarker
 from rcn_keras.models.head import KeypointReadout
 from rcn_keras.presets import get_preset, list_presets
@@ -59,7 +59,7 @@ def test_old_bare_map_files_load_with_argmax(tmp_path):
     maps.save(tmp_path / "old.keras")
     lm = load_landmarker(tmp_path / "old.keras")
     assert isinstance(lm, Landmarker) and lm.readout == "argmax"
-    assert lm.box_formats == {n: tuple(f) for n, f in DEFAULT_BOX_FORMATS[5].items()}
+    assert lm.box_formats == default_box_formats(5)
     np.testing.assert_allclose(lm(CROPS)["presoftmax"], maps(CROPS), atol=1e-5)
 
 
@@ -83,12 +83,12 @@ def test_predict_photos_with_boxes_and_box_formats():
     lm = Landmarker.from_preset("rcn_mtfl", branches=4)
     image = RNG.uniform(0, 255, (200, 220, 3)).astype(np.uint8)
     box = (50, 60, 100, 100)
-    res = lm.predict([image, image[..., 0]], boxes=[box, None])
-    assert len(res) == 2 and res[0]["keypoints"].shape == (5, 2)
-    np.testing.assert_allclose(res[0]["rect"], crop_rect((200, 220), box, DEFAULT_BOX_FORMATS[5]["landmarks"]))
+    res = [r["faces"][0] for r in lm.predict([image, image[..., 0]], boxes=[box, None])]
+    assert len(res) == 2 and res[0]["keypoints"].shape == (5, 2) and res[0]["box"] == box
+    np.testing.assert_allclose(res[0]["rect"], crop_rect((200, 220), box, default_box_formats(5)["landmarks"]))
     np.testing.assert_allclose(res[1]["rect"], [0, -10, 220])  # no box: the image is the crop
-    dlib = lm.predict(image, boxes=[box], box_format="dlib")[0]
-    np.testing.assert_allclose(dlib["rect"][2], 100 * DEFAULT_BOX_FORMATS[5]["dlib"][0], rtol=1e-6)
+    dlib = lm.predict(image, boxes=[box], box_format="dlib")[0]["faces"][0]
+    np.testing.assert_allclose(dlib["rect"][2], 100 * default_box_formats(5)["dlib"][0], rtol=1e-6)
     # keypoints in image pixels = crop keypoints mapped through the crop rectangle
     x, y, side = res[0]["rect"]
     np.testing.assert_allclose(res[0]["keypoints"], res[0]["crop_keypoints"] * side + [x, y] - 0.5, atol=1e-4)
@@ -143,9 +143,10 @@ def test_shipped_model_predicts_on_a_fresh_install(name, tmp_path):
     assert all(layer.compute_dtype == "float32" for layer in lm.backbone.layers)
     image, _ = synthetic_face(3)
     Image.fromarray(image).save(tmp_path / "face.png")
-    assert cli.main(["predict", str(tmp_path / "face.png"), "--model", name, "--out", str(tmp_path / "p")]) == 0
+    assert cli.main(["predict", str(tmp_path / "face.png"), "--model", name, "--detector", "none",
+                     "--out", str(tmp_path / "p")]) == 0
     out = json.loads((tmp_path / "p" / "keypoints.json").read_text())
-    points = np.asarray(out["faces"][0]["keypoints"])
+    points = np.asarray(out["images"][0]["faces"][0]["keypoints"])
     assert points.shape == (SHIPPED[name], 2) and np.all((points > 0) & (points < 160))
 
 

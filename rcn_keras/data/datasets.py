@@ -44,7 +44,7 @@ def _images_beside(pts: pathlib.Path) -> list[pathlib.Path]:
     return [c for s in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES) if (c := pts.with_suffix(s)).is_file()]
 
 
-def _image_beside(pts: pathlib.Path) -> pathlib.Path:
+def image_beside(pts: pathlib.Path) -> pathlib.Path:
     for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
         candidate = pts.with_suffix(suffix)
         if candidate.is_file():
@@ -150,7 +150,7 @@ def load_300w(root: str | os.PathLike, subsets=("afw", "helen_train"), num_keypo
     def process(item):
         pts, group = item
         raw = read_pts(pts, n_points=68)
-        image = load_image(_image_beside(pts))
+        image = load_image(image_beside(pts))
         h, w = image.shape[:2]
         check_points(pts, raw, w, h)
         codes = crop.border_codes(raw, w, h)

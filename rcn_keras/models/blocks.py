@@ -11,7 +11,8 @@ from rcn_keras.models.config import INPUT_SIZE, LEVEL_SIZES, LEVELS, ModelConfig
 from rcn_keras.models.layers import LearnedUpsampling, LocalContrastNormalization, MaxOnly, RCNUniform
 
 # Encoder (trunk) output channels per level F..O; Sh7 (level O) is a 1x1 conv, the rest 3x3.
-ENCODER_CHANNELS = {"mtfl": (16, 32, 48, 48, 48, 48, 48), "300w": (64,) * 7}
+ENCODER_CHANNELS = {"mtfl": (16, 32, 48, 48, 48, 48, 48), "300w": (64,) * 7,
+                    "fast": (8, 16, 48, 64, 96, 96, 96)}
 
 # RCN decoder convs per level (before the output conv at F). "D_top" is D when it is the
 # coarsest level (4 branches): two convs, like S in the 5-branch net (docs/model.md 4.3).
@@ -22,9 +23,18 @@ RCN_DECODER = {
     "300w": {"F": [(64, 5), (64, 1), (64, 1)], "M": [(64, 5), (64, 1)], "C": [(64, 5), (64, 1)],
              "D": [(64, 5)], "D_top": [(64, 5), (64, 1)], "S": [(64, 5), (64, 1)],
              "T": [(64, 5), (64, 1)], "O": [(64, 1), (64, 1)]},
+    # Spend the FLOPs where a CPU has them: few channels at the fine levels (which cost 4x per level),
+    # depthwise-separable 3x3 / 5x5 convs, the wide receptive field from the coarse levels.
+    "fast": {"F": [(16, 3)], "M": [(32, 3), (32, 3)], "C": [(48, 5), (48, 5)], "D": [(64, 5), (64, 5)],
+             "D_top": [(64, 5), (64, 5)], "S": [(96, 5), (96, 5)], "T": [(96, 3), (96, 3)],
+             "O": [(96, 1), (96, 1)]},
 }
-RCN_OUTPUT_KERNEL = {"mtfl": 3, "300w": 1}
-EXTRA_FINE = {"mtfl": [(16, 3), (16, 3)], "300w": [(64, 1), (64, 1)]}
+RCN_OUTPUT_KERNEL = {"mtfl": 3, "300w": 1, "fast": 1}
+EXTRA_FINE = {"mtfl": [(16, 3), (16, 3)], "300w": [(64, 1), (64, 1)], "fast": [(16, 3), (16, 3)]}
+# Layouts whose k x k convs (k > 1) are depthwise-separable (a k x k depthwise conv, then a 1x1 conv)
+# with batch normalisation before each ReLU (thin separable stacks train slowly without it; at export
+# it folds into the conv weights).
+SEPARABLE_LAYOUTS = ("fast",)
 
 
 def pool_of(level: int) -> tuple[int, int]:
@@ -54,11 +64,22 @@ class GraphBuilder:
         l2 = self.config.l2_encoder if group == "encoder" else self.config.l2_decoder
         if not float32:  # hidden convs scale with width; the K-map output convs do not
             filters = max(1, int(round(filters * self.config.width)))
-        x = keras.layers.Conv2D(
-            filters, kernel, padding="same", activation="relu" if relu else None, name=name,
-            kernel_initializer=RCNUniform(seed=self.next_seed()), bias_initializer="zeros",
-            kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None,
-            dtype="float32" if float32 else None)(x)
+        fast = self.config.layout in SEPARABLE_LAYOUTS
+        norm = fast and relu and not float32
+        common = dict(padding="same", activation="relu" if relu and not norm else None, name=name,
+                      bias_initializer="zeros", dtype="float32" if float32 else None)
+        regulariser = keras.regularizers.L2(l2) if l2 > 0 else None
+        if kernel > 1 and fast and x.shape[-1] > 1:
+            x = keras.layers.SeparableConv2D(
+                filters, kernel, depthwise_initializer=RCNUniform(seed=self.next_seed(), depthwise=True),
+                pointwise_initializer=RCNUniform(seed=self.next_seed()), depthwise_regularizer=regulariser,
+                pointwise_regularizer=regulariser, use_bias=not norm, **common)(x)
+        else:
+            x = keras.layers.Conv2D(filters, kernel, kernel_initializer=RCNUniform(seed=self.next_seed()),
+                                    kernel_regularizer=regulariser, use_bias=not norm, **common)(x)
+        if norm:
+            x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+            x = keras.layers.ReLU(name=f"{name}_relu")(x)
         return self.noise(x, name)
 
     def noise(self, x, name: str):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from rcn_keras.grid import MAP_SIZE
 
 FAMILIES = ("sumnet", "rcn")
-LAYOUTS = ("mtfl", "300w")
+LAYOUTS = ("mtfl", "300w", "fast")
 UPSAMPLINGS = ("nearest", "learned")
 LCN_FLOORS = ("image", "batch")
 MIN_BRANCHES, MAX_BRANCHES = 4, 7
@@ -20,6 +20,7 @@ READOUTS = ("argmax", "soft_argmax", "local_soft_argmax")
 # Level names, finest first: spatial size 80, 40, 20, 10, 5, 2, 1 (docs/model.md, 2).
 LEVELS = ("F", "M", "C", "D", "S", "T", "O")
 LEVEL_SIZES = (80, 40, 20, 10, 5, 2, 1)
+OUTPUT_LEVELS = (0, 1)
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,9 @@ class ModelConfig:
     """Everything that defines one SumNet / RCN network (docs/model.md, 2-5).
 
     ``branch_mask`` lists one 0/1 per branch, **finest first** (F, M, C, D, ...); ``None`` = all on.
-    ``layout`` picks the channel / kernel tables: "mtfl" (3x3 decoder, 16-48 channels) or
-    "300w" (64 channels, 5x5 + 1x1 decoder); ``width`` scales every hidden channel count (1.0 = the
+    ``layout`` picks the channel / kernel tables: "mtfl" (3x3 decoder, 16-48 channels),
+    "300w" (64 channels, 5x5 + 1x1 decoder) or "fast" (RCN only: depthwise-separable convs, 8-64
+    channels growing towards the coarse levels, for a CPU at batch 1); ``width`` scales every hidden channel count (1.0 = the
     paper; 0.5 costs about a quarter). L2 coefficients follow docs/model.md 5.5's three groups.
     """
 
@@ -44,6 +46,7 @@ class ModelConfig:
     weight_per_pixel: bool = False
     dropout: bool = False
     width: float = 1.0
+    output_level: int = 0
     lcn: bool = True
     lcn_floor: str = "image"
     l2_encoder: float = 0.0
@@ -79,6 +82,12 @@ class ModelConfig:
             if not any(mask):
                 bad("branch_mask", self.branch_mask, "at least one 1 (an all-zero mask leaves no branch)")
             object.__setattr__(self, "branch_mask", tuple(int(m) for m in mask))
+        if self.layout == "fast" and self.family != "rcn":
+            bad("layout", self.layout, "'fast' only for family='rcn'; for SumNet: ('mtfl', '300w')")
+        if self.output_level not in OUTPUT_LEVELS:
+            bad("output_level", self.output_level, f"{OUTPUT_LEVELS} (0 = F, 80x80; 1 = M, 40x40 upsampled)")
+        if self.output_level and self.family != "rcn":
+            bad("output_level", self.output_level, "0 for family='sumnet' (each branch has its own output)")
         if self.skip and self.family != "rcn":
             bad("skip", self.skip, "True only for family='rcn'")
         if self.zero_non_pooled and self.family != "rcn":

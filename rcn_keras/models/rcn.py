@@ -16,7 +16,8 @@ def build_rcn(config: ModelConfig) -> keras.Model:
 
     Branch mask (our interpretation, docs/model.md 4.6): a 0 at level r drops the trunk (lateral) features
     concatenated there; the decoder still runs on the upsampled coarser tensor alone. Levels coarser
-    than the coarsest active branch are not built.
+    than the coarsest active branch are not built. With ``output_level=1`` the decoder stops at M and
+    its K logit maps are upsampled bilinearly to 80x80 (the F branch is not built).
     """
     g = GraphBuilder(config)
     table = RCN_DECODER[config.layout]
@@ -25,7 +26,8 @@ def build_rcn(config: ModelConfig) -> keras.Model:
     feats = g.trunk(x, top)
 
     stream = None  # what the next finer level upsamples
-    for level in range(top, -1, -1):
+    out_level = config.output_level
+    for level in range(top, out_level - 1, -1):
         name = LEVELS[level].lower()
         lateral = feats[level]
         if config.zero_non_pooled and level < top:
@@ -36,12 +38,15 @@ def build_rcn(config: ModelConfig) -> keras.Model:
             up = g.upsample(stream, level, name=f"up_{name}")
             x = keras.layers.Concatenate(name=f"concat_{name}")([lateral, up]) if mask[level] else up
         key = "D_top" if LEVELS[level] == "D" and level == top else LEVELS[level]
-        convs = table[key] + (EXTRA_FINE[config.layout] if level == 0 and config.extra_fine else [])
+        convs = table[key] + (EXTRA_FINE[config.layout] if level == out_level and config.extra_fine else [])
         for i, (filters, kernel) in enumerate(convs, start=1):
             x = g.conv(x, filters, kernel, f"{name}{i}", "decoder")
-        if level == 0:
+        if level == out_level:
             x = g.conv(x, config.num_keypoints, RCN_OUTPUT_KERNEL[config.layout], "fout", "decoder",
                        relu=False, float32=True)
+            if level > 0:
+                x = keras.layers.UpSampling2D(2 ** level, interpolation="bilinear", dtype="float32",
+                                              name="fout_up")(x)
         elif config.skip and level < top:
             x = keras.layers.Concatenate(name=f"stream_{name}")([x, up])
         stream = x

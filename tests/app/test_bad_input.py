@@ -130,15 +130,16 @@ def test_bad_boxes_file_names_file_and_line(model_file, face_png, tmp_path, caps
 def test_predictions_are_valid_json_and_skip_unreadable_images(model_file, face_png, tmp_path, capsys):
     (tmp_path / "broken.png").write_text("not an image")
     code = cli.main([str(a) for a in ["predict", face_png, tmp_path / "broken.png", tmp_path / "none.png",
-                                      "--model", model_file, "--out", tmp_path / "p"]])
+                                      "--model", model_file, "--detector", "none", "--out", tmp_path / "p"]])
     assert code == 2
     err = capsys.readouterr().err
     assert "broken.png" in err and "none.png" in err and "2 of 3 image(s) could not be read" in err
     out = json.loads((tmp_path / "p" / "keypoints.json").read_text())  # strict JSON: no NaN
-    assert out["schema"] == 1 and len(out["faces"]) == 1 and len(out["failed"]) == 2
+    assert out["schema"] == 2 and len(out["images"]) == 1 and len(out["failed"]) == 2
+    assert len(out["images"][0]["faces"]) == 1 and out["no_face"] == []
     assert (tmp_path / "p" / "face_keypoints.png").is_file()
     results = load_landmarker(model_file).predict([face_png, tmp_path / "broken.png"], on_error="skip")
-    assert "keypoints" in results[0] and "cannot decode image" in results[1]["error"]
+    assert "keypoints" in results[0]["faces"][0] and "cannot decode image" in results[1]["error"]
     with pytest.raises(DataFormatError, match="broken.png"):
         load_landmarker(model_file).predict([face_png, tmp_path / "broken.png"])
 
@@ -153,7 +154,7 @@ def test_same_file_name_in_two_folders(model_file, tmp_path):
     assert cli.main(["predict", str(tmp_path / "a" / "face.png"), str(tmp_path / "b" / "face.png"),
                      "--model", str(model_file), "--boxes", str(boxes), "--out", str(tmp_path / "p")]) == 0
     assert sorted(p.name for p in (tmp_path / "p").glob("*.png")) == ["a_face_keypoints.png", "b_face_keypoints.png"]
-    faces = json.loads((tmp_path / "p" / "keypoints.json").read_text())["faces"]
+    faces = [i["faces"][0] for i in json.loads((tmp_path / "p" / "keypoints.json").read_text())["images"]]
     assert [f["crop_rect"][2] for f in faces] == pytest.approx([130, 104])  # each image its own box
 
 
@@ -167,7 +168,7 @@ def test_16_bit_and_other_modes_read_like_8_bit(tmp_path, model_file):
         np.testing.assert_allclose(load_image(tmp_path / name, "L").astype(int), grey.astype(int), atol=1)
     lm = load_landmarker(model_file)
     a, b = lm.predict([tmp_path / "g8.png", tmp_path / "g16.png"])
-    np.testing.assert_allclose(a["confidence"], b["confidence"], rtol=1e-3)
+    np.testing.assert_allclose(a["faces"][0]["confidence"], b["faces"][0]["confidence"], rtol=1e-3)
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch, model_file, capsys):

@@ -14,7 +14,7 @@ import rcn_keras
 from rcn_keras.app.cli import main as cli
 from rcn_keras.app.training import TrainConfig, preset_train_config, train
 from rcn_keras.data.synthetic import synthetic_faces
-from rcn_keras.inference import write_predictions
+from rcn_keras.prediction_files import write_predictions
 from rcn_keras.landmarker import Landmarker, load_landmarker
 
 pytestmark = pytest.mark.slow
@@ -79,16 +79,17 @@ def test_predict_on_crop_and_box_in_original_pixels(trained_run, tmp_path):
     big[50:210, 100:260] = img
     Image.fromarray(big).save(tmp_path / "big.png")
     x, y, s = face.rects[0]
-    crop_res = model.predict([img[int(y):int(y + s), int(x):int(x + s)]])[0]
+    crop_res = model.predict([img[int(y):int(y + s), int(x):int(x + s)]])[0]["faces"][0]
     box = (100 + x + s * (1 - 1 / 1.3) / 2, 50 + y + s * (1 - 1 / 1.3) / 2, s / 1.3, s / 1.3)
-    box_res = model.predict([tmp_path / "big.png"], boxes=[box])[0]
+    result = model.predict([tmp_path / "big.png"], boxes=[box])[0]
+    box_res = result["faces"][0]
     # the same face through the box path: identical crop, keypoints shifted by the paste offset
     np.testing.assert_allclose(box_res["crop"], crop_res["crop"], atol=2.0)
     np.testing.assert_allclose(box_res["keypoints"] - [100 + int(x), 50 + int(y)], crop_res["keypoints"], atol=1.5)
-    written = write_predictions([box_res], tmp_path / "pred")
+    written = write_predictions([result], tmp_path / "pred")
     assert (tmp_path / "pred" / "big_keypoints.png").is_file()
     rows = (tmp_path / "pred" / "keypoints.csv").read_text().splitlines()
-    assert rows[0] == "image,point,x,y,confidence" and len(rows) == 6 and len(written) == 3
+    assert rows[0] == "image,face,point,x,y,confidence" and len(rows) == 6 and len(written) == 3
 
 
 def test_export_saved_model_and_tflite(trained_run, tmp_path):
@@ -162,8 +163,9 @@ def test_unknown_custom_layer_is_a_clear_error(tmp_path, capsys):
 def test_cli_predict_and_evaluate(trained_run, tmp_path, capsys):
     out, _, _ = trained_run
     Image.fromarray(synthetic_faces(1, 5, seed=4).images[0]).save(tmp_path / "face.png")
-    assert run_cli("predict", tmp_path / "face.png", "--model", out / "best.keras", "--out", tmp_path / "p") == 0
-    assert json.loads((tmp_path / "p" / "keypoints.json").read_text())["faces"][0]["keypoints"]
+    assert run_cli("predict", tmp_path / "face.png", "--model", out / "best.keras", "--detector", "none",
+                   "--out", tmp_path / "p") == 0
+    assert json.loads((tmp_path / "p" / "keypoints.json").read_text())["images"][0]["faces"][0]["keypoints"]
     assert run_cli("evaluate", "--model", out / "best.keras", "--faces", 8, "--out", tmp_path / "ev") == 0
     assert (tmp_path / "ev" / "report.md").is_file() and (tmp_path / "ev" / "ced.png").is_file()
     assert "| all |" in capsys.readouterr().out

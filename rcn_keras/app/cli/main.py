@@ -12,6 +12,7 @@ import json
 import sys
 
 from rcn_keras.app.cli import evaluate, experiment, export, models, predict, train
+from rcn_keras.detection.base import MissingExtra
 from rcn_keras.runtime import import_tensorflow_quietly, prepare_tensorflow_env
 
 EXIT_USER_ERROR = 2
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.verbose:
             import_tensorflow_quietly()
         return args.func(args)
-    except (ValueError, OSError, KeyError, json.JSONDecodeError) as exc:
+    except (ValueError, OSError, KeyError, json.JSONDecodeError, MissingExtra) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"rcn: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -1,0 +1,217 @@
+"""Speed and accuracy of every shipped model in every runtime, next to dlib's ERT predictor (issue 17).
+
+For each model x runtime (Keras, SavedModel, LiteRT float32 / float16 / int8, ONNX Runtime), in its own
+process: ms per face at batch 1 on one thread, faces/s at batch 64 on two threads, peak memory (max
+RSS of the process), and the NME on the 300W validation split (120 faces, eye-corner midpoints) of the
+same file. dlib's 68-point ERT predictor runs on the same faces (160x160 stage-A crops, the stage-B
+square as its box) in the same run, interleaved, one thread. int8 files are calibrated on 300 training
+faces (never the validation split). Writes results/speed_vs_dlib.{json,md} and a speed / accuracy plot.
+
+    pip install -e ".[litert,onnx,peers]"
+    python benchmarks/speed_vs_dlib.py [--models rcn-300w rcn-300w-fast rcn-afw5] [--runtimes ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import RESULTS, print_table, write_results  # noqa: E402
+
+SHARED = HERE.parents[1] / "shared" / "data" / "300w"
+RUNTIMES = ("keras", "saved_model", "litert_fp32", "litert_fp16", "litert_int8", "onnxruntime")
+CACHE = "runs/cache"
+
+
+def _faces(root: str, k: int):
+    """(representative training crops, validation FaceSet, validation crops) for a k-point model."""
+    import numpy as np
+
+    from rcn_keras.data.datasets import load_300w
+    from rcn_keras.data.pipeline import make_dataset
+
+    if k == 68:
+        train, val = load_300w(root, ("afw", "helen_train"), 68, cache_dir=CACHE).split(0.1)
+    else:  # the 5-point model trains on HELEN and is tested on AFW
+        train = load_300w(root, ("helen_train",), 5, cache_dir=CACHE).split(0.1)[0]
+        val = load_300w(root, ("afw",), 5, cache_dir=CACHE)
+    crops = lambda faces: np.concatenate([x.numpy() for x, _ in make_dataset(faces, "test", 64)])  # noqa: E731
+    return crops(train.take(range(0, min(300, len(train))))), val, crops(val)
+
+
+def _worker(task: dict) -> dict:
+    """One model x runtime in this process: threads are fixed before TensorFlow starts."""
+    threads = task["threads"]
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import resource
+
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from rcn_keras.evaluation.report import evaluate_predictions
+    from rcn_keras.export import export_model
+    from rcn_keras.landmarker import load_landmarker
+    from rcn_keras.runtimes import ExportedLandmarker
+
+    model = load_landmarker(task["model"])
+    rep, val, crops = _faces(task["root"], model.num_keypoints)
+    batch = task["batch"]
+    runtime = task["runtime"]
+    with tempfile.TemporaryDirectory() as tmp:
+        if runtime == "keras":
+            fn = tf.function(lambda x: model(x, training=False))
+            run = lambda x: {k: v.numpy() for k, v in fn(tf.constant(x)).items() if k != "presoftmax"}  # noqa: E731
+        elif runtime == "saved_model":
+            sm = tf.saved_model.load(str(export_model(model, os.path.join(tmp, "sm"), "saved_model")))
+            run = lambda x: {k: v.numpy() for k, v in sm.serve(tf.constant(x)).items()}  # noqa: E731
+        else:
+            if runtime == "onnxruntime":
+                path = export_model(model, os.path.join(tmp, "m.onnx"), "onnx")
+            else:
+                quantize = {"litert_fp32": "none", "litert_fp16": "float16", "litert_int8": "int8"}[runtime]
+                path = export_model(model, os.path.join(tmp, "m.tflite"), "tflite", batch_size=batch,
+                                    quantize=quantize, representative=rep)
+            task["file_kb"] = round(os.path.getsize(path) / 1024)
+            runner = ExportedLandmarker(path, threads=threads)
+            run = runner
+        x = np.ascontiguousarray(crops[:batch]) if len(crops) >= batch else np.resize(crops, (batch,) + crops.shape[1:])
+        for _ in range(5):
+            run(x)
+        reps = task["reps"]
+        start = time.perf_counter()
+        for _ in range(reps):
+            run(x)
+        seconds = (time.perf_counter() - start) / reps
+        out = {"ms_per_face": 1000 * seconds / batch, "faces_per_s": batch / seconds}
+        if task["score"]:
+            pred = np.concatenate([run(crops[i:i + batch])["keypoints"] if len(crops[i:i + batch]) == batch else
+                                   run(np.resize(crops[i:i + batch], (batch,) + crops.shape[1:]))["keypoints"]
+                                   [:len(crops[i:i + batch])] for i in range(0, len(crops), batch)])
+            res = evaluate_predictions(pred, _normalised(val), val)
+            out["nme"] = res["rows"][0]["nme"]
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["file_kb"] = task.get("file_kb")
+    return out
+
+
+def _normalised(faces):
+    """Ground truth of ``faces`` in the normalised [0, 1] frame of the 80x80 crop (as the predictions)."""
+    import numpy as np
+
+    from rcn_keras.data.pipeline import make_dataset
+
+    return np.concatenate([y.numpy()[..., :2] for _, y in make_dataset(faces, "test", 64)])
+
+
+def _run_task(task: dict) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(task)], capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _dlib(root: str, reps: int) -> dict:
+    """dlib's ERT on the 68-point validation faces, one thread: ms per face and NME, same scoring."""
+    import numpy as np
+
+    from peer_dlib import dlib_points, load_dlib
+    from rcn_keras.data.datasets import load_300w
+    from rcn_keras.evaluation.report import evaluate_predictions
+
+    parts = load_dlib()
+    if parts is None:
+        return {"error": "dlib not installed (pip install -e '.[peers]')"}
+    val = load_300w(root, ("afw", "helen_train"), 68, cache_dir=CACHE).split(0.1)[1]
+    times = []
+    for _ in range(reps):
+        pts, seconds, _ = dlib_points(parts, val)
+        times.append(seconds)
+    nme = evaluate_predictions(pts, _normalised(val), val)["rows"][0]["nme"]
+    return {"ms_per_face": 1000 * float(np.median(times)), "nme": nme}
+
+
+def plot(rows: list[dict], path: pathlib.Path) -> None:
+    """Speed (ms per face, batch 1, one thread) against validation NME, one point per model x runtime."""
+    from rcn_keras.visualize import figure_to_png
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        if r.get("nme") is None or r.get("ms b1") is None:
+            continue
+        marker = "*" if r["model"] == "dlib ERT" else "o"
+        ax.scatter(r["ms b1"], r["nme"], marker=marker, s=120 if marker == "*" else 40)
+        ax.annotate(f"{r['model']} {r['runtime']}", (r["ms b1"], r["nme"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per face (batch 1, one thread, log scale)")
+    ax.set_ylabel("validation NME % (68 points: eye-corner midpoints)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    figure_to_png(fig, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--root", default=str(SHARED))
+    parser.add_argument("--models", nargs="+", default=["rcn-300w", "rcn-300w-fast", "rcn-afw5"])
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
+    parser.add_argument("--reps", type=int, default=200, help="timed calls at batch 1 (batch 64: a tenth)")
+    args = parser.parse_args()
+    if args.worker:
+        print("RESULT " + json.dumps(_worker(json.loads(args.worker))))
+        return
+    if not (pathlib.Path(args.root) / "afw").is_dir():
+        print(f"skipped: no 300W data at {args.root}")
+        return
+    rows = []
+    dlib_before = _dlib(args.root, 3)
+    for model in args.models:
+        for runtime in args.runtimes:
+            common = {"model": model, "runtime": runtime, "root": args.root}
+            b1 = _run_task({**common, "batch": 1, "threads": 1, "reps": args.reps, "score": True})
+            b64 = _run_task({**common, "batch": 64, "threads": 2, "reps": max(3, args.reps // 20), "score": False})
+            row = {"model": model, "runtime": runtime, "ms b1": b1.get("ms_per_face"),
+                   "faces/s b64": b64.get("faces_per_s"), "peak MB": b1.get("peak_mb"), "file KB": b1.get("file_kb"),
+                   "nme": b1.get("nme"), "error": b1.get("error") or b64.get("error") or ""}
+            rows.append(row)
+            print(f"{model} {runtime}: {row}", flush=True)
+    dlib_after = _dlib(args.root, 3)
+    dlib_ms = (dlib_before.get("ms_per_face", float("nan")) + dlib_after.get("ms_per_face", float("nan"))) / 2
+    rows.append({"model": "dlib ERT", "runtime": "dlib 20 (C++)", "ms b1": dlib_ms, "faces/s b64": 1000 / dlib_ms,
+                 "nme": dlib_before.get("nme"), "error": dlib_before.get("error", "")})
+    for r in rows:
+        r["x dlib"] = r["ms b1"] / dlib_ms if r.get("ms b1") else None
+    columns = ["model", "runtime", "ms b1", "x dlib", "faces/s b64", "peak MB", "file KB", "nme", "error"]
+    text = print_table(rows, columns)
+    from rcn_keras.files import atomic_write_text
+
+    atomic_write_text(RESULTS / "speed_vs_dlib.md",
+                      "# Speed and accuracy vs dlib\n\nms b1: ms per face at batch 1 on one thread; faces/s b64: "
+                      "batch 64 on two threads; nme: 300W validation split (5 points: AFW), eye-corner "
+                      "midpoints (5 points: eye centres); x dlib: ms b1 / dlib's ms per face in the same run.\n\n"
+                      + text + "\n")
+    write_results("speed_vs_dlib", {"rows": rows, "dlib_before": dlib_before, "dlib_after": dlib_after})
+    plot([r for r in rows if r["model"] != "rcn-afw5"], RESULTS / "speed_vs_dlib.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Face detectors behind one small interface (`Detector.detect(image) -> Detections`), chosen by name."""
