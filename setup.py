@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["rcn_keras", "rcn_keras.*"]),
     # the shipped pretrained models (rcn_keras/weights: .keras + model card data)
-    package_data={"rcn_keras": ["weights/*.keras", "weights/*.json", "weights/*.md"]},
+    package_data={"rcn_keras": ["weights/*.keras", "weights/*.json", "weights/*.md", "detection/*.json"]},
     install_requires=[
         "keras>=3.10",
         "numpy>=1.26",

@@ -143,28 +143,10 @@ def run_set(faces, k: int, model_spec: str | None, dlib_parts) -> list[dict]:
     return rows
 
 
-def calibrate(dlib_parts, root: str, cache_dir: str) -> dict:
-    """Median (scale, centre shift x, y) taking dlib detector boxes to the stage-B squares the models
-    train on, per keypoint count, on every third training face (never the validation split): the
-    `rcn_keras.boxes.DEFAULT_BOX_FORMATS` "dlib" constants."""
-    from rcn_keras.data.datasets import load_300w
-
-    out = {}
-    for k in (68, 5):
-        faces = load_300w(root, ("afw", "helen_train"), k, cache_dir=cache_dir).split(0.1)[0]
-        faces = faces.take(range(0, len(faces), 3))
-        stats = [(s / bw, (x + s / 2 - bx - bw / 2) / bw, (y + s / 2 - by - bh / 2) / bw)
-                 for b, (x, y, s) in zip(detector_boxes(dlib_parts, faces), faces.rects) if b is not None
-                 for bx, by, bw, bh in [b]]
-        out[k] = [round(float(v), 3) for v in np.median(np.array(stats), 0)] + [len(stats)]
-        print(f"{k} points: scale, shift x, shift y = {out[k][:3]} from {len(stats)} detected training faces")
-    return out
-
-
 def rcn_from_boxes(model, readout: str, faces, boxes: list, box_format: str) -> np.ndarray:
     """RCN keypoints via `Landmarker.predict` given face boxes, in the normalised stage-B frame."""
     results = model.predict(list(faces.images), boxes=boxes, readout=readout, box_format=box_format)
-    pixels = np.stack([r["keypoints"] for r in results]) + 0.5  # pixel centres -> edges
+    pixels = np.stack([r["faces"][0]["keypoints"] for r in results]) + 0.5  # pixel centres -> edges
     return (pixels - faces.rects[:, None, :2]) / faces.rects[:, None, 2:]
 
 
@@ -174,7 +156,6 @@ def main() -> None:
     parser.add_argument("--model68", default="rcn-300w", help="68-point model (.keras or shipped name)")
     parser.add_argument("--model5", default="rcn-afw5", help="5-point model (.keras or shipped name)")
     parser.add_argument("--cache-dir", default="runs/cache")
-    parser.add_argument("--calibrate", action="store_true", help="print the dlib box convention and stop")
     args = parser.parse_args()
     if not (pathlib.Path(args.root) / "afw").is_dir():
         print(f"skipped: no 300W data at {args.root}")
@@ -182,10 +163,6 @@ def main() -> None:
     dlib_parts = load_dlib()
     if dlib_parts is None:
         print("dlib not installed (pip install -e '.[peers]'): scoring the RCN models only")
-    if args.calibrate:
-        if dlib_parts is not None:
-            write_results("dlib_box_calibration", calibrate(dlib_parts, args.root, args.cache_dir))
-        return
     from rcn_keras.data.datasets import load_300w
 
     val68 = load_300w(args.root, ("afw", "helen_train"), 68, cache_dir=args.cache_dir).split(0.1)[1]

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 FORMATS = ("saved_model", "tflite", "onnx")  # read by the command line before TensorFlow is imported
 QUANTIZATIONS = ("none", "float16", "int8")  # TFLite only
+# Ops left in float32 in int8 files: the contrast normalisation (a division by the local deviation) and
+# the read-out (exponentials, sums, the expectation) need the range; the convolutions are quantised.
+FLOAT_OPS = ("DIV", "SQRT", "SQUARED_DIFFERENCE", "MEAN", "MAXIMUM", "ADD", "SUB", "MUL", "EXP", "SUM",
+             "REDUCE_MAX", "ARG_MAX", "BATCH_MATMUL", "TRANSPOSE", "FLOOR_DIV", "FLOOR_MOD")
 ONNX_OPSET = 17
 
 
@@ -81,14 +85,19 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | No
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
-        elif quantize == "int8":
+        if quantize != "int8":
+            flatbuffer = converter.convert()
+        else:
             def batches():
                 for start in range(0, len(representative) - batch_size + 1, batch_size):
-                    yield {"image": representative[start:start + batch_size]}
+                    yield [representative[start:start + batch_size]]
 
             converter.representative_dataset = batches
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        flatbuffer = converter.convert()
+            # Selective quantisation: everything but FLOAT_OPS in int8 (TensorFlow's documented route).
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=batches,
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS)))
+            flatbuffer = debugger.get_nondebug_quantized_model()
     atomic_write_bytes(path, flatbuffer)
     return pathlib.Path(path)
 

@@ -38,7 +38,8 @@ def _number(v, digits: int):
     return None if v is None or not math.isfinite(float(v)) else round(float(v), digits)
 
 
-def _face_json(face: dict) -> dict:
+def face_json(face: dict) -> dict:
+    """One face of `Landmarker.predict` as keypoints.json writes it (rounded, JSON types)."""
     return {"box": None if face["box"] is None else [_number(v, 2) for v in face["box"]],
             "score": _number(face["score"], 4),
             "keypoints": [[_number(v, 3) for v in p] for p in face["keypoints"]],
@@ -63,7 +64,7 @@ def predictions_json(results: list[dict], model: str | None = None, detector: st
     images = [r for r in results if "error" not in r]
     return {"schema": SCHEMA_VERSION, "coordinates": COORDINATES, "model": model, "detector": detector,
             "images": [{"image": r["image"], "width": r["width"], "height": r["height"],
-                        "faces": [_face_json(f) for f in r["faces"]]} for r in images],
+                        "faces": [face_json(f) for f in r["faces"]]} for r in images],
             "no_face": [r["image"] for r in images if not r["faces"]],
             "failed": [{"image": r["image"], "error": r["error"]} for r in results if "error" in r]}
 

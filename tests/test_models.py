@@ -144,6 +144,54 @@ def test_readout_argmax_and_soft_argmax():
     np.testing.assert_allclose(soft["keypoints"], out["keypoints"], atol=1e-4)
 
 
+def _reference_readout(logits: np.ndarray, mode: str, radius: int = 2):
+    """The read-outs written the obvious way in numpy: softmax over each map's pixels, then the peak,
+    the expectation, or the expectation over the (2r+1)^2 window around the peak."""
+    b, h, w, k = logits.shape
+    flat = logits.transpose(0, 3, 1, 2).reshape(b, k, h * w).astype(np.float64)
+    p = np.exp(flat - flat.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    centres = np.stack([(np.arange(h * w) % w + 0.5) / w, (np.arange(h * w) // w + 0.5) / h], -1)
+    peak = p.argmax(-1)
+    if mode == "argmax":
+        points = centres[peak]
+    elif mode == "soft_argmax":
+        points = p @ centres
+    else:
+        near = (np.abs(centres[None, None, :, 0] * w - centres[peak][..., None, 0] * w) <= radius) & \
+               (np.abs(centres[None, None, :, 1] * h - centres[peak][..., None, 1] * h) <= radius)
+        q = p * near
+        points = (q / q.sum(-1, keepdims=True)) @ centres
+    return points, p.max(-1)
+
+
+@pytest.mark.parametrize("mode", ["argmax", "soft_argmax", "local_soft_argmax"])
+def test_readouts_match_the_numpy_reference(rng, mode):
+    logits = (rng.normal(size=(3, 80, 80, 6)) * 3).astype("float32")
+    logits[0, 0, 0, 0] = 40  # a peak in a corner: the local window is cut by the border
+    logits[1, 79, 40, 1] = 40
+    logits[2, 30, 50, 2] = logits[2, 31, 52, 2] = 25  # two close peaks: the first in row-major order wins
+    out = rcn_keras.KeypointReadout(mode)(logits)
+    points, confidence = _reference_readout(logits, mode)
+    np.testing.assert_allclose(out["keypoints"], points, atol=2e-5)
+    np.testing.assert_allclose(out["confidence"], confidence, rtol=1e-4)
+
+
+def test_fast_layout_is_separable_normalised_and_emits_40x40_maps():
+    model = rcn_keras.build_model("rcn_300w_fast")
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert {"SeparableConv2D", "BatchNormalization"} <= kinds and "m1_bn" in {lay.name for lay in model.layers}
+    assert "f1" not in {layer.name for layer in model.layers}  # output_level 1: no F branch
+    assert model.get_layer("fout").output.shape[1:] == (40, 40, 68)
+    assert model.output.shape[1:] == (80, 80, 68) and model.count_params() < 100_000
+    depthwise = model.get_layer("m1").depthwise_kernel.numpy()  # fan = k * k, not k * k * channels
+    assert np.abs(depthwise).max() <= np.sqrt(6 / (9 + 9 / 4)) + 1e-6 and depthwise.std() > 0.3
+    with pytest.raises(ValueError, match="'fast' only for family='rcn'"):
+        rcn_keras.model_config("sumnet_300w", layout="fast")
+    with pytest.raises(ValueError, match="output_level"):
+        rcn_keras.model_config("rcn_300w", output_level=3)
+
+
 def test_a_few_steps_reduce_the_loss(rng):
     model = rcn_keras.build_model("rcn_mtfl", branches=5)
     x = rng.uniform(0, 255, (8, 80, 80, 1)).astype("float32")

@@ -1,7 +1,7 @@
-"""``rcn predict``: keypoints of every face in photos, folders and globs (JSON, CSV, overlay PNGs). Faces
-come from ``--box`` / ``--boxes``, else a face detector (``--detector auto``), else the whole image
-(``--detector none``). Images with no face are reported; unreadable images are reported and skipped,
-the others are still written (exit code 2 says some failed)."""
+"""``rcn predict``: keypoints of every face in photos, folders, globs and videos (JSON, CSV, overlay PNGs;
+per-frame JSON and an overlay video). Faces come from ``--box`` / ``--boxes``, else a face detector
+(``--detector auto``), else the whole image (``--detector none``). Images with no face are reported;
+unreadable images are reported and skipped, the others are still written (exit code 2 says some failed)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ EXIT_SOME_FAILED = 2
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help="keypoints of the faces in images, folders or globs (JSON, CSV, overlay PNGs)")
-    p.add_argument("images", nargs="+", help="image files, folders (their images) or glob patterns")
+    p.add_argument("images", nargs="+", help="image or video files, folders (their images) or glob patterns")
     p.add_argument("--model", required=True, help=".keras file, shipped model name, or joint:RCN,DENOISER")
     p.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto",
                    help="how faces are found in images without a box: auto (the best installed), a detector, "
@@ -41,6 +41,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-overlay", action="store_true")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar on stderr (auto: when stderr is a terminal)")
+    p.add_argument("--no-smooth", action="store_true", help="videos: no One Euro smoothing of the points")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="videos: read at most this many frames")
     p.add_argument("--out", default="predictions")
     p.set_defaults(func=run)
     return p
@@ -89,6 +91,7 @@ def run(args) -> int:
     from rcn_keras.detection.registry import make_detector
     from rcn_keras.landmarker import load_landmarker
     from rcn_keras.prediction_files import write_predictions
+    from rcn_keras.video import is_video, predict_video
 
     images = expand_images(args.images)
     boxes = None
@@ -99,6 +102,19 @@ def run(args) -> int:
     detector = None if args.box else make_detector(args.detector, min_score=args.min_score)
     model = load_landmarker(args.model)
     bar = ProgressBar(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
+    videos = [i for i in images if is_video(i)]
+    images = [i for i in images if not is_video(i)]
+    for video in videos:
+        start = time.perf_counter()
+        doc = predict_video(model, video, args.out, smooth=not args.no_smooth, overlay=not args.no_overlay,
+                            max_frames=args.max_frames, box=parse_box(args.box) if args.box else None,
+                            box_format=args.box_format, batch_size=args.batch_size, detector=detector,
+                            max_faces=args.max_faces, level=not args.no_level)
+        frames = len(doc["frames"])
+        print(f"{video}: {frames} frame(s), {sum(len(f['faces']) for f in doc['frames'])} face(s), "
+              f"{frames / (time.perf_counter() - start):.1f} frames/s -> {args.out}")
+    if not images:
+        return 0
     start = time.perf_counter()
     results = model.predict(images, boxes=boxes, box_format=args.box_format, readout=args.readout,
                             batch_size=args.batch_size, on_error="skip", detector=detector,

@@ -1,0 +1,187 @@
+"""Landmarks in videos: frames read with imageio + ffmpeg (the ``video`` extra), faces followed from frame to
+frame, optional One Euro smoothing of each face's points (Casiez, Roussel, Vogel, CHI 2012: little lag
+when a face moves fast, little jitter when it holds still), per-frame JSON and an overlay video."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+
+import numpy as np
+
+from rcn_keras.detection.base import MissingExtra
+from rcn_keras.files import atomic_write_bytes
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif")
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return pathlib.Path(str(path)).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _imageio():
+    try:
+        import imageio.v2 as imageio
+        import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary imageio reads and writes with)
+    except ImportError:
+        raise MissingExtra("reading videos", "imageio-ffmpeg", "video") from None
+    return imageio
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def read_frames(path: str | os.PathLike):
+    """(frames per second, iterator over RGB uint8 frames) of a video file; a one-line error naming the
+    file when it cannot be read."""
+    imageio = _imageio()
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    try:
+        reader = imageio.get_reader(path, "ffmpeg")
+        fps = float(reader.get_meta_data().get("fps") or 25.0)
+    except Exception as exc:  # imageio / ffmpeg raise many types for unreadable files
+        raise ValueError(f"{path}: cannot read video ({_first_line(exc)})") from None
+
+    def frames():
+        try:
+            for frame in reader:
+                frame = np.asarray(frame)
+                yield frame if frame.ndim == 3 else np.repeat(frame[..., None], 3, axis=-1)
+        except Exception as exc:
+            raise ValueError(f"{path}: cannot decode video ({_first_line(exc)})") from None
+        finally:
+            reader.close()
+
+    return fps, frames()
+
+
+class OneEuroFilter:
+    """One Euro filter over arrays (e.g. a face's (K, 2) points): an exponential smoother whose cut-off
+    frequency rises with the signal's speed. ``min_cutoff`` (Hz) sets the smoothing at rest, ``beta`` how
+    fast it lets go when the points move, ``d_cutoff`` the smoothing of the speed estimate. The defaults
+    suit points in units of the face size (as `FaceTracks` gives them), picked on 300W validation faces
+    by benchmarks/video_smoothing.py: jitter about halved on a still face, a quarter less when it moves."""
+
+    def __init__(self, fps: float, min_cutoff: float = 4.0, beta: float = 20.0, d_cutoff: float = 1.0):
+        if fps <= 0 or min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+            raise ValueError("One Euro filter needs fps, min_cutoff, d_cutoff > 0 and beta >= 0")
+        self.period, self.min_cutoff, self.beta, self.d_cutoff = 1.0 / fps, min_cutoff, beta, d_cutoff
+        self.x = self.dx = None
+
+    def _alpha(self, cutoff):
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / self.period)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if self.x is None:
+            self.x, self.dx = x, np.zeros_like(x)
+            return x
+        dx = (x - self.x) / self.period
+        a_d = self._alpha(self.d_cutoff)
+        self.dx = a_d * dx + (1 - a_d) * self.dx
+        a = self._alpha(self.min_cutoff + self.beta * np.abs(self.dx))
+        self.x = a * x + (1 - a) * self.x
+        return self.x
+
+
+class FaceTracks:
+    """Follows faces from frame to frame (each new face joins the nearest track whose last box centre lies
+    within half a box side, else starts one) and smooths each track's points with its own filter, in
+    units of the face's crop side (speeds in face sizes per second)."""
+
+    def __init__(self, fps: float, smooth: bool = True, **filter_options):
+        self.fps, self.smooth, self.options = fps, smooth, filter_options
+        self.tracks: list[dict] = []  # {"id", "centre", "size", "filter", "seen"}
+        self.next_id = 0
+
+    def update(self, faces: list[dict], frame: int) -> list[dict]:
+        """``faces`` of one frame (`Landmarker.predict` faces) with "track" ids and, when smoothing,
+        "keypoints" replaced by the filtered points ("raw_keypoints" keeps the model's)."""
+        free = [t for t in self.tracks if t["seen"] == frame - 1]
+        out = []
+        for face in faces:
+            x, y, side = (float(v) for v in face["rect"])
+            centre = np.array([x + side / 2, y + side / 2])
+            near = [(np.hypot(*(t["centre"] - centre)), t) for t in free]
+            near = [(d, t) for d, t in near if d < 0.5 * max(side, t["size"])]
+            if near:
+                track = min(near, key=lambda dt: dt[0])[1]
+                free.remove(track)
+            else:
+                # points are filtered in units of the face's size, so the settings hold for any face size
+                track = {"id": self.next_id, "filter": OneEuroFilter(self.fps, **self.options), "unit": side}
+                self.next_id += 1
+                self.tracks.append(track)
+            track.update(centre=centre, size=side, seen=frame)
+            face = {**face, "track": track["id"]}
+            if self.smooth:
+                face["raw_keypoints"] = face["keypoints"]
+                face["keypoints"] = track["filter"](face["keypoints"] / track["unit"]) * track["unit"]
+            out.append(face)
+        self.tracks = [t for t in self.tracks if t["seen"] >= frame - 1]
+        return out
+
+
+def predict_video(landmarker, path: str | os.PathLike, out_dir: str | os.PathLike, smooth: bool = True,
+                  overlay: bool = True, max_frames: int | None = None, batch_frames: int = 16, progress=None,
+                  box=None, **predict_options) -> dict:
+    """Keypoints of every face in every frame of a video. Writes ``<stem>_keypoints.json`` ({"schema",
+    "video", "fps", "frames": [{"frame", "time", "faces": [...]}]}, faces as in keypoints.json plus
+    "track") and, with ``overlay``, ``<stem>_keypoints.mp4``; returns the JSON document.
+    ``box``: one face box (x, y, w, h) for every frame instead of detection. ``predict_options`` go to
+    `Landmarker.predict` (detector, box_format, max_faces, ...)."""
+    from rcn_keras.prediction_files import SCHEMA_VERSION, face_json, overlay_image
+
+    path, out_dir = pathlib.Path(path), pathlib.Path(out_dir)
+    fps, frames = read_frames(path)
+    tracks = FaceTracks(fps, smooth)
+    doc = {"schema": SCHEMA_VERSION, "video": str(path), "fps": fps, "smoothing": "one-euro" if smooth else None,
+           "frames": []}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    video_path = out_dir / f"{path.stem}_keypoints.mp4"
+    tmp_video = video_path.with_name(f".{path.stem}_keypoints.part.mp4")  # renamed when complete
+    writer = _imageio().get_writer(tmp_video, "ffmpeg", fps=fps, codec="libx264", quality=7,
+                                   macro_block_size=2) if overlay else None
+
+    def handle(batch, start):
+        results = landmarker.predict(batch, boxes=None if box is None else [box] * len(batch), **predict_options)
+        for i, (rgb, result) in enumerate(zip(batch, results)):
+            n = start + i
+            faces = tracks.update(result["faces"], n)
+            doc["frames"].append({"frame": n, "time": round(n / fps, 4),
+                                  "faces": [{**face_json(f), "track": f["track"]} for f in faces]})
+            if writer is not None:
+                image = np.asarray(overlay_image({**result, "faces": faces}, rgb)) if faces else rgb
+                writer.append_data(image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2])  # even sides
+
+    batch, start = [], 0
+    try:
+        for n, frame in enumerate(frames):
+            if max_frames is not None and n >= max_frames:
+                break
+            batch.append(frame)
+            if len(batch) == batch_frames:
+                handle(batch, start)
+                start += len(batch)
+                batch = []
+                if progress is not None:
+                    progress(start, None)
+        if batch:
+            handle(batch, start)
+    finally:
+        if writer is not None:
+            writer.close()
+    if not doc["frames"]:
+        tmp_video.unlink(missing_ok=True)
+        raise ValueError(f"{path}: the video has no frames")
+    atomic_write_bytes(out_dir / f"{path.stem}_keypoints.json", json.dumps(doc, allow_nan=False).encode())
+    if writer is not None:
+        os.replace(tmp_video, video_path)
+    return doc

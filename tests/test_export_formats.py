@@ -1,0 +1,67 @@
+"""Exported files and their runtimes: TFLite float32 / float16 / int8 (LiteRT) and ONNX (ONNX Runtime)
+give the Keras model's keypoints; bad export requests are one clear error."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from rcn_keras.app.cli import main as cli
+from rcn_keras.data.pipeline import make_dataset
+from rcn_keras.data.synthetic import synthetic_faces
+from rcn_keras.landmarker import Landmarker
+from rcn_keras.runtimes import ExportedLandmarker
+
+HAS_ONNX = all(importlib.util.find_spec(m) is not None for m in ("tf2onnx", "onnxruntime"))
+
+
+@pytest.fixture(scope="module")
+def model_and_faces():
+    faces = synthetic_faces(40, 5, seed=11)
+    crops = np.concatenate([x.numpy() for x, _ in make_dataset(faces, "test", 64)])
+    return Landmarker.from_preset("rcn-afw5"), crops
+
+
+@pytest.mark.parametrize("quantize, tolerance", [("none", 1e-4), ("float16", 3e-3), ("int8", 0.03)])
+def test_tflite_files_give_the_keras_keypoints(model_and_faces, tmp_path, quantize, tolerance):
+    model, crops = model_and_faces
+    expected = model.predict_crops(crops[:10])["keypoints"]
+    path = model.export(tmp_path / "m.tflite", "tflite", batch_size=4, quantize=quantize,
+                        representative=crops if quantize == "int8" else None)
+    runner = ExportedLandmarker(path, threads=1)
+    assert runner.runtime == "litert" and runner.batch_size == 4
+    out = runner(crops[:10])  # 10 crops through a fixed batch of 4: the last batch is padded
+    assert out["keypoints"].shape == (10, 5, 2) and out["confidence"].shape == (10, 5)
+    assert np.median(np.abs(out["keypoints"] - expected)) < tolerance
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="the onnx extra (tf2onnx, onnxruntime) is not installed")
+def test_onnx_file_gives_the_keras_keypoints_at_any_batch(model_and_faces, tmp_path):
+    model, crops = model_and_faces
+    runner = ExportedLandmarker(model.export(tmp_path / "m.onnx", "onnx"), threads=1)
+    assert runner.runtime == "onnxruntime" and runner.batch_size is None
+    for n in (1, 7):
+        np.testing.assert_allclose(runner(crops[:n])["keypoints"], model.predict_crops(crops[:n])["keypoints"],
+                                   atol=1e-4)
+
+
+def test_bad_export_requests_are_one_clear_error(model_and_faces, tmp_path, capsys):
+    model, _ = model_and_faces
+    with pytest.raises(ValueError, match="int8 quantisation needs representative faces"):
+        model.export(tmp_path / "m.tflite", "tflite", quantize="int8")
+    with pytest.raises(ValueError, match="for --format tflite only"):
+        model.export(tmp_path / "sm", "saved_model", quantize="float16")
+    with pytest.raises(ValueError, match="quantize='int4' is not allowed"):
+        model.export(tmp_path / "m.tflite", "tflite", quantize="int4")
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(ValueError, match="not an exported model"):
+        ExportedLandmarker(tmp_path / "x.txt")
+    assert cli.main(["export", "--model", "rcn-afw5", "--format", "tflite", "--quantize", "int8",
+                     "--out", str(tmp_path / "q.tflite")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs representative faces: --data" in err[0]
+    assert cli.main(["export", "--model", "rcn-afw5", "--format", "tflite", "--quantize", "int8", "--data",
+                     "synthetic", "--out", str(tmp_path / "q.tflite")]) == 0
+    assert ExportedLandmarker(tmp_path / "q.tflite")(np.zeros((2, 80, 80, 1)))["keypoints"].shape == (2, 5, 2)
