@@ -88,29 +88,38 @@ def landmark_box(pts: np.ndarray) -> tuple:
     return (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
 
 
-def score(model, photos, detector) -> dict:
-    """Faces found, NME of found faces (end to end and from landmark boxes), ms per photo."""
+def scored_faces(boxes: np.ndarray, truths: list, points_of) -> tuple[int, list]:
+    """(faces found, their NMEs): each true face is matched to the box overlapping its 1.3x landmark
+    square most (`rcn_keras.detection.calibration.match`); ``points_of(i)`` gives box i's points in
+    edge coordinates."""
     from rcn_keras.detection.base import Detections
     from rcn_keras.detection.calibration import match
+    from rcn_keras.evaluation.nme import per_sample_nme
+
+    found = Detections(np.asarray(boxes, np.float32).reshape(-1, 4), np.ones(len(boxes), np.float32))
+    hits, errors = 0, []
+    for pts in truths:
+        x, y, w, h = landmark_box(pts)
+        side = 1.3 * max(w, h)
+        i = match(found, np.array([x + w / 2 - side / 2, y + h / 2 - side / 2, side]))
+        if i is not None:
+            hits += 1
+            errors.append(per_sample_nme(points_of(i)[None], pts[None], "corner_midpoints")[0])
+    return hits, errors
+
+
+def score(model, photos, detector) -> dict:
+    """Faces found, NME of found faces (end to end and from landmark boxes), ms per photo."""
     from rcn_keras.evaluation.nme import per_sample_nme
 
     found, errs, ref_errs, seconds, total = 0, [], [], 0.0, 0
     for image, truths in photos:
         start = time.perf_counter()
-        result = model.predict(image, detector=detector)[0]
+        faces = model.predict(image, detector=detector)[0]["faces"]
         seconds += time.perf_counter() - start
-        faces = result["faces"]
-        boxes = Detections(np.array([f["box"] for f in faces], np.float32).reshape(-1, 4),
-                           np.array([f["score"] for f in faces], np.float32))
-        for pts in truths:
-            total += 1
-            x, y, w, h = landmark_box(pts)
-            i = match(boxes, np.array([x + w / 2 - max(w, h) * 0.65, y + h / 2 - max(w, h) * 0.65, max(w, h) * 1.3]))
-            if i is None:
-                continue
-            found += 1
-            pred = faces[i]["keypoints"] + 0.5  # pixel centres -> edge coordinates
-            errs.append(per_sample_nme(pred[None], pts[None], "corner_midpoints")[0])
+        hits, errors = scored_faces([f["box"] for f in faces], truths, lambda i: faces[i]["keypoints"] + 0.5)
+        found, total, errs = found + hits, total + len(truths), errs + errors
+        for pts in truths:  # the same model from each face's landmark box, for reference
             ref = model.predict(image, boxes=[landmark_box(pts)], box_format="landmarks")[0]["faces"][0]
             ref_errs.append(per_sample_nme((ref["keypoints"] + 0.5)[None], pts[None], "corner_midpoints")[0])
     return {"found %": 100 * found / total, "faces": total, "NME % found": 100 * float(np.mean(errs)),
@@ -119,10 +128,6 @@ def score(model, photos, detector) -> dict:
 
 def dlib_pipeline(photos, parts) -> dict:
     """dlib's HOG (upsample 1) + ERT on the same photos, scored the same way."""
-    from rcn_keras.detection.base import Detections
-    from rcn_keras.detection.calibration import match
-    from rcn_keras.evaluation.nme import per_sample_nme
-
     dlib, detector, predictor = parts
     found, errs, seconds, total = 0, [], 0.0, 0
     for image, truths in photos:
@@ -130,17 +135,9 @@ def dlib_pipeline(photos, parts) -> dict:
         rects = detector(image, 1)
         shapes = [predictor(image, r) for r in rects]
         seconds += time.perf_counter() - start
-        boxes = Detections(np.array([[r.left(), r.top(), r.width(), r.height()] for r in rects], np.float32).reshape(-1, 4),
-                           np.ones(len(rects), np.float32))
-        for pts in truths:
-            total += 1
-            x, y, w, h = landmark_box(pts)
-            i = match(boxes, np.array([x + w / 2 - max(w, h) * 0.65, y + h / 2 - max(w, h) * 0.65, max(w, h) * 1.3]))
-            if i is None:
-                continue
-            found += 1
-            pred = np.array([[p.x, p.y] for p in shapes[i].parts()], np.float64) + 0.5
-            errs.append(per_sample_nme(pred[None], pts[None], "corner_midpoints")[0])
+        hits, errors = scored_faces([[r.left(), r.top(), r.width(), r.height()] for r in rects], truths,
+                                    lambda i: np.array([[p.x, p.y] for p in shapes[i].parts()], np.float64) + 0.5)
+        found, total, errs = found + hits, total + len(truths), errs + errors
     return {"found %": 100 * found / total, "faces": total, "NME % found": 100 * float(np.mean(errs)),
             "ms/photo": 1000 * seconds / len(photos)}
 

@@ -105,7 +105,8 @@ def face_inputs(rgb: np.ndarray, plans: Sequence[FacePlan]) -> np.ndarray:
         side = max(1, round(s * LOOSE_OVER_FACE))
         left, top = math.floor(x + s / 2 - side / 2), math.floor(y + s / 2 - side / 2)
         region = image.crop((left, top, left + side, top + side))  # zero outside the image
-        small = region.resize((STAGE_A_SIZE, STAGE_A_SIZE), Image.LANCZOS, reducing_gap=3.0).convert("L")
+        # grey first (training converts after the resize: both linear, the same up to rounding; 3x cheaper)
+        small = region.convert("L").resize((STAGE_A_SIZE, STAGE_A_SIZE), Image.LANCZOS, reducing_gap=3.0)
         loose.append(np.asarray(small, np.float32))
         k = STAGE_A_SIZE / side
         local.append(((x - left) * k, (y - top) * k, s * k))

@@ -159,6 +159,24 @@ class Landmarker(keras.Model):
     def _head(self, readout: str | None) -> KeypointReadout:
         return self.readout_layer if readout in (None, self.readout) else KeypointReadout(readout)
 
+    def _inference_fn(self, readout: str | None):
+        """Crops -> keypoints and confidence as one traced graph per read-out (op-by-op eager calls cost
+        a small network more than the network itself)."""
+        import tensorflow as tf
+
+        cache = self.__dict__.setdefault("_inference_fns", {})
+        key = readout or self.readout
+        if key not in cache:
+            head = self._head(readout)
+
+            @tf.function(input_signature=[tf.TensorSpec([None, MAP_SIZE, MAP_SIZE, 1], tf.float32)])
+            def infer(crops):
+                out = head(self.backbone(crops, training=False))
+                return out["keypoints"], out["confidence"]
+
+            cache[key] = infer
+        return cache[key]
+
     def predict_crops(self, crops, batch_size: int = 64, readout: str | None = None) -> dict[str, np.ndarray]:
         """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) for 80x80 grey crops."""
         crops = np.asarray(crops, np.float32)
@@ -168,12 +186,12 @@ class Landmarker(keras.Model):
             raise ValueError(f"crops must be (N, {MAP_SIZE}, {MAP_SIZE}, 1) grey images, got shape {crops.shape}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-        head = self._head(readout)
+        infer = self._inference_fn(readout)
         keypoints, confidence = [], []
         for start in range(0, len(crops), batch_size):
-            out = head(self.backbone(crops[start:start + batch_size], training=False))
-            keypoints.append(np.asarray(out["keypoints"]))
-            confidence.append(np.asarray(out["confidence"]))
+            points, peak = infer(crops[start:start + batch_size])
+            keypoints.append(points.numpy())
+            confidence.append(peak.numpy())
         if not keypoints:
             return {"keypoints": np.zeros((0, self.num_keypoints, 2), np.float32),
                     "confidence": np.zeros((0, self.num_keypoints), np.float32)}
@@ -181,7 +199,7 @@ class Landmarker(keras.Model):
 
     def predict(self, images, boxes: Sequence[Box | None] | dict | None = None, box_format: str | None = None,
                 readout: str | None = None, batch_size: int = 64, on_error: str = "raise",
-                detector: str | Detector | None = "model", max_faces: int | None = None, level: bool = True,
+                detector: str | Detector | None = None, max_faces: int | None = None, level: bool = True,
                 progress=None, **kwargs) -> list[dict]:
         """Keypoints of every face in each image: one dict per image, ``{"image", "width", "height",
         "faces": [...]}``; each face ``{"box", "score", "keypoints" (K, 2), "confidence" (K,), "rect",
@@ -190,7 +208,7 @@ class Landmarker(keras.Model):
 
         ``images``: a path, an array (grey or RGB, 0-255) or a list of them. Faces come from, in order:
         ``boxes`` (one (x, y, w, h) or ``None`` per image, or a dict of `read_boxes_file`; ``box_format``
-        says what they are, default ``default_box_format``), else the ``detector`` (default: the model's
+        says what they are, default ``default_box_format``), else the ``detector`` (``None``: the model's
         own, ``self.detector``; ``"auto"``, a name or a `Detector`; at most ``max_faces`` per image, most
         confident first; ``level`` rotates each crop by the roll of the eyes a detector gives), else the
         whole image is one face crop (``detector="none"``). An image where the detector finds no face
@@ -205,7 +223,7 @@ class Landmarker(keras.Model):
         single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim <= 3)
         images = [images] if single else list(images)
         given_format = self.box_format(box_format)
-        finder = self.detector if detector == "model" else make_detector(detector)
+        finder = self.detector if detector is None else make_detector(detector)
         found_format = self.box_format(finder.name) if finder is not None else None
         per_image = inference.boxes_per_image(images, boxes)
 

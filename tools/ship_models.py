@@ -23,10 +23,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 from _common import print_table  # noqa: E402
 
-NAMES = {68: "rcn-300w", 5: "rcn-afw5"}
+from rcn_keras.presets import get_preset  # noqa: E402
+
+NAMES = ("rcn-300w", "rcn-300w-fast", "rcn-afw5")
+
+
+def shipped_name(preset: str, k: int) -> str:
+    """The shipped model a run of ``preset`` with ``k`` keypoints competes for."""
+    if k == 5:
+        return "rcn-afw5"
+    return "rcn-300w-fast" if get_preset(preset).model.layout == "fast" else "rcn-300w"
+
 RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm-up and cosine decay, flips, rotation 30, "
                             "photometric jitter, bilinear sub-pixel targets, read-out picked on validation)",
-           "rcn_mtfl_real": "the real-face recipe (as rcn_300w_real)"}
+           "rcn_mtfl_real": "the real-face recipe (as rcn_300w_real)",
+           "rcn_300w_fast": "the real-face recipe (as rcn_300w_real, batch 32, 300 epochs) on the fast layout "
+                            "(depthwise-separable convs with batch normalisation, 40x40 output upsampled)"}
 LICENCE = ("Trained on the 300W annotations of AFW and HELEN (ibug.doc.ic.ac.uk/resources/300-W), which are "
            "released for research use only: so are these weights. Not for commercial use.")
 
@@ -95,9 +107,10 @@ def card_markdown(cards: list[dict]) -> str:
         for t in headline_rows(c.get("test", [])):
             lines.append(f"* Test {c['test_set']} ({t['faces']} faces): NME {t['nme']:.2f} % ({t['normaliser']}), "
                          f"FR@10 {t['fr10']:.1f} %, AUC@8 {t['auc8']:.3f}.")
-        lines += ["* Input: a face crop, or an image with a face box (`--box x,y,w,h`): the tight box of the "
-                  "face's landmarks (enlarged 1.3 as in training), or with `--box-format dlib` a box from dlib's "
-                  "HOG face detector (calibrated on the training faces).", ""]
+        lines += ["* Input: photos (faces found by a detector: `--detector auto`, each detector's box calibrated "
+                  "to the training crop), a face box (`--box x,y,w,h`: the tight box of the face's landmarks, "
+                  "enlarged 1.3 as in training, or `--box-format DETECTOR` for a detector's box), or a face crop "
+                  "(`--detector none`).", ""]
     return "\n".join(lines)
 
 
@@ -120,24 +133,30 @@ def main() -> None:
     parser.add_argument("--results", default="runs/experiments/real-300w")
     parser.add_argument("--extra", nargs="*", default=[], help="more run folders to consider")
     parser.add_argument("--weights-dir", help="where to write (default rcn_keras/weights)")
+    parser.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES), help="shipped models to (re)make")
     parser.add_argument("--budget-note", action="append", default=[], metavar="RUN=TEXT",
                         help="training time of a run that did not record it, e.g. 'runs/x=about 53 min'")
     args = parser.parse_args()
 
     from rcn_keras.presets import WEIGHTS_DIR
 
+    from rcn_keras.app.training.config import TrainConfig
+
     cache: dict = {}
     candidates = [row for folder in run_folders(pathlib.Path(args.results), args.extra)
+                  if shipped_name(TrainConfig.load(folder / "config.json").model,
+                                  TrainConfig.load(folder / "config.json").num_keypoints) in args.only
                   for row in score_candidate(folder, cache)]
     print_table([{k: r[k] for k in ("run", "model", "readout", "epochs", "val_nme")} for r in candidates],
                 ["run", "model", "readout", "epochs", "val_nme"])
     weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     cards = []
-    for k, name in NAMES.items():
-        pool = [r for r in candidates if r["k"] == k]
+    for name in args.only:
+        pool = [r for r in candidates if shipped_name(r["model"], r["k"]) == name]
         if not pool:
-            print(f"no {k}-point candidate: {name} not written")
+            print(f"no candidate for {name}: not written")
             continue
+        k = pool[0]["k"]
         best = min(pool, key=lambda r: r["val_nme"])
         cfg = best["config"]
         data = cfg.data
@@ -159,7 +178,7 @@ def main() -> None:
         print(f"{name}: {best['run']} ({best['readout']}, validation NME {best['val_nme']:.2f} %) -> {path} "
               f"({path.stat().st_size / 1e6:.1f} MB)")
         cards.append(card)
-    for k, name in NAMES.items():  # keep the card of a model not re-made this time
+    for name in NAMES:  # keep the card of a model not re-made this time
         old = weights_dir / f"{name}.json"
         if old.is_file() and not any(c["name"] == name for c in cards):
             cards.append(json.loads(old.read_text()))

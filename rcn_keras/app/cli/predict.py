@@ -108,8 +108,8 @@ def run(args) -> int:
         start = time.perf_counter()
         doc = predict_video(model, video, args.out, smooth=not args.no_smooth, overlay=not args.no_overlay,
                             max_frames=args.max_frames, box=parse_box(args.box) if args.box else None,
-                            box_format=args.box_format, batch_size=args.batch_size, detector=detector,
-                            max_faces=args.max_faces, level=not args.no_level)
+                            box_format=args.box_format, batch_size=args.batch_size, detector=detector or "none",
+                            max_faces=args.max_faces, level=not args.no_level, readout=args.readout)
         frames = len(doc["frames"])
         print(f"{video}: {frames} frame(s), {sum(len(f['faces']) for f in doc['frames'])} face(s), "
               f"{frames / (time.perf_counter() - start):.1f} frames/s -> {args.out}")
@@ -117,7 +117,7 @@ def run(args) -> int:
         return 0
     start = time.perf_counter()
     results = model.predict(images, boxes=boxes, box_format=args.box_format, readout=args.readout,
-                            batch_size=args.batch_size, on_error="skip", detector=detector,
+                            batch_size=args.batch_size, on_error="skip", detector=detector or "none",
                             max_faces=args.max_faces, level=not args.no_level, progress=bar)
     seconds = time.perf_counter() - start
     failed = [r for r in results if "error" in r]
