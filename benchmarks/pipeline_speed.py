@@ -14,7 +14,6 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import rcn_keras  # noqa: E402
 from _common import environment, print_table, write_results  # noqa: E402

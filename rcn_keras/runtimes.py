@@ -41,8 +41,7 @@ class ExportedLandmarker:
             self.runtime = "litert"
             interpreter = _tflite_interpreter(str(self.path), threads)
             self._run = interpreter.get_signature_runner("serve")
-            self.batch_size = int(interpreter.get_signature_list()["serve"] and
-                                  interpreter.get_input_details()[0]["shape"][0])
+            self.batch_size = int(interpreter.get_input_details()[0]["shape"][0])  # fixed at export
         elif suffix == ".onnx":
             self.runtime = "onnxruntime"
             try:

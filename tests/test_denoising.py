@@ -1,6 +1,5 @@
 """Denoising keypoint model, its training data, the joint RCN + denoiser model and their errors."""
 
-import json
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """The notebooks run headless, top to bottom, in fast mode (RCN_NOTEBOOK_FAST=1), and are committed
 with their outputs cleared."""
 
-import os
 import pathlib
 
 import pytest

@@ -116,7 +116,6 @@ def _draw_face(points: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
         (d.ellipse if rng.uniform() < 0.5 else d.rectangle)(box, fill=fill)
     # head: hair blob, then skin polygon (jaw + forehead arc)
     jaw = points[:17]
-    centre = points[27:31].mean(0)
     up = points[27] - points[8]
     up /= np.linalg.norm(up) + 1e-6
     width = np.linalg.norm(points[16] - points[0])
