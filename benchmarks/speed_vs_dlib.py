@@ -194,26 +194,31 @@ def predict_throughput(root: str, model_name: str, rounds: int = 3) -> dict:
 
 
 def plot(rows: list[dict], path: pathlib.Path) -> None:
-    """Speed (ms per face, batch 1, one thread) against validation NME, one point per model x runtime."""
-    from rcn_keras.visualize import figure_to_png
-
+    """Speed (ms per face, batch 1, one thread) against validation NME: colour = model, marker = runtime."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    from rcn_keras.visualize import figure_to_png
+
+    markers = dict(zip(RUNTIMES, "osD^vP"))
+    models = list(dict.fromkeys(r["model"] for r in rows if r["model"] != "dlib ERT"))
+    colours = dict(zip(models, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for r in rows:
         if r.get("nme") is None or r.get("ms b1") is None:
             continue
-        marker = "*" if r["model"] == "dlib ERT" else "o"
-        ax.scatter(r["ms b1"], r["nme"], marker=marker, s=120 if marker == "*" else 40)
-        ax.annotate(f"{r['model']} {r['runtime']}", (r["ms b1"], r["nme"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+        if r["model"] == "dlib ERT":
+            ax.scatter(r["ms b1"], r["nme"], marker="*", s=220, color="black", label="dlib ERT (C++)")
+        else:
+            ax.scatter(r["ms b1"], r["nme"], marker=markers.get(r["runtime"], "o"), s=55, color=colours[r["model"]],
+                       label=f"{r['model']}, {r['runtime']}", alpha=0.85)
     ax.set_xscale("log")
     ax.set_xlabel("ms per face (batch 1, one thread, log scale)")
-    ax.set_ylabel("validation NME % (68 points: eye-corner midpoints)")
+    ax.set_ylabel("validation NME % (eye-corner midpoints)")
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     figure_to_png(fig, path)
 
@@ -225,7 +230,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["rcn-300w", "rcn-300w-fast", "rcn-afw5"])
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
     parser.add_argument("--reps", type=int, default=200, help="timed calls at batch 1 (batch 64: a tenth)")
+    parser.add_argument("--replot", action="store_true", help="redraw the plot from the stored JSON and stop")
     args = parser.parse_args()
+    if args.replot:
+        plot([r for r in json.loads((RESULTS / "speed_vs_dlib.json").read_text())["rows"] if r["model"] != "rcn-afw5"],
+             RESULTS / "speed_vs_dlib.png")
+        return
     if args.worker:
         print("RESULT " + json.dumps(_worker(json.loads(args.worker))))
         return
