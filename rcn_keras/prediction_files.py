@@ -120,10 +120,11 @@ def overlay_image(result: dict, rgb: np.ndarray | None = None):
         corners = [(x + side / 2 + c * dx - s * dy, y + side / 2 + s * dx + c * dy)
                    for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1))
                    for dx, dy in [(dx * side / 2, dy * side / 2)]]
-        draw.polygon(corners, outline=(255, 200, 0))
+        line = max(1, round(side / 200))
+        draw.polygon(corners, outline=(255, 200, 0), width=line)
         if face["box"] is not None:
             bx, by, bw, bh = face["box"]
-            draw.rectangle([bx, by, bx + bw, by + bh], outline=(40, 220, 40))
+            draw.rectangle([bx, by, bx + bw, by + bh], outline=(40, 220, 40), width=line)
         for px, py in face["keypoints"]:
             draw.ellipse([px - r, py - r, px + r, py + r], fill=(255, 40, 40))
     return img

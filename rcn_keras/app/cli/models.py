@@ -26,9 +26,10 @@ def run(args) -> int:
         print(f"{name:<20} {kind:<9} {preset.num_keypoints:>3} {model.count_params():>11,}  "
               f"{'-' if preset.is_denoiser else preset.readout:<18} {preset.description}")
     print("\nshipped models (trained weights, load by name):")
+    width = max(len(n) for n in list_presets(shipped=True)) + 1
     for name in list_presets(shipped=True):
         card = PRESETS[name].card() or {}
         val = (card.get("validation") or [{}])[0]
         score = f"validation NME {val['nme']:.2f} % ({val['normaliser']})" if "nme" in val else ""
-        print(f"  {name:<12} {PRESETS[name].num_keypoints} points, read-out {PRESETS[name].readout}, {score}")
+        print(f"  {name:<{width}} {PRESETS[name].num_keypoints} points, read-out {PRESETS[name].readout}, {score}")
     return 0
