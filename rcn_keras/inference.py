@@ -27,8 +27,8 @@ LOOSE_OVER_FACE = W300_STAGE_A_ENLARGE / W300_STAGE_B_ENLARGE
 
 
 def to_rgb(item, index: int = 0) -> tuple[str, np.ndarray]:
-    """(name, uint8 RGB (H, W, 3)) of a path or an array: grey (H, W) / (H, W, 1), RGB or RGBA; float
-    arrays are taken as 0-255 intensities."""
+    """(name, uint8 RGB (H, W, 3)) of a path (turned upright by its EXIF orientation, as photos are
+    displayed) or an array: grey (H, W) / (H, W, 1), RGB or RGBA; float arrays are taken as 0-255."""
     if isinstance(item, np.ndarray):
         arr = item
         if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -43,7 +43,7 @@ def to_rgb(item, index: int = 0) -> tuple[str, np.ndarray]:
         if arr.ndim == 2:
             arr = np.repeat(arr[..., None], 3, axis=-1)
         return f"array_{index}", np.ascontiguousarray(arr)
-    return str(item), load_image(item, "RGB")
+    return str(item), load_image(item, "RGB", upright=True)
 
 
 @dataclasses.dataclass

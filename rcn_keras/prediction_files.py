@@ -31,7 +31,7 @@ from rcn_keras.files import atomic_write_bytes
 from rcn_keras.grid import MAP_SIZE
 
 SCHEMA_VERSION = 2
-COORDINATES = "pixels of the original image, 0-based, integer = pixel centre"
+COORDINATES = "pixels of the original image as displayed (EXIF orientation applied), 0-based, integer = pixel centre"
 
 
 def _number(v, digits: int):
@@ -103,7 +103,7 @@ def overlay_image(result: dict, rgb: np.ndarray | None = None):
     src = result["image"]
     faces = result["faces"]
     if rgb is None and os.path.isfile(src):
-        rgb = load_image(src, "RGB")
+        rgb = load_image(src, "RGB", upright=True)
     if rgb is None:
         img = Image.fromarray(np.clip(faces[0]["crop"], 0, 255).astype(np.uint8)).convert("RGB")
         draw = ImageDraw.Draw(img)

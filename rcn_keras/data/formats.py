@@ -10,7 +10,7 @@ import os
 import pathlib
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rcn_keras.files import atomic_write_text
 
@@ -200,16 +200,19 @@ def _to_8_bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(arr * scale), 0, 255).astype(np.uint8), "L")
 
 
-def load_image(path: PathLike, mode: str = "RGB") -> np.ndarray:
+def load_image(path: PathLike, mode: str = "RGB", upright: bool = False) -> np.ndarray:
     """Decode an image file to a uint8 array (H, W, 3) for "RGB" or (H, W) for "L". Any bit depth
     PIL reads is scaled to 8 bits (a 16-bit PNG keeps its contrast); images larger than PIL's
-    decompression-bomb limit are refused."""
+    decompression-bomb limit are refused. ``upright``: apply the EXIF orientation (a phone photo as it
+    is displayed); datasets keep the stored pixels, which their annotations refer to."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataFormatError(path, "image file not found")
     try:
         with Image.open(path) as im:
             im.load()
+            if upright:
+                im = ImageOps.exif_transpose(im)
             if im.mode in HIGH_DEPTH_MODES:
                 im = _to_8_bit(im)
             return np.asarray(im.convert(mode))
