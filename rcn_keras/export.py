@@ -108,13 +108,10 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None
     "confidence" (B, K); B any size unless ``batch_size``. Needs the ``onnx`` extra (tf2onnx)."""
     import tensorflow as tf
 
-    from rcn_keras.detection.base import MissingExtra
+    from rcn_keras.extras import require
     from rcn_keras.models.head import as_map_model, with_readout
 
-    try:
-        import tf2onnx
-    except ImportError:
-        raise MissingExtra("ONNX export", "tf2onnx", "onnx") from None
+    tf2onnx = require("tf2onnx", "ONNX export", "tf2onnx", "onnx")
     infer = with_readout(as_map_model(model), _readout_of(model, readout))
     spec = (tf.TensorSpec([batch_size, MAP_SIZE, MAP_SIZE, 1], tf.float32, name="image"),)
 

@@ -48,14 +48,13 @@ def to_rgb(item, index: int = 0) -> tuple[str, np.ndarray]:
 
 @dataclasses.dataclass
 class FacePlan:
-    """One face to read: the box it came from (``None``: the whole image), the detector's score and
-    eyes (or ``None``), the crop square (x, y, side) and its rotation in degrees (the face's roll)."""
+    """One face to read: the box it came from (``None``: the whole image), the detector's score (or
+    ``None``), the crop square (x, y, side) and its rotation in degrees (the face's roll)."""
 
     box: Box | None
     score: float | None
     rect: np.ndarray
     angle: float = 0.0
-    eyes: np.ndarray | None = None
 
 
 def roll_degrees(eyes: np.ndarray) -> float:
@@ -152,7 +151,7 @@ def plan_faces(shape: tuple[int, int], name: str, box: Box | None, box_format: B
         eyes = None if detections.eyes is None else detections.eyes[i]
         angle = roll_degrees(eyes) if (level and eyes is not None) else 0.0
         plans.append(FacePlan(det_box, float(detections.scores[i]), crop_rect(shape, det_box, detector_format),
-                              angle, eyes))
+                              angle))
     return plans
 
 

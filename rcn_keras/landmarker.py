@@ -253,13 +253,10 @@ class Landmarker(keras.Model):
                 results.append(head if "error" in head else {**head, "faces": faces})
             pending.clear()
 
-        waiting = 0
         for done, item in enumerate(inference.prefetch(prepare, range(len(images))), start=1):
             pending.append(item)
-            waiting += len(item[1])
-            if waiting >= batch_size:
+            if sum(len(plans) for _, plans, _ in pending) >= batch_size:
                 flush()
-                waiting = 0
             if progress is not None:
                 progress(done, len(images))
         flush()

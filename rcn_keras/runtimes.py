@@ -10,10 +10,8 @@ import warnings
 
 import numpy as np
 
-from rcn_keras.detection.base import MissingExtra
+from rcn_keras.extras import require
 from rcn_keras.grid import MAP_SIZE
-
-RUNTIMES = ("litert", "onnxruntime")
 
 
 def _tflite_interpreter(path: str, threads: int | None):
@@ -44,10 +42,7 @@ class ExportedLandmarker:
             self.batch_size = int(interpreter.get_input_details()[0]["shape"][0])  # fixed at export
         elif suffix == ".onnx":
             self.runtime = "onnxruntime"
-            try:
-                import onnxruntime
-            except ImportError:
-                raise MissingExtra("running ONNX models", "onnxruntime", "onnx") from None
+            onnxruntime = require("onnxruntime", "running ONNX models", "onnxruntime", "onnx")
             options = onnxruntime.SessionOptions()
             if threads:
                 options.intra_op_num_threads = threads

@@ -11,7 +11,7 @@ import pathlib
 
 import numpy as np
 
-from rcn_keras.detection.base import MissingExtra
+from rcn_keras.extras import require
 from rcn_keras.files import atomic_write_bytes
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif")
@@ -22,12 +22,9 @@ def is_video(path: str | os.PathLike) -> bool:
 
 
 def _imageio():
-    try:
-        import imageio.v2 as imageio
-        import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary imageio reads and writes with)
-    except ImportError:
-        raise MissingExtra("reading videos", "imageio-ffmpeg", "video") from None
-    return imageio
+    """imageio's v2 API, with the ffmpeg binary it reads and writes videos with."""
+    require("imageio_ffmpeg", "reading videos", "imageio-ffmpeg", "video")
+    return require("imageio.v2", "reading videos", "imageio", "video")
 
 
 def _first_line(exc: Exception) -> str:

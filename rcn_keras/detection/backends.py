@@ -29,7 +29,6 @@ class MTCNN(Detector):
     gives eye points, which level the crop. Slower (~130 ms per 640-pixel photo on one core)."""
 
     name, package, extra = "mtcnn", "mtcnn", "mtcnn"
-    gives_eyes = True
     default_min_score = 0.9
 
     def __init__(self, min_score: float | None = None, max_side: int = 640):

