@@ -46,10 +46,10 @@ def jittered(faces, seed: int = 0, scale: float = DETECTOR_JITTER["scale"], cent
 def flip_averaged(model, faces, readout: str, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Predictions averaged with those of the mirrored crops (points un-mirrored and re-permuted)."""
     from rcn_keras.data.pipeline import make_dataset
-    from rcn_keras.keypoints import flip_permutation
+    from rcn_keras.keypoints import standard_scheme
     from rcn_keras.models.head import KeypointReadout
 
-    perm = flip_permutation(faces.num_keypoints)
+    perm = list(standard_scheme(faces.num_keypoints).flip)
     head = KeypointReadout(readout)
     preds, gts = [], []
     for x, y in make_dataset(faces, "test", batch_size=batch):

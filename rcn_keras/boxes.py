@@ -28,9 +28,10 @@ LANDMARK_BOX_SCALE = 1.3
 BOX_FORMAT_NAMES = ("landmarks", *DETECTORS)
 
 
-def default_box_formats(num_keypoints: int) -> dict[str, BoxFormat]:
-    """The box formats a new model of ``num_keypoints`` accepts: "landmarks" and every calibrated detector."""
-    return {"landmarks": (LANDMARK_BOX_SCALE, 0.0, 0.0), **calibrated_box_formats(num_keypoints)}
+def default_box_formats(num_keypoints: int, calibrated: bool = True) -> dict[str, BoxFormat]:
+    """The box formats a new model of ``num_keypoints`` accepts: "landmarks" and (``calibrated``: a model of
+    the paper's keypoint schemes, whose crops the detectors are calibrated to) every calibrated detector."""
+    return {"landmarks": (LANDMARK_BOX_SCALE, 0.0, 0.0), **(calibrated_box_formats(num_keypoints) if calibrated else {})}
 
 
 def check_box(box, where: str = "face box") -> Box:

@@ -22,6 +22,8 @@ from rcn_keras.boxes import BOX_FORMAT_NAMES, Box, BoxFormat, default_box_format
 from rcn_keras.detection.base import Detector
 from rcn_keras.detection.registry import DETECTORS, calibrated_box_formats, make_detector
 from rcn_keras.grid import MAP_SIZE
+from rcn_keras.keypoints import as_scheme
+from rcn_keras.models.config import ModelConfig
 from rcn_keras.models.denoising import build_joint_model
 from rcn_keras.models.head import KeypointReadout, as_map_model
 from rcn_keras.models.layers import PACKAGE
@@ -63,15 +65,20 @@ class Landmarker(keras.Model):
     was built from (information only). ``detector``: how `predict` finds faces in images given without
     a box: ``"auto"`` (the best installed detector), a detector name or `Detector`, or ``None`` /
     ``"none"`` (each image is one face crop, the default). Not saved with the model.
+    ``keypoints``: its `KeypointScheme` (or the dict / name; default: the paper's scheme for K).
+    ``network``: the `ModelConfig` (or dict) the backbone was built from, when known (fine-tuning
+    rebuilds it for another K).
     """
 
     def __init__(self, backbone: keras.Model, readout: str = "argmax", box_formats: dict | None = None,
                  default_box_format: str = "landmarks", preset: str | None = None,
-                 detector: str | Detector | None = None, **kwargs):
+                 detector: str | Detector | None = None, keypoints=None, network=None, **kwargs):
+        network = network if network is not None else getattr(backbone, "rcn_config", None)
         backbone = as_map_model(backbone)
         k = backbone.output.shape[-1]
+        scheme = as_scheme(keypoints, k)
         formats = {str(n): tuple(float(v) for v in f)
-                   for n, f in (box_formats or default_box_formats(k)).items()}
+                   for n, f in (box_formats or default_box_formats(k, scheme.is_standard)).items()}
         if default_box_format not in formats:
             raise ValueError(f"default_box_format={default_box_format!r} is not one of its box formats "
                              f"{sorted(formats)}")
@@ -90,16 +97,41 @@ class Landmarker(keras.Model):
         self.default_box_format = default_box_format
         self.preset = preset
         self.detector = make_detector(detector)
+        self.keypoints = scheme
+        self.network = ModelConfig.from_dict(network) if isinstance(network, dict) else network
 
     @property
     def num_keypoints(self) -> int:
         return int(self.backbone.output.shape[-1])
 
+    def network_config(self) -> ModelConfig:
+        """The `ModelConfig` of the backbone: as built, else its preset's network; a ValueError when
+        neither is known (files written before either was saved)."""
+        if isinstance(self.network, ModelConfig):
+            return self.network
+        if self.preset:
+            try:
+                model = get_preset(self.preset).model
+            except ValueError:
+                model = None
+            if isinstance(model, ModelConfig) and model.num_keypoints == self.num_keypoints:
+                return model
+        raise ValueError(f"the network configuration of {self.name!r} is not known (saved without it, preset "
+                         f"{self.preset!r}): fine-tune from a shipped model or a model trained with this version")
+
+    def _same(self, backbone=None, readout=None, **kwargs) -> "Landmarker":
+        """A Landmarker like this one with another backbone or read-out."""
+        return Landmarker(backbone or self.backbone, readout or self.readout, self.box_formats,
+                          self.default_box_format, self.preset, self.detector, self.keypoints, self.network,
+                          **kwargs)
+
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable,
                 "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "readout": self.readout, "box_formats": {n: list(f) for n, f in self.box_formats.items()},
-                "default_box_format": self.default_box_format, "preset": self.preset}
+                "default_box_format": self.default_box_format, "preset": self.preset,
+                "keypoints": self.keypoints.to_dict(),
+                "network": self.network.to_dict() if isinstance(self.network, ModelConfig) else None}
 
     @classmethod
     def from_config(cls, config: dict) -> "Landmarker":
@@ -130,8 +162,7 @@ class Landmarker(keras.Model):
 
     def with_readout(self, readout: str) -> "Landmarker":
         """The same network (shared weights) with another read-out."""
-        return Landmarker(self.backbone, readout, self.box_formats, self.default_box_format, self.preset,
-                          self.detector)
+        return self._same(readout=readout)
 
     def with_detector(self, detector: str | Detector | None) -> "Landmarker":
         """This model (itself, not a copy) finding faces with ``detector`` (see the constructor)."""
@@ -140,15 +171,19 @@ class Landmarker(keras.Model):
 
     def to_float32(self) -> "Landmarker":
         """A float32 copy (see `float32_copy`)."""
-        return Landmarker(float32_copy(self.backbone), self.readout, self.box_formats, self.default_box_format,
-                          self.preset, self.detector, name=self.name)
+        return self._same(float32_copy(self.backbone), name=self.name)
 
     def box_format(self, name: str | None = None) -> BoxFormat:
         """The box format ``name`` (default: ``default_box_format``): a face detector's name gives its
-        calibration for this model's crops (`rcn_keras.detection`), other names the model's own."""
+        calibration for this model's crops (`rcn_keras.detection`; for a scheme of the user's own, the
+        one measured when it was trained), other names the model's own."""
         name = name or self.default_box_format
-        if name in DETECTORS:
+        if name in DETECTORS and self.keypoints.is_standard:
             return calibrated_box_formats(self.num_keypoints)[name]
+        if name in DETECTORS and name not in self.box_formats:
+            raise ValueError(f"detector {name!r} has no calibration for this model's crops (keypoint scheme "
+                             f"{self.keypoints.name!r}: measured at training when the detector is installed); "
+                             f"give face boxes ({', '.join(sorted(self.box_formats))}) or detector 'none'")
         if name not in self.box_formats:
             raise ValueError(f"box format {name!r} is not accepted by this model; allowed: "
                              f"{', '.join(sorted(set(self.box_formats) | set(DETECTORS)))}")

@@ -1,5 +1,5 @@
 """In-graph NME metric for `model.fit` logs (``nme`` / ``val_nme``): arg-max read-out, continuous
-mode, masked points excluded, the keypoint count's default normaliser (docs/model.md, 7.2)."""
+mode, masked points excluded, the keypoint scheme's default normaliser (docs/model.md, 7.2)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from rcn_keras.grid import argmax_points
-from rcn_keras.keypoints import DEFAULT_NORMALISER, NORMALISERS
+from rcn_keras.keypoints import BOX_NORMALISER, as_scheme
 from rcn_keras.models.layers import PACKAGE
 
 
@@ -15,22 +15,27 @@ from rcn_keras.models.layers import PACKAGE
 class NME(keras.metrics.Mean):
     """Mean over samples of mean(unmasked point error) / inter-ocular distance, in % (arg-max read-out)."""
 
-    def __init__(self, normaliser: str | None = None, name: str = "nme", dtype=None):
+    def __init__(self, normaliser: str | None = None, scheme: dict | None = None, name: str = "nme", dtype=None):
         super().__init__(name=name, dtype=dtype or "float32")
         self.normaliser = normaliser
+        self.scheme = scheme.to_dict() if hasattr(scheme, "to_dict") else scheme
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        k = y_pred.shape[3]
-        if k not in NORMALISERS:
-            raise ValueError(f"NME needs 5 or 68 keypoints, the model predicts {k}")
-        left, right = NORMALISERS[k][self.normaliser or DEFAULT_NORMALISER[k]]
+        scheme = as_scheme(self.scheme, y_pred.shape[3])
+        norm = scheme.check_normaliser(self.normaliser)
         y_true = ops.cast(y_true, "float32")
         pred = argmax_points(ops.cast(y_pred, "float32"))
         gt, mask = y_true[..., :2], y_true[..., 2]
-        iod = ops.norm(ops.mean(ops.take(gt, left, axis=1), 1) - ops.mean(ops.take(gt, right, axis=1), 1), axis=-1)
+        if norm == BOX_NORMALISER:
+            extent = ops.max(gt, axis=1) - ops.min(gt, axis=1)
+            iod = ops.sqrt(extent[:, 0] * extent[:, 1])
+        else:
+            left, right = scheme.normalisers[norm]
+            iod = ops.norm(ops.mean(ops.take(gt, list(left), axis=1), 1) - ops.mean(ops.take(gt, list(right), axis=1), 1),
+                           axis=-1)
         err = ops.norm(pred - gt, axis=-1)
         per_sample = ops.sum(err * mask, -1) / ops.maximum(ops.sum(mask, -1), 1e-12) / ops.maximum(iod, 1e-12)
         return super().update_state(100.0 * per_sample, sample_weight=sample_weight)
 
     def get_config(self):
-        return {**super().get_config(), "normaliser": self.normaliser}
+        return {**super().get_config(), "normaliser": self.normaliser, "scheme": self.scheme}

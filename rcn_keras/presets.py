@@ -109,6 +109,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            readout="soft_argmax", description="issue 15: real-face recipe, half width, bfloat16"),
     Preset("rcn_mtfl_real", RCN_MTFL, {**REAL}, readout="soft_argmax",
            description="issue 15: real-face recipe, 5 points"),
+    Preset("sumnet_mtfl_real", SUMNET_MTFL, {**REAL}, readout="soft_argmax",
+           description="issue 20: SumNet with the real-face recipe, 5 points (RCN's baseline for the figures)"),
     Preset("rcn_300w_fast", RCN_300W_FAST, {**REAL, "epochs": 300, "batch_size": 32}, readout="soft_argmax",
            description="issue 17: 68 points for a CPU at batch 1 (separable convs, 40x40 output), real-face recipe"),
     # The paper's denoiser: 25,406,212 parameters, receptive field 133 px, ~163 GMAC per image.

@@ -72,3 +72,55 @@ def write_afw_anno(root: pathlib.Path, faces_per_image: list[list[np.ndarray]]) 
             anno[2, i] = cell([np.array([[0.1], [0.0], [0.05]]) for _ in faces])
             anno[3, i] = cell([p.T for p in faces])
     return path
+
+
+def write_keypoint_csv(root: pathlib.Path, n: int, points: list[int], seed: int = 0, header: bool = True,
+                       boxes: bool = False, hide: dict[int, list[int]] | None = None) -> pathlib.Path:
+    """A keypoint CSV (image, x1, y1, ..., 0-based pixel centres) of ``n`` synthetic faces with the 68-point
+    indices ``points``; ``boxes`` adds box_x..box_h columns (the landmarks' tight box); ``hide`` maps a face
+    to points written empty (not annotated)."""
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    cols = ["image"] + [f"{a}{i}" for i in range(len(points)) for a in "xy"] + (
+        ["box_x", "box_y", "box_w", "box_h"] if boxes else [])
+    lines = [",".join(cols)] if header else []
+    for i in range(n):
+        img, pts = face_image(seed + i)
+        Image.fromarray(img).save(root / "img" / f"f{i}.png")
+        sub = pts[points] - 1.0
+        fields = [f"img/f{i}.png"]
+        for j, (x, y) in enumerate(sub):
+            fields += ["", ""] if j in (hide or {}).get(i, []) else [f"{x:.3f}", f"{y:.3f}"]
+        if boxes:
+            edge = pts - 0.5
+            lo, hi = edge.min(0), edge.max(0)
+            fields += [f"{v:.2f}" for v in (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])]
+        lines.append(",".join(fields))
+    path = root / "points.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_coco(root: pathlib.Path, n: int, points: list[int], seed: int = 0, names: bool = True,
+               hide: dict[int, list[int]] | None = None) -> pathlib.Path:
+    """A COCO keypoints JSON of ``n`` synthetic faces (images in ``root/images``) with the 68-point
+    indices ``points``; ``hide`` maps a face to points written with v = 0."""
+    import json
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    images, anns = [], []
+    for i in range(n):
+        img, pts = face_image(seed + i)
+        Image.fromarray(img).save(root / "images" / f"f{i}.jpg", quality=95)
+        images.append({"id": i + 1, "file_name": f"f{i}.jpg", "width": img.shape[1], "height": img.shape[0]})
+        kp = []
+        for j, (x, y) in enumerate(pts[points] - 1.0):
+            kp += [0, 0, 0] if j in (hide or {}).get(i, []) else [round(float(x), 3), round(float(y), 3), 2]
+        edge = pts - 0.5
+        lo, hi = edge.min(0), edge.max(0)
+        anns.append({"id": 100 + i, "image_id": i + 1, "category_id": 1, "iscrowd": 0, "keypoints": kp,
+                     "num_keypoints": len(points), "bbox": [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]),
+                                                            float(hi[1] - lo[1])]})
+    cats = [{"id": 1, "name": "face", **({"keypoints": [f"p{j}" for j in points]} if names else {})}]
+    path = root / "faces.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return path

@@ -6,7 +6,7 @@ import pytest
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.pipeline import make_dataset
 from rcn_keras.data.synthetic import synthetic_faces
-from rcn_keras.keypoints import flip_permutation
+from rcn_keras.keypoints import KeypointScheme, standard_scheme
 from rcn_keras.data import augment as aug
 
 
@@ -91,7 +91,7 @@ def test_300w_masks_border_codes_and_points_outside_the_crop():
 
 def test_flip_permutations_are_mirror_involutions():
     for k in (5, 68):
-        p = np.asarray(flip_permutation(k))
+        p = np.asarray(standard_scheme(k).flip)
         np.testing.assert_array_equal(p[p], np.arange(k))
     faces = synthetic_faces(16, 68, seed=2)
     cfg = aug.AugmentConfig(flip=True, occlusion=False)
@@ -99,8 +99,9 @@ def test_flip_permutations_are_mirror_involutions():
     y = y.numpy()
     assert np.all(y[:, 36, 0] < y[:, 45, 0])  # left eye outer corner stays image-left after flips
     assert np.all(y[:, 0, 0] < y[:, 16, 0])
-    with pytest.raises(ValueError, match="5 or 68 keypoints"):
-        flip_permutation(7)
+    assert standard_scheme(7).flip is None  # no known mirror for another count
+    with pytest.raises(ValueError, match="has none"):
+        make_dataset(synthetic_faces(2, 68), "train", augment=cfg, scheme=KeypointScheme(68))
 
 
 def test_synthetic_faces_deterministic_and_hard_for_a_template():

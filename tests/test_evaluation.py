@@ -63,6 +63,6 @@ def test_evaluate_predictions_tables():
     res = evaluate_predictions(gt + 0.01, gt, faces)
     subsets = {r["subset"] for r in res["rows"]}
     assert {"helen_test", "ibug", "common", "challenging", "full", "all"} <= subsets
-    assert {r["normaliser"] for r in res["rows"]} == {"corner_midpoints", "outer_corners", "pupils"}
+    assert {r["normaliser"] for r in res["rows"]} == {"corner_midpoints", "outer_corners", "pupils", "box"}
     assert {r["points"] for r in res["rows"]} == {"68 points", "49 points"}
     assert "| all |" in markdown_table(res["rows"], REPORT_COLUMNS)

@@ -122,15 +122,23 @@ def to_crop_frame(points: np.ndarray, box: tuple[int, int, int], size: int = STA
     return (np.asarray(points, dtype=np.float64) - [x, y]) * (size / side)
 
 
-def stage_b_rect(points160: np.ndarray) -> np.ndarray:
-    """Inner face rectangle (x, y, side) on the 160 crop (docs/model.md 1.3): the 5-point rule with ratio 0.95
-    for 5 keypoints, the tight box enlarged by 1.3 for 68 keypoints."""
+def stage_b_rect(points160: np.ndarray, rule: str | None = None) -> np.ndarray:
+    """Inner face rectangle (x, y, side) on the 160 crop (docs/model.md 1.3) by the keypoint scheme's crop
+    ``rule``: "eyes_mouth" (the 5-point rule with ratio 0.95) or "points" (the tight box enlarged by 1.3);
+    ``None``: "eyes_mouth" for 5 points, else "points"."""
     p = np.asarray(points160)
-    if p.shape[0] == 5:
+    if (rule or ("eyes_mouth" if p.shape[0] == 5 else "points")) == "eyes_mouth":
         box = box_from_5_points(p, STAGE_A_SIZE, STAGE_A_SIZE, MTFL_STAGE_B_RATIO)
     else:
         box = box_from_all_points(p, W300_STAGE_B_ENLARGE)
     return np.asarray(box, dtype=np.float32)
+
+
+def box_corners(box) -> np.ndarray:
+    """The 4 corners (edge coordinates) of a face box (x, y, w, h): cropping them by the "points" rule
+    treats the box as the tight box of the face's landmarks."""
+    x, y, w, h = (float(v) for v in box)
+    return np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]])
 
 
 def stage_b_pad(pad_a: np.ndarray, rect: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Loaders of the real datasets into `FaceSet`s: 300W (folder layout, `.pts`), MTFL (text lists),
-AFW (`anno.mat`), with the paper's stage-A/B preprocessing, optional HDF5 caching and error policy.
+AFW (`anno.mat`), and a user's own keypoints of any count (a folder of `.pts`, a CSV, COCO keypoints
+JSON), with the paper's stage-A/B preprocessing, optional HDF5 caching and error policy.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import numpy as np
 from rcn_keras.data import crop
 from rcn_keras.data.cache import cached
 from rcn_keras.data.faceset import FaceSet
-from rcn_keras.data.formats import DataFormatError, load_image, read_afw_anno, read_mtfl_list, read_pts
-from rcn_keras.keypoints import afw5_from_68
+from rcn_keras.data.formats import (Annotation, DataFormatError, load_image, read_afw_anno, read_coco_keypoints,
+                                    read_keypoint_csv, read_mtfl_list, read_pts)
+from rcn_keras.keypoints import NOT_ANNOTATED, afw5_from_68
 
 ON_ERROR = ("raise", "skip")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -67,16 +69,32 @@ def check_points(source, edge: np.ndarray, width: int, height: int) -> None:
                                       f"y {p[:, 1].min():.0f}..{p[:, 1].max():.0f})")
 
 
-def _face_from_points(image: np.ndarray, edge: np.ndarray, codes: np.ndarray) -> dict:
-    """Stages A and B for one face whose keypoints are in edge coordinates of ``image``."""
+def _face_from_points(image: np.ndarray, edge: np.ndarray, codes: np.ndarray, rule: str | None = None,
+                      box=None) -> dict:
+    """Stages A and B for one face whose keypoints are in edge coordinates of ``image``: the crop from the
+    face ``box`` (x, y, w, h, taken as the tight box of the landmarks) when one is given, else from the
+    annotated points by the scheme's crop ``rule`` (`rcn_keras.keypoints.CROP_RULES`; ``None``: the
+    paper's rule for 5 or 68 points). Points that are not annotated (code `NOT_ANNOTATED`) are placed at
+    the centre of the others so that they move with the crop and never count."""
     h, w = image.shape[:2]
-    if len(edge) == 5:
-        box = crop.box_from_5_points(edge, w, h, crop.MTFL_STAGE_A_RATIO)
+    edge = np.asarray(edge, np.float64).copy()
+    hidden = np.asarray(codes) == NOT_ANNOTATED
+    if hidden.any():
+        edge[hidden] = edge[~hidden].mean(axis=0)
+    rule = rule or ("eyes_mouth" if len(edge) == 5 else "points")
+    if box is not None:
+        corners = crop.box_corners(box)
+        box_a = crop.box_from_all_points(corners, crop.W300_STAGE_A_ENLARGE)
+    elif rule == "eyes_mouth":
+        box_a = crop.box_from_5_points(edge, w, h, crop.MTFL_STAGE_A_RATIO)
     else:
-        box = crop.box_from_all_points(edge, crop.W300_STAGE_A_ENLARGE)
-    crop160, pad_a = crop.crop_square(image, box)
-    kp = crop.to_crop_frame(edge, box)
-    rect = crop.stage_b_rect(kp)
+        box_a = crop.box_from_all_points(edge[~hidden], crop.W300_STAGE_A_ENLARGE)
+    crop160, pad_a = crop.crop_square(image, box_a)
+    kp = crop.to_crop_frame(edge, box_a)
+    if box is not None:
+        rect = crop.stage_b_rect(crop.to_crop_frame(corners, box_a), "points")
+    else:
+        rect = crop.stage_b_rect(kp[~hidden], rule)
     pad_b = crop.stage_b_pad(pad_a, rect)
     return dict(image=crop160, keypoints=kp.astype(np.float32), rect=rect, pad=pad_b,
                 codes=crop.clear_unpadded_codes(codes, pad_b))
@@ -213,3 +231,83 @@ def load_afw(root: str | os.PathLike, anno: str = "anno.mat", on_error: str = "r
         return out
 
     return cached(cache_dir, "afw-anno", [root / anno] + [p for p, _ in items], {"loader": "afw", "on_error": on_error}, build)
+
+
+def _check_count(where: str, found: int, num_keypoints: int | None) -> None:
+    if num_keypoints is not None and found != num_keypoints:
+        raise DataFormatError(where, f"{found} keypoints per face, but the keypoint scheme has {num_keypoints}")
+
+
+def load_annotations(annotations: list[Annotation], base: pathlib.Path, groups: str | list[str],
+                     num_keypoints: int | None, crop_rule: str, on_error: str, cache_name: str,
+                     cache_files: list[pathlib.Path], cache_dir) -> FaceSet:
+    """Faces of generic `Annotation`s (images relative to ``base``; ``groups``: one subset label for all
+    or one per annotation): cropped from the box when one is given, else from the annotated points by
+    ``crop_rule``."""
+    _check_on_error(on_error)
+    if annotations:
+        _check_count(annotations[0].where, len(annotations[0].keypoints), num_keypoints)
+    seen: dict[str, int] = {}
+    items = []
+    labels = [groups] * len(annotations) if isinstance(groups, str) else list(groups)
+    for ann, group in zip(annotations, labels):
+        seen[ann.image] = seen.get(ann.image, 0) + 1
+        name = ann.image if seen[ann.image] == 1 else f"{ann.image}#{seen[ann.image]}"
+        items.append((base / ann.image, name, group, ann))
+
+    def process(item):
+        path, name, group, ann = item
+        _check_count(ann.where, len(ann.keypoints), num_keypoints)
+        image = load_image(path)
+        h, w = image.shape[:2]
+        check_points(ann.where, ann.keypoints[ann.annotated], w, h)
+        codes = np.where(ann.annotated, 0, NOT_ANNOTATED).astype(np.int32)
+        return name, group, _face_from_points(image, ann.keypoints, codes, crop_rule, ann.box)
+
+    files = cache_files + [p for p, _, _, _ in items]
+    options = {"loader": cache_name, "k": num_keypoints, "rule": crop_rule, "on_error": on_error}
+    return cached(cache_dir, cache_name, files, options, lambda: _build(items, process, on_error))
+
+
+def load_keypoint_csv(path: str | os.PathLike, num_keypoints: int | None = None, crop_rule: str = "points",
+                      on_error: str = "raise", cache_dir: str | os.PathLike | None = None) -> FaceSet:
+    """Faces of a keypoint CSV (`read_keypoint_csv`; image paths relative to the CSV's folder)."""
+    path = pathlib.Path(path)
+    anns = read_keypoint_csv(path)
+    return load_annotations(anns, path.parent, path.stem, num_keypoints, crop_rule, on_error,
+                            f"csv-{path.stem}", [path], cache_dir)
+
+
+def load_coco(path: str | os.PathLike, num_keypoints: int | None = None, crop_rule: str = "points",
+              on_error: str = "raise", cache_dir: str | os.PathLike | None = None) -> FaceSet:
+    """Faces of a COCO keypoints JSON (`read_coco_keypoints`; ``file_name`` relative to the JSON's folder,
+    or to an ``images/`` folder beside it when the file is there)."""
+    path = pathlib.Path(path)
+    anns, _ = read_coco_keypoints(path)
+    base = path.parent
+    if not (base / anns[0].image).is_file() and (base / "images" / anns[0].image).is_file():
+        base = base / "images"
+    return load_annotations(anns, base, path.stem, num_keypoints, crop_rule, on_error, f"coco-{path.stem}",
+                            [path], cache_dir)
+
+
+def load_pts_folder(root: str | os.PathLike, num_keypoints: int | None = None, crop_rule: str = "points",
+                    on_error: str = "raise", cache_dir: str | os.PathLike | None = None) -> FaceSet:
+    """Faces of every `.pts` file under ``root`` (any point count, 1-based as 300W; searched recursively)
+    with the image of the same name beside it. The group of a face is its folder relative to ``root``."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise DataFormatError(root, "dataset folder not found")
+    files = sorted(root.rglob("*.pts"))
+    if not files:
+        raise DataFormatError(root, "no .pts files in this folder or below it")
+    anns, groups = [], []
+    for pts in files:
+        points = read_pts(pts)
+        _check_count(str(pts), len(points), num_keypoints)
+        num_keypoints = len(points)
+        image = image_beside(pts)
+        anns.append(Annotation(str(image.relative_to(root)), points - 0.5, np.ones(len(points), bool), None, str(pts)))
+        groups.append(pts.parent.relative_to(root).as_posix() if pts.parent != root else root.name or "pts")
+    return load_annotations(anns, root, groups, num_keypoints, crop_rule, on_error, f"pts-{root.name or 'root'}",
+                            files, cache_dir)

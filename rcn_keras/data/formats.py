@@ -220,3 +220,157 @@ def load_image(path: PathLike, mode: str = "RGB", upright: bool = False) -> np.n
         raise DataFormatError(path, f"image too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataFormatError(path, f"cannot decode image ({exc})") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Annotation:
+    """One face of a generic keypoint file: image path (relative to the file's folder unless absolute),
+    K points in **edge coordinates** (pixel j spans [j, j + 1)), which are annotated, an optional face
+    box (x, y, w, h) and where it was read (``source``, ``line`` or the COCO annotation index)."""
+
+    image: str
+    keypoints: np.ndarray
+    annotated: np.ndarray
+    box: tuple[float, float, float, float] | None
+    source: str
+    line: int | None = None
+    ref: str = ""
+
+    @property
+    def where(self) -> str:
+        """``file:line`` (CSV) or ``file (annotations[i])`` (COCO), for error messages."""
+        return f"{self.source}:{self.line}" if self.line is not None else f"{self.source} ({self.ref})"
+
+
+BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
+
+
+def _check_box_values(path, values: list[float], line: int | None = None, ref: str = ""):
+    if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
+        raise DataFormatError(path, f"{ref + ': ' if ref else ''}face box must be x, y, w, h with a positive "
+                                    f"width and height, got {values}", line)
+    return tuple(values)
+
+
+def read_keypoint_csv(path: PathLike) -> list[Annotation]:
+    """Read a CSV of faces: ``image, x1, y1, ..., xK, yK`` per row, coordinates as **0-based pixel
+    centres**; an empty x and y pair marks a point that is not annotated. An optional header row names
+    the columns; there, columns ``box_x, box_y, box_w, box_h`` give a face box (the crop is then taken
+    from the box). Every row must have the same K."""
+    import csv
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataFormatError(path, f"not a text CSV file ({exc})") from None
+    numbered = [(i, [f.strip() for f in r]) for i, r in enumerate(rows, start=1) if any(f.strip() for f in r)]
+    if not numbered:
+        raise DataFormatError(path, "no rows")
+    box_cols: list[int] = []
+    first_line, first = numbered[0]
+    point_cols = list(range(1, len(first)))
+    try:
+        float(first[1]) if len(first) > 1 else float("x")
+        header = False
+    except ValueError:
+        header = True
+    if header:
+        names = [n.lower() for n in first]
+        box_cols = [names.index(c) for c in BOX_COLUMNS if c in names]
+        if box_cols and len(box_cols) != 4:
+            raise DataFormatError(path, f"the header names some but not all of {', '.join(BOX_COLUMNS)}", first_line)
+        point_cols = [j for j in range(1, len(first)) if j not in box_cols]
+        numbered = numbered[1:]
+    if not point_cols or len(point_cols) % 2:
+        raise DataFormatError(path, f"expected an image column and x, y pairs, got {len(point_cols)} coordinate "
+                                    f"columns", first_line)
+    k = len(point_cols) // 2
+    out = []
+    for line, fields in numbered:
+        width = len(first)
+        if len(fields) != width:
+            raise DataFormatError(path, f"expected {width} fields (image, {k} x, y pairs"
+                                        f"{', box' if box_cols else ''}), got {len(fields)}", line)
+        if not fields[0]:
+            raise DataFormatError(path, "empty image path", line)
+        coords = [fields[j] for j in point_cols]
+        annotated = np.array([bool(coords[2 * i] or coords[2 * i + 1]) for i in range(k)])
+        if any(bool(coords[2 * i]) != bool(coords[2 * i + 1]) for i in range(k)):
+            raise DataFormatError(path, "a point has an x without a y (or a y without an x)", line)
+        values = _parse_floats(path, line, [c if c else "0" for c in coords], "coordinate")
+        points = np.asarray(values, np.float64).reshape(k, 2) + 0.5
+        box = None
+        if box_cols and any(fields[j] for j in box_cols):
+            box = _check_box_values(path, _parse_floats(path, line, [fields[j] for j in box_cols], "box"), line)
+        out.append(Annotation(fields[0].replace("\\", "/"), points, annotated, box, str(path), line))
+    if not out:
+        raise DataFormatError(path, "no rows after the header")
+    return out
+
+
+def read_coco_keypoints(path: PathLike) -> tuple[list[Annotation], list[str] | None]:
+    """Read a COCO keypoints JSON: ``images`` (id, file_name), ``annotations`` (image_id, ``keypoints``
+    [x, y, v] * K, optional ``bbox`` x, y, w, h) and optionally ``categories[0].keypoints`` (the point
+    names). Coordinates are 0-based pixel centres; ``v = 0`` marks a point that is not annotated;
+    crowd annotations and those without any annotated point are left out. Returns the annotations and
+    the point names (``None`` when the file has none)."""
+    import json
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"not valid JSON ({exc.msg})", exc.lineno) from None
+    except UnicodeDecodeError:
+        raise DataFormatError(path, "not a text JSON file") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
+        raise DataFormatError(path, "a COCO keypoints file needs 'images' and 'annotations' lists")
+    files = {}
+    for i, im in enumerate(data["images"]):
+        if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
+            raise DataFormatError(path, f"images[{i}]: needs an 'id' and a 'file_name'")
+        files[im["id"]] = im["file_name"]
+    names = None
+    cats = data.get("categories")
+    if isinstance(cats, list) and cats and isinstance(cats[0], dict) and isinstance(cats[0].get("keypoints"), list):
+        names = [str(n) for n in cats[0]["keypoints"]]
+    out, k = [], len(names) if names else None
+    for i, ann in enumerate(data["annotations"]):
+        ref = f"annotations[{i}]"
+        if not isinstance(ann, dict):
+            raise DataFormatError(path, f"{ref}: not an object")
+        if ann.get("iscrowd"):
+            continue
+        if ann.get("image_id") not in files:
+            raise DataFormatError(path, f"{ref}: image_id {ann.get('image_id')!r} is not in 'images'")
+        kp = ann.get("keypoints")
+        if not isinstance(kp, list) or not kp or len(kp) % 3:
+            raise DataFormatError(path, f"{ref}: 'keypoints' must be a list of x, y, v triples")
+        k = k or len(kp) // 3
+        if len(kp) // 3 != k:
+            raise DataFormatError(path, f"{ref}: {len(kp) // 3} keypoints, but "
+                                        f"{'categories[0] names' if names else 'the first annotation has'} {k}")
+        values = np.asarray(_parse_floats(path, None, [str(v) for v in kp], f"{ref}: keypoint"), np.float64)
+        triples = values.reshape(k, 3)
+        if not np.isin(triples[:, 2], (0, 1, 2)).all():
+            raise DataFormatError(path, f"{ref}: visibility flags must be 0, 1 or 2")
+        annotated = triples[:, 2] > 0
+        if not annotated.any():
+            continue
+        box = None
+        if ann.get("bbox") is not None:
+            bbox = ann["bbox"]
+            if not isinstance(bbox, list):
+                raise DataFormatError(path, f"{ref}: 'bbox' must be [x, y, w, h]")
+            box = _check_box_values(path, _parse_floats(path, None, [str(v) for v in bbox], f"{ref}: bbox"),
+                                    ref=ref)
+        out.append(Annotation(files[ann["image_id"]], triples[:, :2] + 0.5, annotated, box, str(path), None, ref))
+    if not out:
+        raise DataFormatError(path, "no annotations with keypoints")
+    return out, names

@@ -12,14 +12,24 @@ import tensorflow as tf
 from rcn_keras.data import augment as aug
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.grid import discretise
-from rcn_keras.keypoints import flip_permutation
+from rcn_keras.keypoints import KeypointScheme, as_scheme
 
 MODES = ("train", "validation", "test")
 
 
-def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, num_keypoints: int):
+def flip_order(scheme: KeypointScheme, config: aug.AugmentConfig) -> list[int] | None:
+    """The mirror permutation the training pipeline flips with (``None``: no flips); a scheme without a
+    mirror refuses ``augment.flip``."""
+    if not config.flip:
+        return None
+    if scheme.flip is None:
+        raise ValueError(f"augment.flip needs the mirror permutation of the points, and keypoint scheme "
+                         f"{scheme.name!r} has none: add \"flip\" to the scheme or set augment.flip=false")
+    return list(scheme.flip)
+
+
+def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, perm: list[int] | None):
     jitter = mode != "test"
-    perm = flip_permutation(num_keypoints) if (config.flip and mode == "train") else None
 
     def fn(sample, seed):
         seed = tf.stack([seed, tf.cast(sample["index"], tf.int64)])
@@ -48,11 +58,13 @@ def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, num_key
 
 def make_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64,
                  augment: aug.AugmentConfig | None = None, seed: int = 0,
-                 mask_outside: bool | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+                 mask_outside: bool | None = None, drop_remainder: bool = False,
+                 scheme: KeypointScheme | None = None) -> tf.data.Dataset:
     """Batched, prefetched ``(image, target)`` pipeline over ``faces``.
 
-    ``mask_outside`` masks keypoints that leave the crop after the warp (default: True for 68 points
-    as the authors' 300W code, False for 5 points as their MTFL code).
+    ``scheme``: the keypoint scheme (default: the `standard_scheme` of K) for the flip permutation and
+    ``mask_outside``, which masks keypoints that leave the crop after the warp (the paper's schemes:
+    True for 68 points as the authors' 300W code, False for 5 points as their MTFL code).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -61,8 +73,10 @@ def make_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64,
     if len(faces) == 0:
         raise ValueError("cannot make a pipeline over an empty face set")
     config = augment or aug.AugmentConfig()
+    scheme = as_scheme(scheme, faces.num_keypoints)
+    perm = flip_order(scheme, config) if mode == "train" else None
     if mask_outside is None:
-        mask_outside = faces.num_keypoints == 68
+        mask_outside = scheme.mask_outside
     tensors = {"image": faces.images, "keypoints": faces.keypoints, "rect": faces.rects,
                "border_codes": faces.border_codes, "index": tf.range(len(faces), dtype=tf.int64)}
     ds = tf.data.Dataset.from_tensor_slices(tensors)
@@ -70,7 +84,7 @@ def make_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64,
         ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=(mode == "train"))
     ds = tf.data.Dataset.zip((ds, seeds))
-    ds = ds.map(_sample_fn(mode, config, mask_outside, faces.num_keypoints),
+    ds = ds.map(_sample_fn(mode, config, mask_outside, perm),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
@@ -96,7 +110,8 @@ def one_hot_maps(labels, size: int = aug.OUT_SIZE):
 
 def make_denoiser_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64, n_corrupt: int = 35,
                           augment: aug.AugmentConfig | None = None, seed: int = 0,
-                          mask_outside: bool | None = None) -> tf.data.Dataset:
+                          mask_outside: bool | None = None, scheme: KeypointScheme | None = None
+                          ) -> tf.data.Dataset:
     """``(noisy one-hot maps (B, 80, 80, K), target (B, K, 3))`` from keypoint configurations only.
 
     Keypoints get the image pipeline's jitter (train: fresh each epoch; validation: fixed; test: none),
@@ -111,7 +126,7 @@ def make_denoiser_dataset(faces: FaceSet, mode: str = "train", batch_size: int =
         raise ValueError(f"n_corrupt={n_corrupt} must be between 0 and the keypoint count {k}")
     config = augment or aug.AugmentConfig()
     if mask_outside is None:
-        mask_outside = k == 68
+        mask_outside = as_scheme(scheme, k).mask_outside
     jitter = mode != "test"
 
     def fn(sample, rnd):

@@ -1,5 +1,5 @@
-"""Where faces come from: a `DataConfig` (synthetic, a 300W-layout folder, MTFL lists, AFW's anno.mat)
-and the one dispatch from a source name to face sets: `load_faces` (one set) and `load_splits`
+"""Where faces come from: a `DataConfig` (synthetic, a 300W-layout folder, MTFL lists, AFW's anno.mat, or a
+user's own keypoints: a folder of `.pts`, a CSV, a COCO keypoints JSON) and the one dispatch from a source name to face sets: `load_faces` (one set) and `load_splits`
 (train / validation / test)."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from rcn_keras.data import datasets
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.synthetic import synthetic_faces
 
-DATA_SOURCES = ("synthetic", "300w", "mtfl")
+# A user's own keypoints, any count (`rcn_keras.data.datasets`): a folder of .pts files, a CSV, COCO JSON.
+CUSTOM_SOURCES = ("pts", "csv", "coco")
+DATA_SOURCES = ("synthetic", "300w", "mtfl") + CUSTOM_SOURCES
 EVAL_SOURCES = DATA_SOURCES + ("afw",)
 MTFL_VALIDATION_FACES = 1000  # MTFL's own validation split (docs/model.md, 1.1)
 
@@ -21,12 +23,15 @@ MTFL_VALIDATION_FACES = 1000  # MTFL's own validation split (docs/model.md, 1.1)
 class DataConfig:
     """Where training faces come from. ``synthetic`` needs nothing; ``300w`` reads a 300W-layout ``root``
     (train on ``train_subsets``, split off ``validation``, test on ``test_subsets``); ``mtfl`` reads
-    MTFL's ``training.txt`` (1,000 validation faces) and tests on ``testing.txt`` (AFLW)."""
+    MTFL's ``training.txt`` (1,000 validation faces) and tests on ``testing.txt`` (AFLW). ``pts`` (a folder),
+    ``csv`` and ``coco`` (the annotation file) read a user's keypoints from ``root``, split off
+    ``validation`` and test on ``test_root`` (same format) when given."""
 
     source: str = "synthetic"
     root: str | None = None
     train_subsets: tuple[str, ...] = ("afw", "helen_train")
     test_subsets: tuple[str, ...] = ()
+    test_root: str | None = None
     validation: float = 0.1
     synthetic_train: int = 2000
     synthetic_validation: int = 200
@@ -39,7 +44,10 @@ class DataConfig:
         if self.source not in DATA_SOURCES:
             raise ValueError(f"data.source={self.source!r} is not allowed; allowed: {DATA_SOURCES}")
         if self.source != "synthetic" and not self.root:
-            raise ValueError(f"data.source={self.source!r} needs data.root (the dataset folder)")
+            where = "the annotation file" if self.source in ("csv", "coco") else "the dataset folder"
+            raise ValueError(f"data.source={self.source!r} needs data.root ({where})")
+        if self.test_root and self.source not in CUSTOM_SOURCES:
+            raise ValueError(f"data.test_root is for the sources {CUSTOM_SOURCES}; {self.source!r} has its own test sets")
         for name in ("train_subsets", "test_subsets"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
@@ -68,15 +76,20 @@ class Splits:
 
 def load_faces(source: str, root: str | None = None, num_keypoints: int = 68, subsets=("afw", "helen_train"),
                list_file: str = "testing.txt", faces: int = 300, seed: int = 2, on_error: str = "raise",
-               cache_dir: str | None = None) -> FaceSet:
+               cache_dir: str | None = None, crop_rule: str | None = None) -> FaceSet:
     """One face set: ``faces`` synthetic faces, 300W ``subsets`` under ``root``, an MTFL ``list_file``,
-    or AFW's ``anno.mat`` (5 points)."""
+    AFW's ``anno.mat`` (5 points), or a user's keypoints (``pts`` folder, ``csv`` / ``coco`` file at
+    ``root``, cropped by ``crop_rule``, default "points")."""
     if source == "synthetic":
         return synthetic_faces(faces, num_keypoints, seed=seed)
     if source not in EVAL_SOURCES:
         raise ValueError(f"data source {source!r} is not allowed; allowed: {EVAL_SOURCES}")
     if not root:
-        raise ValueError(f"data source {source!r} needs a dataset folder (--root)")
+        raise ValueError(f"data source {source!r} needs " + ("an annotation file (--root)" if source in ("csv", "coco")
+                                                              else "a dataset folder (--root)"))
+    if source in CUSTOM_SOURCES:
+        loader = {"pts": datasets.load_pts_folder, "csv": datasets.load_keypoint_csv, "coco": datasets.load_coco}
+        return loader[source](root, num_keypoints, crop_rule or "points", on_error=on_error, cache_dir=cache_dir)
     if source == "300w":
         return datasets.load_300w(root, tuple(subsets), num_keypoints, on_error=on_error, cache_dir=cache_dir)
     if num_keypoints != 5:
@@ -86,14 +99,19 @@ def load_faces(source: str, root: str | None = None, num_keypoints: int = 68, su
     return datasets.load_afw(root, on_error=on_error, cache_dir=cache_dir)
 
 
-def load_splits(data: DataConfig, num_keypoints: int) -> Splits:
-    """Train / validation / test face sets of ``data`` for a model of ``num_keypoints``."""
+def load_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None = None) -> Splits:
+    """Train / validation / test face sets of ``data`` for a model of ``num_keypoints`` (``crop_rule``: the
+    keypoint scheme's, for a user's keypoints)."""
     d, k = data, num_keypoints
     if d.source == "synthetic":
         return Splits(synthetic_faces(d.synthetic_train, k, seed=d.seed),
                       synthetic_faces(d.synthetic_validation, k, seed=d.seed + 1),
                       synthetic_faces(d.synthetic_test, k, seed=d.seed + 2))
     common = dict(num_keypoints=k, on_error=d.on_error, cache_dir=d.cache_dir)
+    if d.source in CUSTOM_SOURCES:
+        train, val = load_faces(d.source, d.root, crop_rule=crop_rule, **common).split(d.validation)
+        test = load_faces(d.source, d.test_root, crop_rule=crop_rule, **common) if d.test_root else None
+        return Splits(train, val, test)
     if d.source == "300w":
         train, val = load_faces("300w", d.root, subsets=d.train_subsets, **common).split(d.validation)
         test = load_faces("300w", d.root, subsets=d.test_subsets, **common) if d.test_subsets else None

@@ -10,32 +10,31 @@ from __future__ import annotations
 import numpy as np
 
 from rcn_keras.grid import MAP_SIZE
-from rcn_keras.keypoints import DEFAULT_NORMALISER, NORMALISERS, normaliser_names
+from rcn_keras.keypoints import BOX_NORMALISER, KeypointScheme, as_scheme
 
 
-def inter_ocular(points: np.ndarray, normaliser: str | None = None) -> np.ndarray:
-    """Normalising distance per sample for (N, K, 2) ground-truth points."""
+def inter_ocular(points: np.ndarray, normaliser: str | None = None, scheme: KeypointScheme | None = None) -> np.ndarray:
+    """Normalising distance per sample for (N, K, 2) ground-truth points under ``scheme`` (default: the
+    `standard_scheme` of K): the distance between two point groups' centres, or ``"box"``."""
     points = np.asarray(points, dtype=np.float64)
-    k = points.shape[-2]
-    if k not in NORMALISERS:
-        raise ValueError(f"no inter-ocular normaliser is defined for {k} keypoints (only 5 and 68)")
-    normaliser = normaliser or DEFAULT_NORMALISER[k]
-    if normaliser not in NORMALISERS[k]:
-        raise ValueError(f"normaliser {normaliser!r} not available for {k} keypoints; "
-                         f"allowed: {normaliser_names(k)}")
-    left, right = NORMALISERS[k][normaliser]
+    scheme = as_scheme(scheme, points.shape[-2])
+    name = scheme.check_normaliser(normaliser)
+    if name == BOX_NORMALISER:
+        return np.sqrt(np.ptp(points[..., 0], axis=-1) * np.ptp(points[..., 1], axis=-1))
+    left, right = scheme.normalisers[name]
     return np.linalg.norm(points[..., left, :].mean(-2) - points[..., right, :].mean(-2), axis=-1)
 
 
 def per_sample_nme(pred: np.ndarray, gt: np.ndarray, normaliser: str | None = None, mask: np.ndarray | None = None,
                    mode: str = "continuous", points: list[int] | None = None,
-                   iod: np.ndarray | None = None) -> np.ndarray:
+                   iod: np.ndarray | None = None, scheme: KeypointScheme | None = None) -> np.ndarray:
     """Mean point-to-point error of each sample divided by its inter-ocular distance.
 
     ``mode="continuous"``: sub-pixel ground truth, predictions as given (argmax read-out gives pixel
     centres). ``mode="paper"`` (docs/model.md 7.1): both sides on the integer 80-grid, ground truth floored,
     prediction = the pixel index, while the normaliser stays continuous. ``mask`` (N, K) averages
-    over the unmasked points only; ``points`` restricts to a subset (e.g. `POINTS_49`).
+    over the unmasked points only; ``points`` restricts to a subset (e.g. `POINTS_49`); ``scheme`` gives
+    the normalisers (default: the `standard_scheme` of K).
     """
     if mode not in ("continuous", "paper"):
         raise ValueError(f"mode must be 'continuous' or 'paper', got {mode!r}")
@@ -43,7 +42,7 @@ def per_sample_nme(pred: np.ndarray, gt: np.ndarray, normaliser: str | None = No
     gt = np.asarray(gt, dtype=np.float64)
     if pred.shape != gt.shape:
         raise ValueError(f"predictions {pred.shape} and ground truth {gt.shape} differ in shape")
-    d = iod if iod is not None else inter_ocular(gt, normaliser)
+    d = iod if iod is not None else inter_ocular(gt, normaliser, scheme)
     if mode == "paper":
         pred = np.floor(np.clip(pred, 0, 0.99999) * MAP_SIZE) / MAP_SIZE
         gt = np.floor(np.clip(gt, 0, 0.99999) * MAP_SIZE) / MAP_SIZE

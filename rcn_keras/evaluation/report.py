@@ -14,7 +14,7 @@ from rcn_keras.data.faceset import FaceSet
 from rcn_keras.files import atomic_write_bytes
 from rcn_keras.data.pipeline import make_dataset
 from rcn_keras.evaluation import nme as N
-from rcn_keras.keypoints import POINTS_49, normaliser_names
+from rcn_keras.keypoints import FACE_68, NOT_ANNOTATED, POINTS_49, KeypointScheme, as_scheme
 from rcn_keras.markdown import markdown_table
 from rcn_keras.models.head import KeypointReadout, as_map_model
 
@@ -56,15 +56,21 @@ def summarize(errors: np.ndarray) -> dict:
 
 
 def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode: str = "continuous",
-                         border_projection: bool = True) -> dict:
-    """Per-sample errors and summaries for every normaliser, subset and (68 points) the 49-point variant.
+                         border_projection: bool = True, scheme: KeypointScheme | None = None) -> dict:
+    """Per-sample errors and summaries for every normaliser of the keypoint ``scheme`` (default: the
+    `standard_scheme` of K), every subset and (68 points) the 49-point variant. Points that are not
+    annotated (`NOT_ANNOTATED`) are left out of the means.
 
-    For 68 points the predictions are first projected to the image border as docs/model.md 5.4.
+    For the 68-point scheme the predictions are first projected to the image border as docs/model.md 5.4.
     """
     k = gt.shape[1]
-    if k == 68 and border_projection:
+    scheme = as_scheme(scheme, k)
+    face68 = scheme.name == FACE_68.name
+    if face68 and border_projection:
         bp = np.stack([border_pixels(p) for p in faces.pads])
         pred = N.project_to_border(pred * N.MAP_SIZE, faces.border_codes, bp) / N.MAP_SIZE
+    annotated = np.asarray(faces.border_codes) != NOT_ANNOTATED
+    mask = None if annotated.all() else annotated.astype(np.float64)
     groups = np.asarray(faces.groups)
     subsets = {g: groups == g for g in dict.fromkeys(faces.groups)}
     for name, members in COMPOSITES.items():
@@ -72,11 +78,11 @@ def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode:
         if sel.any() and len(subsets) > 1 and name not in subsets:
             subsets[name] = sel
     subsets["all"] = np.ones(len(groups), bool)
-    variants = {"all points": None} if k != 68 else {"68 points": None, "49 points": POINTS_49}
+    variants = {"68 points": None, "49 points": POINTS_49} if face68 else {"all points": None}
     rows, errors = [], {}
-    for norm in normaliser_names(k):
+    for norm in scheme.normaliser_names:
         for variant, points in variants.items():
-            e = N.per_sample_nme(pred, gt, norm, mode=mode, points=points)
+            e = N.per_sample_nme(pred, gt, norm, mask=mask, mode=mode, points=points, scheme=scheme)
             errors[f"{norm}/{variant}"] = e
             for subset, sel in subsets.items():
                 rows.append({"subset": subset, "normaliser": norm, "points": variant, **summarize(e[sel])})

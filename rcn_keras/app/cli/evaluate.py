@@ -16,7 +16,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help="NME report of a model on a dataset")
     p.add_argument("--model", required=True, help=".keras file, shipped model name, or joint:RCN,DENOISER")
     p.add_argument("--data", choices=EVAL_SOURCES, default="synthetic")
-    p.add_argument("--root", help="dataset folder")
+    p.add_argument("--root", help="dataset folder (300w, mtfl, afw, pts) or annotation file (csv, coco)")
     p.add_argument("--subsets", nargs="+", default=["afw", "helen_train"], help="300W subsets or groups")
     p.add_argument("--list-file", default="testing.txt", help="MTFL list (testing.txt = AFLW)")
     p.add_argument("--faces", type=positive_int, default=300, help="synthetic faces to evaluate on")
@@ -39,10 +39,10 @@ def run(args) -> int:
 
     model = load_landmarker(args.model)
     faces = load_faces(args.data, args.root, model.num_keypoints, args.subsets, args.list_file, args.faces,
-                       args.seed, args.on_error)
+                       args.seed, args.on_error, crop_rule=model.keypoints.crop)
     readout = args.readout or model.readout
     pred, gt, _ = predict_faceset(model, faces, args.batch_size, readout)
-    result = evaluate_predictions(pred, gt, faces, mode=args.mode)
+    result = evaluate_predictions(pred, gt, faces, mode=args.mode, scheme=model.keypoints)
     write_report(args.out, {str(args.model): result}, {"data": args.data, "faces": len(faces), "readout": readout})
     print(markdown_table(headline_rows(result["rows"]), REPORT_COLUMNS))
     print(f"read-out {readout}; report: {pathlib.Path(args.out) / 'report.md'}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from rcn_keras.app.cli.common import positive_int
+from rcn_keras.data.sources import DATA_SOURCES
 from rcn_keras.export import FORMATS, QUANTIZATIONS
 from rcn_keras.models.config import READOUTS
 
@@ -19,9 +20,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="saved_model")
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="none",
                    help="TFLite only: float16 weights, or int8 weights and activations (needs --data)")
-    p.add_argument("--data", choices=("synthetic", "300w", "mtfl"),
+    p.add_argument("--data", choices=DATA_SOURCES,
                    help=f"int8: representative faces ({REPRESENTATIVE_FACES} training faces) to calibrate on")
-    p.add_argument("--root", help="dataset folder for --data 300w / mtfl")
+    p.add_argument("--root", help="dataset folder (300w, mtfl, pts) or annotation file (csv, coco)")
     p.add_argument("--readout", choices=READOUTS, default=None, help="keypoint read-out (default: the model's own)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="fixed batch size (TFLite default 1; SavedModel and ONNX default: any)")
@@ -30,14 +31,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def representative_crops(source: str, root: str | None, num_keypoints: int, faces: int = REPRESENTATIVE_FACES):
+def representative_crops(source: str, root: str | None, num_keypoints: int, faces: int = REPRESENTATIVE_FACES,
+                         crop_rule: str | None = None):
     """Un-jittered 80x80 crops of ``faces`` training faces of ``source`` (the training split only)."""
     import numpy as np
 
     from rcn_keras.data.pipeline import make_dataset
     from rcn_keras.data.sources import DataConfig, load_splits
 
-    train = load_splits(DataConfig(source=source, root=root), num_keypoints).train
+    train = load_splits(DataConfig(source=source, root=root), num_keypoints, crop_rule).train
     train = train.take(np.linspace(0, len(train) - 1, min(faces, len(train))).astype(int))
     return np.concatenate([x.numpy() for x, _ in make_dataset(train, "test", 64)])
 
@@ -50,7 +52,8 @@ def run(args) -> int:
     if args.quantize == "int8" and not args.data:
         raise ValueError("--quantize int8 needs representative faces: --data 300w --root DIR (or --data synthetic)")
     model = load_landmarker(args.model)
-    representative = (representative_crops(args.data, args.root, model.num_keypoints)
+    representative = (representative_crops(args.data, args.root, model.num_keypoints,
+                                           crop_rule=model.keypoints.crop)
                       if args.quantize == "int8" else None)
     path = model.export(args.out, args.format, args.readout, args.batch_size, quantize=args.quantize,
                         representative=representative)

@@ -8,23 +8,34 @@ import pathlib
 import sys
 
 from rcn_keras.app.cli.common import positive_int
+from rcn_keras.data.sources import DATA_SOURCES
 from rcn_keras.presets import list_presets
 from rcn_keras.runtime import PRECISIONS, STRATEGIES
 
 NAME = "train"
 EXIT_INTERRUPTED = 130
+DEFAULT_PRESET = "rcn_mtfl"
 # command-line flag -> TrainConfig key
 FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "out": "output_dir", "data": "data.source",
-         "root": "data.root", "xla": "jit_compile", "precision": "precision", "steps_per_epoch": "steps_per_epoch",
-         "strategy": "strategy"}
+         "root": "data.root", "test_root": "data.test_root", "xla": "jit_compile", "precision": "precision",
+         "steps_per_epoch": "steps_per_epoch", "strategy": "strategy", "keypoints": "keypoints", "init": "init_from"}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help="train a preset (or a JSON config) with model.fit")
-    p.add_argument("--preset", default="rcn_mtfl", help=f"preset: {', '.join(list_presets(shipped=False))}")
+    p.add_argument("--preset", help=f"preset (default {DEFAULT_PRESET}; with --init SHIPPED, its recipe): "
+                                    f"{', '.join(list_presets(shipped=False))}")
     p.add_argument("--config", help="a TrainConfig JSON file (e.g. a run's config.json)")
-    p.add_argument("--data", choices=("synthetic", "300w", "mtfl"), help="data source (default synthetic)")
-    p.add_argument("--root", help="dataset folder for --data 300w / mtfl")
+    p.add_argument("--data", choices=DATA_SOURCES,
+                   help="data source (default synthetic); pts / csv / coco: your own keypoints, any count")
+    p.add_argument("--root", help="dataset folder (300w, mtfl, pts) or annotation file (csv, coco)")
+    p.add_argument("--test-root", help="a test set in the same format as --root (pts / csv / coco)")
+    p.add_argument("--keypoints", metavar="SCHEME",
+                   help="keypoint scheme: a JSON file (num_keypoints, names, flip, normalisers, crop) or "
+                        "face5 / face68 (default: the paper's scheme for the preset's point count)")
+    p.add_argument("--init", metavar="MODEL",
+                   help="fine-tune: start from a trained model (.keras or shipped name, e.g. rcn-300w); "
+                        "a new output layer when the point count differs")
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--steps-per-epoch", type=positive_int)
@@ -58,7 +69,11 @@ def config_from_args(args):
         overrides[key] = value
     if args.config:
         return TrainConfig.load(args.config).with_overrides(overrides)
-    return preset_train_config(args.preset, **overrides)
+    preset = args.preset
+    if preset is None:  # fine-tuning a shipped model starts from its recipe; else the default preset
+        init = overrides.get("init_from")
+        preset = init if isinstance(init, str) and init in list_presets(shipped=True) else DEFAULT_PRESET
+    return preset_train_config(preset, **overrides)
 
 
 def run(args) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from rcn_keras.data.augment import AugmentConfig
 from rcn_keras.data.sources import DataConfig
+from rcn_keras.keypoints import KeypointScheme, as_scheme
 from rcn_keras.losses import TARGETS
 from rcn_keras.models.config import READOUTS, DenoiserConfig, ModelConfig
 from rcn_keras.presets import get_preset
@@ -60,10 +61,16 @@ class TrainConfig:
     """Everything one training run needs. Defaults follow the authors' README (docs/model.md, 5.5 and 6):
     Adadelta (lr 1.0, rho 0.95, eps 1e-8), batch 64, best-validation model selection. ``readout``:
     how the saved `Landmarker` reads keypoints (``None``: the preset's; ``"auto"``: the read-out with the
-    lowest NME on the validation split after training)."""
+    lowest NME on the validation split after training). ``keypoints``: the keypoint scheme (a
+    `KeypointScheme` dict, a scheme name or a JSON file, stored as its dict; ``None``: the paper's scheme
+    for the preset's point count); its point count overrides the preset's. ``init_from``: a trained model
+    (`.keras` file or shipped name) whose network and weights start the run; the output layer is new
+    when the point count differs (fine-tuning)."""
 
     model: str = "rcn_mtfl"
     model_options: dict = field(default_factory=dict)
+    keypoints: dict | str | None = None
+    init_from: str | None = None
     n_corrupt: int = 35
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -91,6 +98,14 @@ class TrainConfig:
         self.augment = _group("augment", self.augment, AugmentConfig)
         if not isinstance(self.model_options, dict):
             raise ValueError(f"model_options must be a group of options, got {self.model_options!r}")
+        if self.keypoints is not None:
+            self.keypoints = as_scheme(self.keypoints).to_dict()
+            given = self.model_options.get("num_keypoints", self.keypoints["num_keypoints"])
+            if given != self.keypoints["num_keypoints"]:
+                raise ValueError(f"model_options.num_keypoints={given} disagrees with the keypoint scheme's "
+                                 f"{self.keypoints['num_keypoints']} points")
+        if self.init_from is not None:
+            check_model_spec(self.init_from, "init_from")
         self.model_config()  # validates name and options now, not mid-run
         for name, allowed in (("jit_compile", SWITCHES), ("precision", PRECISIONS), ("lr_schedule", LR_SCHEDULES),
                               ("loss_target", TARGETS), ("strategy", STRATEGIES), ("optimizer", OPTIMIZERS)):
@@ -121,8 +136,15 @@ class TrainConfig:
         return get_preset(self.model).is_denoiser
 
     def model_config(self) -> ModelConfig | DenoiserConfig:
-        """The network of preset ``model`` with ``model_options`` applied."""
-        return get_preset(self.model).model.replace(**self.model_options)
+        """The network of preset ``model`` with ``model_options`` (and the scheme's point count) applied."""
+        options = dict(self.model_options)
+        if self.keypoints is not None:
+            options["num_keypoints"] = self.keypoints["num_keypoints"]
+        return get_preset(self.model).model.replace(**options)
+
+    def scheme(self) -> KeypointScheme:
+        """The keypoint scheme of the run (``keypoints``, else the paper's for the point count)."""
+        return as_scheme(self.keypoints, self.num_keypoints)
 
     def resolved_readout(self) -> str:
         """``readout``, or the preset's when it is ``None``."""
@@ -178,6 +200,21 @@ class TrainConfig:
                 raise ValueError(f"unknown option {key!r}; valid here: {sorted(node)}")
             node[parts[-1]] = value
         return TrainConfig.from_dict(d)
+
+
+def check_model_spec(spec: str, what: str) -> None:
+    """A ValueError naming ``what`` unless ``spec`` is an existing `.keras` file or a shipped model name."""
+    path = pathlib.Path(spec)
+    if path.suffix == ".keras" or path.exists():
+        if not path.is_file():
+            raise ValueError(f"{what}={spec!r}: model file not found")
+        return
+    try:
+        preset = get_preset(spec)
+    except ValueError as exc:
+        raise ValueError(f"{what}={spec!r}: neither a .keras file nor a shipped model ({exc})") from None
+    if not preset.weights:
+        raise ValueError(f"{what}={spec!r} is a preset without trained weights; name a shipped model or a .keras file")
 
 
 def preset_train_config(model: str, **overrides) -> TrainConfig:

@@ -25,12 +25,13 @@ from rcn_keras.evaluation.denoiser import denoiser_table, evaluate_denoiser
 from rcn_keras.evaluation.nme import per_sample_nme
 from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
 from rcn_keras.files import atomic_save_model, atomic_write_bytes
-from rcn_keras.landmarker import Landmarker, float32_copy
+from rcn_keras.landmarker import Landmarker, float32_copy, load_landmarker
 from rcn_keras.losses import PixelNLL
 from rcn_keras.metrics import NME
-from rcn_keras.models.config import READOUTS
+from rcn_keras.models.config import READOUTS, ModelConfig
 from rcn_keras.models.denoising import build_denoiser
 from rcn_keras.models.registry import build_model
+from rcn_keras.models.transfer import for_keypoints
 from rcn_keras.presets import get_preset
 from rcn_keras.runtime import resolve_precision
 
@@ -95,7 +96,8 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
         else:
             model = build()
             model.compile(make_optimizer(config, config.updates_per_epoch(len(splits.train))),
-                          loss=PixelNLL(config.loss_target), metrics=[NME()], jit_compile=jit)
+                          loss=PixelNLL(config.loss_target), metrics=[NME(scheme=config.scheme().to_dict())],
+                          jit_compile=jit)
     # a resumed run draws new shuffles and jitter (seed moved by the epoch it resumes at): tf.data's
     # random streams restart with the process, and the same seed would replay the first epochs' data
     train_ds = pipeline(splits.train, "train", config.batch_size, config.seed + initial_epoch)
@@ -122,15 +124,18 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
     return history, best_cb.best_epoch, best_cb.best, model, budget.spent
 
 
-def landmarker_for(config: TrainConfig) -> Callable[[keras.Model], Landmarker]:
+def landmarker_for(config: TrainConfig, network=None) -> Callable[[keras.Model], Landmarker]:
     """The function that turns the trained map model into the saved float32 `Landmarker`, with the
-    config's read-out (the preset's until ``"auto"`` picks one after training)."""
+    config's read-out (the preset's until ``"auto"`` picks one after training), keypoint scheme and
+    ``network`` (the `ModelConfig` it was built from)."""
     preset = get_preset(config.model)
     chosen = config.resolved_readout()
     chosen = preset.readout if chosen == "auto" else chosen
+    scheme = config.scheme()
 
     def wrap(model: keras.Model) -> Landmarker:
-        return Landmarker(float32_copy(model), chosen, preset.box_formats, preset=config.model)
+        return Landmarker(float32_copy(model), chosen, preset.box_formats if scheme.is_standard else None,
+                          preset=config.model, keypoints=scheme, network=network)
 
     return wrap
 
@@ -140,8 +145,58 @@ def pick_readout(model: Landmarker, faces: FaceSet, batch_size: int = 64) -> tup
     scores = {}
     for readout in READOUTS:
         pred, gt, _ = predict_faceset(model, faces, batch_size, readout)
-        scores[readout] = float(100 * per_sample_nme(pred, gt).mean())
+        scores[readout] = float(100 * per_sample_nme(pred, gt, scheme=model.keypoints).mean())
     return min(scores, key=scores.get), scores
+
+
+def build_network(config: TrainConfig) -> keras.Model:
+    """The network a run starts from: the preset's, or (``init_from``) a trained model's network rebuilt
+    for the run's keypoints with its weights wherever they fit (``model.rcn_config``: its `ModelConfig`)."""
+    if config.is_denoiser:
+        return build_denoiser(config.model, **config.model_options)
+    if not config.init_from:
+        return build_model(config.model_config())
+    source = load_landmarker(config.init_from)
+    model, _ = for_keypoints(source.backbone, network_of(config, source), config.num_keypoints)
+    return model
+
+
+def network_of(config: TrainConfig, source: Landmarker | None = None) -> ModelConfig:
+    """The `ModelConfig` a run trains: the preset's with its options, or that of the ``init_from`` model
+    (``source``, loaded when not given) with the run's options and point count."""
+    if not config.init_from:
+        return config.model_config()
+    source = source or load_landmarker(config.init_from)
+    options = {k: v for k, v in config.model_options.items() if k != "num_keypoints"}
+    return source.network_config().replace(num_keypoints=config.num_keypoints, **options)
+
+
+def calibrate_detectors(model: Landmarker, faces: FaceSet) -> dict:
+    """For a keypoint scheme of the user's own: each installed detector's box format for the model's crops,
+    measured on the training faces (kept where it finds at least half of them); the measurements."""
+    from rcn_keras.detection.registry import installed_detectors
+
+    measured = {}
+    policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("float32")  # TensorFlow detectors (MTCNN) build in float32
+    try:
+        for name in installed_detectors():
+            measured[name] = _measure(name, faces)
+            if measured[name].get("format") is not None and measured[name]["recall"] >= 0.5:
+                model.box_formats[name] = tuple(measured[name]["format"])
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return measured
+
+
+def _measure(name: str, faces: FaceSet) -> dict:
+    from rcn_keras.detection.calibration import measure_on_faces
+    from rcn_keras.detection.registry import make_detector
+
+    try:
+        return measure_on_faces(make_detector(name), faces)
+    except Exception as exc:  # noqa: BLE001  (a detector that cannot run here is left out, said in the summary)
+        return {"error": str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}
 
 
 def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto") -> TrainResult:
@@ -165,21 +220,22 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(policy)
     try:
-        splits = load_splits(config.data, config.num_keypoints)
+        scheme = config.scheme()
+        splits = load_splits(config.data, config.num_keypoints, scheme.crop)
         strategy = make_strategy(config.strategy)
 
         def build():
-            return (build_denoiser(config.model, **config.model_options) if config.is_denoiser
-                    else build_model(config.model, **config.model_options))
+            return build_network(config)
 
         if config.is_denoiser:
             def pipeline(faces, mode, batch, seed):
-                return make_denoiser_dataset(faces, mode, batch, config.n_corrupt, config.augment, seed=seed)
+                return make_denoiser_dataset(faces, mode, batch, config.n_corrupt, config.augment, seed=seed,
+                                             scheme=scheme)
         else:
             def pipeline(faces, mode, batch, seed):
-                return make_dataset(faces, mode, batch, config.augment, seed=seed)
+                return make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme)
 
-        wrap = float32_copy if config.is_denoiser else landmarker_for(config)
+        wrap = float32_copy if config.is_denoiser else landmarker_for(config, network_of(config))
         if config.strategy == "multiworker":
             run = train_multiworker(config, splits, pipeline, build, make_optimizer, out, resume, strategy,
                                     verbose=1 if verbose else 0, wrap=wrap)
@@ -208,16 +264,22 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
             summary.update(test_nme=at_n["after"], mean_shape_nme=at_n["before"], denoiser=rows)
             atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
             return TrainResult(best_model, summary)
+        changed = False
         if config.resolved_readout() == "auto":  # picked on the validation split, never the test set
             chosen, scores = pick_readout(best_model, splits.validation, config.batch_size)
             summary.update(readout=chosen, readout_validation_nme=scores)
             if chosen != best_model.readout:
-                best_model = best_model.with_readout(chosen)
-                atomic_save_model(best_model, best_path)
+                best_model, changed = best_model.with_readout(chosen), True
+        if not scheme.is_standard and is_chief():
+            summary["detector_calibration"] = calibrate_detectors(best_model, splits.train)
+            changed = changed or any(n in best_model.box_formats for n in summary["detector_calibration"])
+        if changed:
+            atomic_save_model(best_model, best_path)
         summary["readout"] = best_model.readout
         pred, gt, _ = predict_faceset(best_model, test, config.batch_size)
-        results = {"model": evaluate_predictions(pred, gt, test),
-                   "mean shape": evaluate_predictions(mean_shape_baseline(splits.train, test), gt, test)}
+        results = {"model": evaluate_predictions(pred, gt, test, scheme=scheme),
+                   "mean shape": evaluate_predictions(mean_shape_baseline(splits.train, test), gt, test,
+                                                      scheme=scheme)}
         payload = write_report(out, results, {"test_set": "test" if splits.test else "validation",
                                               "readout": best_model.readout})
         first = lambda rows: next(r for r in rows if r["subset"] == "all")  # noqa: E731
