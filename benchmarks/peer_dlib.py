@@ -96,6 +96,8 @@ def score(pred, gt, faces, name: str, extra: dict) -> dict:
 
     res = evaluate_predictions(pred, gt, faces)
     row = {"method": name, **extra}
+    # per-face NME (%) with the default normaliser, for CED curves (tools/render_docs.py)
+    row["errors"] = [round(100 * float(e), 4) for e in next(iter(res["errors"].values()))]
     for r in headline_rows(res["rows"]):
         row[f"NME % {r['normaliser']}"] = r["nme"]
         if r["normaliser"] in ("corner_midpoints", "eye_centres"):
@@ -103,12 +105,18 @@ def score(pred, gt, faces, name: str, extra: dict) -> dict:
     return row
 
 
-def run_set(faces, k: int, model_spec: str | None, dlib_parts) -> list[dict]:
+def run_set(faces, k: int, model_spec: str | None, dlib_parts, extra_models: tuple[str, ...] = ()) -> list[dict]:
     from rcn_keras.evaluation.report import predict_faceset
     from rcn_keras.keypoints import afw5_from_68
     from rcn_keras.landmarker import load_landmarker
 
     rows, gt = [], None
+    for spec in extra_models:  # more models on the same faces (scores and timing only)
+        other = load_landmarker(spec)
+        pred, gt, _ = predict_faceset(other, faces, 64)
+        rows.append(score(pred, gt, faces, f"RCN {spec} ({other.readout})",
+                          {"ms/face b1": rcn_timing(other, other.readout, 1),
+                           "ms/face b64": rcn_timing(other, other.readout, 64)}))
     if model_spec:
         model = load_landmarker(model_spec)
         readout = model.readout
@@ -155,6 +163,8 @@ def main() -> None:
     parser.add_argument("--root", default=str(SHARED), help="300W-layout folder")
     parser.add_argument("--model68", default="rcn-300w", help="68-point model (.keras or shipped name)")
     parser.add_argument("--model5", default="rcn-afw5", help="5-point model (.keras or shipped name)")
+    parser.add_argument("--extra68", nargs="*", default=["rcn-300w-fast"], help="more 68-point models to score")
+    parser.add_argument("--extra5", nargs="*", default=["sumnet-afw5"], help="more 5-point models to score")
     parser.add_argument("--cache-dir", default="runs/cache")
     args = parser.parse_args()
     if not (pathlib.Path(args.root) / "afw").is_dir():
@@ -170,9 +180,9 @@ def main() -> None:
     payload = {"environment": environment(), "faces": {"68": len(val68), "5": len(afw5)}}
     cols = ["method", "NME % corner_midpoints", "NME % outer_corners", "FR@8 %", "FR@10 %", "AUC@8",
             "ms/face b1", "ms/face b64", "detected"]
-    for tag, faces, k, spec in (("68-point validation (120 faces)", val68, 68, args.model68),
-                                (f"5-point AFW ({len(afw5)} faces)", afw5, 5, args.model5)):
-        rows = run_set(faces, k, spec, dlib_parts)
+    for tag, faces, k, spec, extra in (("68-point validation (120 faces)", val68, 68, args.model68, args.extra68),
+                                       (f"5-point AFW ({len(afw5)} faces)", afw5, 5, args.model5, args.extra5)):
+        rows = run_set(faces, k, spec, dlib_parts, tuple(extra))
         print(f"\n### {tag}\n")
         shown = [c if k == 68 else c.replace("corner_midpoints", "eye_centres") for c in cols]
         shown = [c for c in shown if any(c in r for r in rows)]

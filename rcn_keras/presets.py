@@ -130,6 +130,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                                   "data.test_subsets": ["afw"], **REAL},
            readout="soft_argmax", weights="rcn-afw5.keras",
            description="shipped v2: 5 points, rcn_mtfl_real trained on 300W HELEN, tested on AFW"),
+    # RCN's baseline trained exactly as rcn-afw5 (same data, recipe, epochs, budget): for the figures.
+    Preset("sumnet-afw5", SUMNET_MTFL, {"data.source": "300w", "data.train_subsets": ["helen_train"],
+                                        "data.test_subsets": ["afw"], **REAL},
+           readout="soft_argmax", weights="sumnet-afw5.keras",
+           description="shipped for the figures: SumNet trained as rcn-afw5 (SumNet vs RCN maps)"),
 )}
 
 

@@ -115,3 +115,36 @@ def sumnet_branch_maps(model, images: np.ndarray) -> dict[str, np.ndarray]:
         w = keras.ops.convert_to_numpy(model.get_layer("branch_sum").branch_weights)  # (R, K) or (R, H, W, K)
         branches = [b * w[i] for i, b in enumerate(branches)]
     return dict(zip(levels, branches))
+
+
+def maps_side_by_side(crops: np.ndarray, maps: dict[str, np.ndarray], keypoint: int,
+                      points: dict[str, np.ndarray] | None = None, keypoint_name: str | None = None):
+    """The paper's comparison: for each face (column), its crop and each model's (row) pre-softmax map of
+    one ``keypoint``, with that model's prediction (``points``: name -> (N, K, 2) in [0, 1]) as a cross.
+
+    ``crops`` (N, 80, 80[, 1]); ``maps``: model name -> (N, 80, 80, K)."""
+    plt = _plt()
+    n = len(crops)
+    fig, axes = plt.subplots(1 + len(maps), n, figsize=(2.1 * n, 2.1 * (1 + len(maps))), squeeze=False)
+    label = keypoint_name or f"keypoint {keypoint}"
+    for j in range(n):
+        ax = axes[0, j]
+        ax.imshow(np.asarray(crops[j]).squeeze(), cmap="gray", extent=(0, 80, 80, 0))
+        ax.axis("off")
+        for name, m in maps.items():
+            row = 1 + list(maps).index(name)
+            a = axes[row, j]
+            a.imshow(m[j, :, :, keypoint], cmap="magma", extent=(0, 80, 80, 0))
+            if points is not None and name in points:
+                x, y = points[name][j, keypoint] * 80
+                a.scatter([x], [y], marker="x", c="cyan", s=30, linewidths=1.2)
+                ax.scatter([x], [y], marker="x", s=30, linewidths=1.2, label=name)
+            a.set_xticks([])
+            a.set_yticks([])
+            if j == 0:
+                a.set_ylabel(name, fontsize=9)
+    axes[0, 0].set_title(label, fontsize=9, loc="left")
+    if points:
+        axes[0, -1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

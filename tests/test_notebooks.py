@@ -15,7 +15,8 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").g
 
 def test_notebooks_exist_and_are_cleared():
     assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_presoftmax_maps.ipynb",
-                                           "03_export_and_serve.ipynb", "05_photos_and_video.ipynb"]
+                                           "03_export_and_serve.ipynb", "04_your_own_landmarks.ipynb",
+                                           "05_photos_and_video.ipynb"]
     for path in NOTEBOOKS:
         book = nbformat.read(path, as_version=4)
         for cell in book.cells:

@@ -25,18 +25,20 @@ from _common import print_table  # noqa: E402
 
 from rcn_keras.presets import get_preset  # noqa: E402
 
-NAMES = ("rcn-300w", "rcn-300w-fast", "rcn-afw5")
+NAMES = ("rcn-300w", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5")
 
 
 def shipped_name(preset: str, k: int) -> str:
     """The shipped model a run of ``preset`` with ``k`` keypoints competes for."""
     if k == 5:
-        return "rcn-afw5"
+        return "sumnet-afw5" if get_preset(preset).model.family == "sumnet" else "rcn-afw5"
     return "rcn-300w-fast" if get_preset(preset).model.layout == "fast" else "rcn-300w"
 
 RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm-up and cosine decay, flips, rotation 30, "
                             "photometric jitter, bilinear sub-pixel targets, read-out picked on validation)",
            "rcn_mtfl_real": "the real-face recipe (as rcn_300w_real)",
+           "sumnet_mtfl_real": "the real-face recipe of rcn-afw5 with the same data, epochs and time budget, on "
+                               "SumNet: shipped small, for the SumNet vs RCN figures (notebook 02), not for use",
            "rcn_300w_fast": "the real-face recipe (as rcn_300w_real, batch 32, 300 epochs) on the fast layout "
                             "(depthwise-separable convs with batch normalisation, 40x40 output upsampled)"}
 LICENCE = ("Trained on the 300W annotations of AFW and HELEN (ibug.doc.ic.ac.uk/resources/300-W), which are "
