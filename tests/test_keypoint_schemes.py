@@ -190,9 +190,17 @@ def test_fine_tuning_keeps_every_layer_but_the_output():
         if layer.weights and layer.name != "fout":
             for a, b in zip(layer.weights, source.get_layer(layer.name).weights):
                 np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    assert not np.any(keras.ops.convert_to_numpy(model.get_layer("fout").kernel))  # new maps start uniform
     sumnet = build_model("sumnet_mtfl", branches=4)
     _, fresh = for_keypoints(sumnet, sumnet.rcn_config, 3)
     assert "branch_sum" in fresh and all(n.endswith("_out") or n == "branch_sum" for n in fresh)
+    # the same points of the trained model: their output channels are copied, nothing is fresh
+    mapped, fresh = for_keypoints(sumnet, sumnet.rcn_config, 3, point_map=[4, 0, 2])
+    assert fresh == []
+    x = np.random.default_rng(1).uniform(0, 255, (2, 80, 80, 1)).astype(np.float32)
+    np.testing.assert_allclose(mapped.predict(x, verbose=0), sumnet.predict(x, verbose=0)[..., [4, 0, 2]], atol=1e-4)
+    with pytest.raises(ValueError, match="init_points must list, for each of the 3 new points"):
+        for_keypoints(sumnet, sumnet.rcn_config, 3, point_map=[0, 9, 1])
 
 
 def test_landmarker_keeps_its_scheme_and_network(tmp_path):

@@ -14,7 +14,7 @@ from rcn_keras.landmarker import Landmarker, float32_copy, load_landmarker
 from rcn_keras.models.head import KeypointReadout
 from rcn_keras.presets import get_preset, list_presets
 
-SHIPPED = {"rcn-300w": 68, "rcn-300w-fast": 68, "rcn-afw5": 5}
+SHIPPED = {"rcn-300w": 68, "rcn-300w-fast": 68, "rcn-afw5": 5, "sumnet-afw5": 5}
 RNG = np.random.default_rng(0)
 CROPS = RNG.uniform(0, 255, (2, 80, 80, 1)).astype("float32")
 

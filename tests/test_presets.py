@@ -27,7 +27,7 @@ def test_shipped_weights_are_the_presets_that_name_them():
 
 
 def test_lists_and_unknown_names():
-    assert set(list_presets(shipped=True)) == {"rcn-300w", "rcn-300w-fast", "rcn-afw5"}
+    assert set(list_presets(shipped=True)) == {"rcn-300w", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5"}
     assert "rcn_mtfl" in list_presets(shipped=False) and "denoiser_300w" in list_presets(denoisers=True)
     with pytest.raises(ValueError, match=r"unknown preset 'rcn_mtf'.*did you mean 'rcn_mtfl'"):
         get_preset("rcn_mtf")

@@ -65,7 +65,7 @@ def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode:
     """
     k = gt.shape[1]
     scheme = as_scheme(scheme, k)
-    face68 = scheme.name == FACE_68.name
+    face68 = scheme == FACE_68
     if face68 and border_projection:
         bp = np.stack([border_pixels(p) for p in faces.pads])
         pred = N.project_to_border(pred * N.MAP_SIZE, faces.border_codes, bp) / N.MAP_SIZE

@@ -59,6 +59,10 @@ def one_line_error(capsys, argv, *fragments):
     (["--epochs", "3", "--set", "epochs=5"], "disagree"),
     (["--batch-size", "0"], "--batch-size"),
     (["--set", "readout=nearest"], "readout='nearest'"),
+    (["--set", "init_points=[1, 2]"], "init_points=[1, 2]"),
+    (["--init", "no_such.keras"], "init_from='no_such.keras': model file not found"),
+    (["--keypoints", "no_such_scheme.json"], "no_such_scheme.json: keypoint scheme file not found"),
+    (["--data", "coco"], "data.source='coco' needs data.root (the annotation file)"),
 ])
 def test_bad_training_options(args, fragment, tmp_path, capsys):
     one_line_error(capsys, ["train", "--out", tmp_path / "run", *args], fragment)

@@ -65,12 +65,14 @@ class TrainConfig:
     `KeypointScheme` dict, a scheme name or a JSON file, stored as its dict; ``None``: the paper's scheme
     for the preset's point count); its point count overrides the preset's. ``init_from``: a trained model
     (`.keras` file or shipped name) whose network and weights start the run; the output layer is new
-    when the point count differs (fine-tuning)."""
+    when the point count differs (fine-tuning), its channels taken from the trained model's points
+    ``init_points`` (one index per new point) when given, else starting at zero."""
 
     model: str = "rcn_mtfl"
     model_options: dict = field(default_factory=dict)
     keypoints: dict | str | None = None
     init_from: str | None = None
+    init_points: list[int] | None = None
     n_corrupt: int = 35
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -106,6 +108,12 @@ class TrainConfig:
                                  f"{self.keypoints['num_keypoints']} points")
         if self.init_from is not None:
             check_model_spec(self.init_from, "init_from")
+        if self.init_points is not None:
+            ok = isinstance(self.init_points, list) and all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.init_points)
+            if not ok or self.init_from is None or len(self.init_points) != self.num_keypoints:
+                raise ValueError(f"init_points={self.init_points!r} must list {self.num_keypoints} point indices of "
+                                 f"the init_from model (one per point of the run)")
         self.model_config()  # validates name and options now, not mid-run
         for name, allowed in (("jit_compile", SWITCHES), ("precision", PRECISIONS), ("lr_schedule", LR_SCHEDULES),
                               ("loss_target", TARGETS), ("strategy", STRATEGIES), ("optimizer", OPTIMIZERS)):

@@ -157,7 +157,7 @@ def build_network(config: TrainConfig) -> keras.Model:
     if not config.init_from:
         return build_model(config.model_config())
     source = load_landmarker(config.init_from)
-    model, _ = for_keypoints(source.backbone, network_of(config, source), config.num_keypoints)
+    model, _ = for_keypoints(source.backbone, network_of(config, source), config.num_keypoints, config.init_points)
     return model
 
 
