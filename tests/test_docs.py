@@ -46,13 +46,20 @@ def test_notebook_markdown_writes_text_code_outputs_and_images(tmp_path):
     assert "![nb figure 1](nb_1.png)" in md and (tmp_path / "nb_1.png").is_file()
 
 
-def test_ced_figure_reads_the_benchmark_json(tmp_path):
+def test_ced_figure_reads_the_benchmark_json(tmp_path, monkeypatch):
     results = tmp_path / "peer.json"
     results.write_text(json.dumps({"faces": {"68": 3}, "68pt": [
         {"method": "RCN rcn-300w (soft_argmax)", "errors": [3.0, 5.0, 12.0]},
+        {"method": "RCN rcn-300w-fast (soft_argmax)", "errors": [4.0, 6.0, 13.0]},
         {"method": "dlib ERT, same box as RCN", "errors": [2.0, 4.0, 6.0]},
         {"method": "something else", "errors": [1.0]}]}))
+    from rcn_keras import visualize
+
+    labels = []
+    draw = visualize.ced_figure
+    monkeypatch.setattr(visualize, "ced_figure", lambda curves, t: labels.extend(curves) or draw(curves, t))
     assert render_docs.ced_figure(results)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert labels == ["rcn-300w: NME 6.67 %", "rcn-300w-fast: NME 7.67 %", "dlib ERT (the same box as RCN): NME 4.00 %"]
     results.write_text(json.dumps({"faces": {"68": 3}, "68pt": [{"method": "RCN rcn-300w"}]}))
     with pytest.raises(ValueError, match="no 68-point rows with per-face errors"):
         render_docs.ced_figure(results)

@@ -33,7 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PEER_RESULTS = ROOT / "benchmarks" / "results" / "peer_dlib.json"
 # CED curves drawn from peer_dlib.json: its method label -> the legend.
 CED_METHODS = {"RCN rcn-300w": "rcn-300w", "RCN rcn-300w-fast": "rcn-300w-fast",
-               "dlib ERT, same box as RCN": "dlib ERT (same box)",
+               "dlib ERT, same box as RCN": "dlib ERT (the same box as RCN)",
                "dlib ERT, its HOG detector's box": "dlib ERT (its detector's box)"}
 
 
@@ -148,7 +148,7 @@ def ced_figure(results: pathlib.Path = PEER_RESULTS) -> bytes:
     payload = json.loads(results.read_text())
     curves = {}
     for row in payload["68pt"]:
-        label = next((v for k, v in CED_METHODS.items() if row["method"].startswith(k)), None)
+        label = CED_METHODS.get(row["method"].split(" (")[0])  # the method, its read-out in brackets dropped
         if label is None or "errors" not in row:
             continue
         errors = np.asarray(row["errors"]) / 100.0

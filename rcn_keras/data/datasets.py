@@ -130,14 +130,15 @@ def _build(items: list, process: Callable, on_error: str, workers: int | None = 
         names=[n for n, _, _ in faces], groups=[g for _, g, _ in faces], skipped=skipped)
 
 
-def list_pts(folder: str | os.PathLike) -> list[pathlib.Path]:
-    """The `.pts` files of a folder, sorted; a clear error if the folder is missing or has none."""
+def list_pts(folder: str | os.PathLike, recursive: bool = False) -> list[pathlib.Path]:
+    """The `.pts` files of a folder (``recursive``: and below it), sorted; a clear error if the folder is
+    missing or has none."""
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise DataFormatError(folder, "dataset folder not found")
-    files = sorted(folder.glob("*.pts"))
+    files = sorted(folder.rglob("*.pts") if recursive else folder.glob("*.pts"))
     if not files:
-        raise DataFormatError(folder, "no .pts files in this folder")
+        raise DataFormatError(folder, "no .pts files in this folder" + (" or below it" if recursive else ""))
     return files
 
 
@@ -296,11 +297,7 @@ def load_pts_folder(root: str | os.PathLike, num_keypoints: int | None = None, c
     """Faces of every `.pts` file under ``root`` (any point count, 1-based as 300W; searched recursively)
     with the image of the same name beside it. The group of a face is its folder relative to ``root``."""
     root = pathlib.Path(root)
-    if not root.is_dir():
-        raise DataFormatError(root, "dataset folder not found")
-    files = sorted(root.rglob("*.pts"))
-    if not files:
-        raise DataFormatError(root, "no .pts files in this folder or below it")
+    files = list_pts(root, recursive=True)
     anns, groups = [], []
     for pts in files:
         points = read_pts(pts)
