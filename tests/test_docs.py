@@ -39,11 +39,11 @@ def test_notebook_markdown_writes_text_code_outputs_and_images(tmp_path):
 
     png = base64.b64encode((ROOT / "docs" / "figures" / "ced.png").read_bytes()).decode()
     book = new_notebook(cells=[new_markdown_cell("# Title"), new_code_cell("print(1)", outputs=[
-        new_output("stream", name="stdout", text="1\n"),
+        new_output("stream", name="stdout", text="1\n"), new_output("stream", name="stderr", text="noise\n"),
         new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})])])
     md = render_docs.notebook_markdown(nbformat.from_dict(book), "nb", tmp_path)
     assert md.startswith("# Title") and "```python\nprint(1)\n```" in md and "```\n1\n```" in md
-    assert "![nb figure 1](nb_1.png)" in md and (tmp_path / "nb_1.png").is_file()
+    assert "![nb figure 1](nb_1.png)" in md and (tmp_path / "nb_1.png").is_file() and "noise" not in md
 
 
 def test_ced_figure_reads_the_benchmark_json(tmp_path, monkeypatch):

@@ -50,7 +50,8 @@ def notebook_markdown(book, stem: str, out_dir: pathlib.Path) -> str:
         lines += ["```python", cell.source, "```", ""]
         for output in cell.get("outputs", []):
             if output.output_type == "stream":
-                lines += ["```", output.text.rstrip(), "```", ""]
+                if output.name == "stdout":  # stderr holds TensorFlow's start-up log lines
+                    lines += ["```", output.text.rstrip(), "```", ""]
             elif output.output_type in ("execute_result", "display_data"):
                 data = output.get("data", {})
                 if "image/png" in data:
@@ -75,11 +76,12 @@ def render_notebooks(out: pathlib.Path, fast: bool, names: list[str] | None = No
 
     folder = out / "notebooks"
     folder.mkdir(parents=True, exist_ok=True)
-    env = {"RCN_DOCS": "1", "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {"RCN_DOCS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     if fast:
         env["RCN_NOTEBOOK_FAST"] = "1"
     else:
         os.environ.pop("RCN_NOTEBOOK_FAST", None)
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend turns figures into images
     os.environ.update(env)
     written = []
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
