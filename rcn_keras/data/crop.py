@@ -122,12 +122,17 @@ def to_crop_frame(points: np.ndarray, box: tuple[int, int, int], size: int = STA
     return (np.asarray(points, dtype=np.float64) - [x, y]) * (size / side)
 
 
+def crop_rule(rule: str | None, num_points: int) -> str:
+    """``rule``, or for ``None`` the paper's: "eyes_mouth" for 5 points, else "points"."""
+    return rule or ("eyes_mouth" if num_points == 5 else "points")
+
+
 def stage_b_rect(points160: np.ndarray, rule: str | None = None) -> np.ndarray:
     """Inner face rectangle (x, y, side) on the 160 crop (docs/model.md 1.3) by the keypoint scheme's crop
-    ``rule``: "eyes_mouth" (the 5-point rule with ratio 0.95) or "points" (the tight box enlarged by 1.3);
-    ``None``: "eyes_mouth" for 5 points, else "points"."""
+    ``rule`` (`crop_rule`): "eyes_mouth" (the 5-point rule with ratio 0.95) or "points" (the tight box
+    enlarged by 1.3)."""
     p = np.asarray(points160)
-    if (rule or ("eyes_mouth" if p.shape[0] == 5 else "points")) == "eyes_mouth":
+    if crop_rule(rule, p.shape[0]) == "eyes_mouth":
         box = box_from_5_points(p, STAGE_A_SIZE, STAGE_A_SIZE, MTFL_STAGE_B_RATIO)
     else:
         box = box_from_all_points(p, W300_STAGE_B_ENLARGE)

@@ -81,7 +81,7 @@ def _face_from_points(image: np.ndarray, edge: np.ndarray, codes: np.ndarray, ru
     hidden = np.asarray(codes) == NOT_ANNOTATED
     if hidden.any():
         edge[hidden] = edge[~hidden].mean(axis=0)
-    rule = rule or ("eyes_mouth" if len(edge) == 5 else "points")
+    rule = crop.crop_rule(rule, len(edge))
     if box is not None:
         corners = crop.box_corners(box)
         box_a = crop.box_from_all_points(corners, crop.W300_STAGE_A_ENLARGE)
@@ -244,7 +244,7 @@ def load_annotations(annotations: list[Annotation], base: pathlib.Path, groups: 
                      cache_files: list[pathlib.Path], cache_dir) -> FaceSet:
     """Faces of generic `Annotation`s (images relative to ``base``; ``groups``: one subset label for all
     or one per annotation): cropped from the box when one is given, else from the annotated points by
-    ``crop_rule``."""
+    ``crop_rule``. Every reader gives one point count per file, checked here once."""
     _check_on_error(on_error)
     if annotations:
         _check_count(annotations[0].where, len(annotations[0].keypoints), num_keypoints)
@@ -258,7 +258,6 @@ def load_annotations(annotations: list[Annotation], base: pathlib.Path, groups: 
 
     def process(item):
         path, name, group, ann = item
-        _check_count(ann.where, len(ann.keypoints), num_keypoints)
         image = load_image(path)
         h, w = image.shape[:2]
         check_points(ann.where, ann.keypoints[ann.annotated], w, h)

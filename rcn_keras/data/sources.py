@@ -1,6 +1,6 @@
-"""Where faces come from: a `DataConfig` (synthetic, a 300W-layout folder, MTFL lists, AFW's anno.mat, or a
-user's own keypoints: a folder of `.pts`, a CSV, a COCO keypoints JSON) and the one dispatch from a source name to face sets: `load_faces` (one set) and `load_splits`
-(train / validation / test)."""
+"""Where faces come from: a `DataConfig` (synthetic, a 300W-layout folder, MTFL lists, AFW's anno.mat, or
+a user's own keypoints: a folder of `.pts`, a CSV, a COCO keypoints JSON) and the one dispatch from a
+source name to face sets: `load_faces` (one set) and `load_splits` (train / validation / test)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from rcn_keras.data.synthetic import synthetic_faces
 CUSTOM_SOURCES = ("pts", "csv", "coco")
 DATA_SOURCES = ("synthetic", "300w", "mtfl") + CUSTOM_SOURCES
 EVAL_SOURCES = DATA_SOURCES + ("afw",)
+FILE_SOURCES = ("csv", "coco")  # their root is the annotation file, not a folder
 MTFL_VALIDATION_FACES = 1000  # MTFL's own validation split (docs/model.md, 1.1)
+
+
+def root_kind(source: str) -> str:
+    """What the root of a data source is, in words."""
+    return "the annotation file" if source in FILE_SOURCES else "the dataset folder"
 
 
 @dataclass
@@ -44,8 +50,7 @@ class DataConfig:
         if self.source not in DATA_SOURCES:
             raise ValueError(f"data.source={self.source!r} is not allowed; allowed: {DATA_SOURCES}")
         if self.source != "synthetic" and not self.root:
-            where = "the annotation file" if self.source in ("csv", "coco") else "the dataset folder"
-            raise ValueError(f"data.source={self.source!r} needs data.root ({where})")
+            raise ValueError(f"data.source={self.source!r} needs data.root ({root_kind(self.source)})")
         if self.test_root and self.source not in CUSTOM_SOURCES:
             raise ValueError(f"data.test_root is for the sources {CUSTOM_SOURCES}; {self.source!r} has its own test sets")
         for name in ("train_subsets", "test_subsets"):
@@ -85,8 +90,7 @@ def load_faces(source: str, root: str | None = None, num_keypoints: int = 68, su
     if source not in EVAL_SOURCES:
         raise ValueError(f"data source {source!r} is not allowed; allowed: {EVAL_SOURCES}")
     if not root:
-        raise ValueError(f"data source {source!r} needs " + ("an annotation file (--root)" if source in ("csv", "coco")
-                                                              else "a dataset folder (--root)"))
+        raise ValueError(f"data source {source!r} needs {root_kind(source)} (--root)")
     if source in CUSTOM_SOURCES:
         loader = {"pts": datasets.load_pts_folder, "csv": datasets.load_keypoint_csv, "coco": datasets.load_coco}
         return loader[source](root, num_keypoints, crop_rule or "points", on_error=on_error, cache_dir=cache_dir)

@@ -149,24 +149,22 @@ def pick_readout(model: Landmarker, faces: FaceSet, batch_size: int = 64) -> tup
     return min(scores, key=scores.get), scores
 
 
-def build_network(config: TrainConfig) -> keras.Model:
-    """The network a run starts from: the preset's, or (``init_from``) a trained model's network rebuilt
-    for the run's keypoints with its weights wherever they fit (``model.rcn_config``: its `ModelConfig`)."""
+def build_network(config: TrainConfig, source: Landmarker | None = None) -> keras.Model:
+    """The network a run starts from: the preset's, or (``init_from``: the trained ``source``) its network
+    rebuilt for the run's keypoints with its weights wherever they fit (``model.rcn_config``: its `ModelConfig`)."""
     if config.is_denoiser:
         return build_denoiser(config.model, **config.model_options)
     if not config.init_from:
         return build_model(config.model_config())
-    source = load_landmarker(config.init_from)
     model, _ = for_keypoints(source.backbone, network_of(config, source), config.num_keypoints, config.init_points)
     return model
 
 
 def network_of(config: TrainConfig, source: Landmarker | None = None) -> ModelConfig:
     """The `ModelConfig` a run trains: the preset's with its options, or that of the ``init_from`` model
-    (``source``, loaded when not given) with the run's options and point count."""
+    (``source``) with the run's options and point count."""
     if not config.init_from:
         return config.model_config()
-    source = source or load_landmarker(config.init_from)
     options = {k: v for k, v in config.model_options.items() if k != "num_keypoints"}
     return source.network_config().replace(num_keypoints=config.num_keypoints, **options)
 
@@ -224,8 +222,11 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
         splits = load_splits(config.data, config.num_keypoints, scheme.crop)
         strategy = make_strategy(config.strategy)
 
+        # the model a fine-tuning run starts from: read once, for its network and its weights
+        source = load_landmarker(config.init_from) if config.init_from and not config.is_denoiser else None
+
         def build():
-            return build_network(config)
+            return build_network(config, source)
 
         if config.is_denoiser:
             def pipeline(faces, mode, batch, seed):
@@ -235,7 +236,7 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
             def pipeline(faces, mode, batch, seed):
                 return make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme)
 
-        wrap = float32_copy if config.is_denoiser else landmarker_for(config, network_of(config))
+        wrap = float32_copy if config.is_denoiser else landmarker_for(config, network_of(config, source))
         if config.strategy == "multiworker":
             run = train_multiworker(config, splits, pipeline, build, make_optimizer, out, resume, strategy,
                                     verbose=1 if verbose else 0, wrap=wrap)
