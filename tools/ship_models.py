@@ -36,6 +36,9 @@ def shipped_name(preset: str, k: int) -> str:
 
 RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm-up and cosine decay, flips, rotation 30, "
                             "photometric jitter, bilinear sub-pixel targets, read-out picked on validation)",
+           "rcn_300w_refine": "stage 2 of the real-face recipe: the rcn_300w_real model fine-tuned without occlusion "
+                              "and with rotation 15 (Adam 5e-4, warm-up and cosine decay, flips, photometric jitter, "
+                              "bilinear targets)",
            "rcn_mtfl_real": "the real-face recipe (as rcn_300w_real)",
            "sumnet_mtfl_real": "the real-face recipe of rcn-afw5 with the same data, epochs and time budget, on "
                                "SumNet: shipped small, for the SumNet vs RCN figures (notebook 02), not for use",
@@ -78,6 +81,21 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict) -> list[dict]:
     return rows
 
 
+def earlier_stages(config) -> list[dict]:
+    """The runs a fine-tuned model started from (``init_from`` a run's ``best.keras``), oldest first:
+    preset, epochs and minutes of each, so a model card counts the whole training budget."""
+    from rcn_keras.app.training.config import TrainConfig
+
+    stages = []
+    while config.init_from and pathlib.Path(config.init_from).parent.joinpath("config.json").is_file():
+        folder = pathlib.Path(config.init_from).parent
+        config = TrainConfig.load(folder / "config.json")
+        state = json.loads((folder / "state" / "state.json").read_text())
+        stages.insert(0, {"run": str(folder), "preset": config.model, "epochs": state["epoch"],
+                          "train_minutes": state.get("train_seconds", 0.0) / 60.0})
+    return stages
+
+
 def test_rows(folder: str, readout: str, splits) -> list[dict]:
     from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset
     from rcn_keras.landmarker import load_landmarker
@@ -96,11 +114,13 @@ def card_markdown(cards: list[dict]) -> str:
     for c in cards:
         options = ", ".join(f"{k}={v}" for k, v in c["model_options"].items())
         minutes = f"{c['train_minutes']:.0f} min" if c["train_minutes"] else c.get("budget_note", "time not recorded")
+        before = "".join(f"{s['epochs']} epochs of `{s['preset']}` ({s['train_minutes']:.0f} min), then "
+                         for s in c.get("stages", []))
         lines += [f"## {c['name']}", "",
                   f"* Network: preset `{c['preset']}`{' with ' + options if options else ''} ({c['params']:,} parameters, {c['keypoints']} keypoints, "
                   f"80x80 grey input), read-out `{c['readout']}`.",
                   f"* Data: {c['data']}.",
-                  f"* Budget: {c['epochs']} epochs, {minutes} of training on a 2-core CPU "
+                  f"* Budget: {before}{c['epochs']} epochs, {minutes} of training on a 2-core CPU "
                   f"(optimizer {c['optimizer']}, batch {c['batch_size']}).",
                   f"* Recipe: {RECIPES.get(c['preset'], 'see the preset in rcn_keras/presets.py')}."]
         lines += [f"* Validation ({r['faces']} faces): NME {r['nme']:.2f} % ({r['normaliser']}), "
@@ -169,6 +189,9 @@ def main() -> None:
                 "data": (f"300W {' + '.join(data.train_subsets)} ({len(best['splits'].train)} training faces; "
                          f"validation = the seed-7345 {data.validation:.0%} split, {len(best['splits'].validation)} faces)"),
                 "validation": best["validation"], "licence": LICENCE}
+        stages = earlier_stages(cfg)
+        if stages:
+            card["stages"] = stages
         notes = dict(n.split("=", 1) for n in args.budget_note)
         if best["run"] in notes:
             card["budget_note"] = notes[best["run"]]

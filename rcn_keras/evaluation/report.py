@@ -14,9 +14,9 @@ from rcn_keras.data.faceset import FaceSet
 from rcn_keras.files import atomic_write_bytes
 from rcn_keras.data.pipeline import make_dataset
 from rcn_keras.evaluation import nme as N
-from rcn_keras.keypoints import FACE_68, NOT_ANNOTATED, POINTS_49, KeypointScheme, as_scheme
+from rcn_keras.keypoints import FACE_68, NOT_ANNOTATED, POINTS_49, KeypointScheme, as_scheme, standard_scheme
 from rcn_keras.markdown import markdown_table
-from rcn_keras.models.head import KeypointReadout, as_map_model
+from rcn_keras.models.head import KeypointReadout, as_map_model, mirrored_readout
 
 THRESHOLDS = (0.08, 0.10)
 # 300W composite groups (docs/model.md 7.3) built from the per-folder groups when present.
@@ -24,14 +24,20 @@ COMPOSITES = {"common": ("helen_test", "lfpw_test"), "challenging": ("ibug",),
               "full": ("helen_test", "lfpw_test", "ibug")}
 
 
-def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, readout: str | None = None):
+def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, readout: str | None = None,
+                    flip: bool = False):
     """Un-jittered test crops of ``faces`` through a `Landmarker` or map model: (pred, gt) normalised
-    (N, K, 2) and confidence. ``readout``: the model's own (a `Landmarker`'s) unless given, else arg-max."""
+    (N, K, 2) and confidence. ``readout``: the model's own (a `Landmarker`'s) unless given, else arg-max.
+    ``flip``: flip test-time averaging with the model's keypoint scheme (the paper's for a map model)."""
     preds, gts, confs = [], [], []
     head = KeypointReadout(readout or getattr(model, "readout", None) or "argmax")
     maps_model = as_map_model(model)
+    perm = None
+    if flip:
+        perm = (model.mirror_permutation(True) if hasattr(model, "mirror_permutation")
+                else standard_scheme(faces.num_keypoints).flip)
     for x, y in make_dataset(faces, "test", batch_size=batch_size):
-        out = head(maps_model(x, training=False))
+        out = mirrored_readout(maps_model, head, x, perm)
         preds.append(out["keypoints"].numpy())
         confs.append(out["confidence"].numpy())
         gts.append(y.numpy()[..., :2])

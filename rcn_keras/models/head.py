@@ -76,6 +76,26 @@ class KeypointReadout(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+def mirror_average(out: dict, mirrored: dict, flip) -> dict:
+    """Flip test-time averaging: read-outs of crops (``out``) and of the same crops mirrored left-right
+    (``mirrored``) averaged, the mirrored points moved back (x -> 1 - x) and re-ordered by the keypoint
+    scheme's ``flip`` permutation (left eye <-> right eye, ...)."""
+    perm = list(flip)
+    points = ops.take(mirrored["keypoints"], perm, axis=1)
+    points = ops.stack([1.0 - points[..., 0], points[..., 1]], axis=-1)
+    confidence = ops.take(mirrored["confidence"], perm, axis=1)
+    return {"keypoints": (out["keypoints"] + points) / 2, "confidence": (out["confidence"] + confidence) / 2}
+
+
+def mirrored_readout(maps_model, head, crops, flip=None) -> dict:
+    """``head`` on ``maps_model``'s maps of ``crops`` (B, H, W, C); with a ``flip`` permutation, averaged
+    with the read-out of the mirrored crops (`mirror_average`, twice the network time)."""
+    out = head(maps_model(crops, training=False))
+    if flip is None:
+        return out
+    return mirror_average(out, head(maps_model(ops.flip(crops, axis=2), training=False)), flip)
+
+
 def as_map_model(model: keras.Model) -> keras.Model:
     """The pre-softmax map model inside ``model``: itself, the "presoftmax" output of a read-out model,
     or a `Landmarker`'s backbone. A ValueError says what the model is when it is none of these."""

@@ -23,6 +23,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2)
     p.add_argument("--mode", choices=("continuous", "paper"), default="continuous")
     p.add_argument("--readout", choices=READOUTS, default=None, help="keypoint read-out (default: the model's own)")
+    p.add_argument("--flip", action="store_true",
+                   help="flip test-time averaging: each crop and its mirror image (twice the network time)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise")
     p.add_argument("--out", default="evaluation")
@@ -38,12 +40,14 @@ def run(args) -> int:
     from rcn_keras.markdown import markdown_table
 
     model = load_landmarker(args.model)
+    readout = args.readout or model.readout
+    model.mirror_permutation(args.flip)  # a scheme without a mirror fails before the data is read
     faces = load_faces(args.data, args.root, model.num_keypoints, args.subsets, args.list_file, args.faces,
                        args.seed, args.on_error, crop_rule=model.keypoints.crop)
-    readout = args.readout or model.readout
-    pred, gt, _ = predict_faceset(model, faces, args.batch_size, readout)
+    pred, gt, _ = predict_faceset(model, faces, args.batch_size, readout, flip=args.flip)
     result = evaluate_predictions(pred, gt, faces, mode=args.mode, scheme=model.keypoints)
-    write_report(args.out, {str(args.model): result}, {"data": args.data, "faces": len(faces), "readout": readout})
+    write_report(args.out, {str(args.model): result}, {"data": args.data, "faces": len(faces), "readout": readout,
+                                                       "flip_averaged": args.flip})
     print(markdown_table(headline_rows(result["rows"]), REPORT_COLUMNS))
-    print(f"read-out {readout}; report: {pathlib.Path(args.out) / 'report.md'}")
+    print(f"read-out {readout}{', flip-averaged' if args.flip else ''}; report: {pathlib.Path(args.out) / 'report.md'}")
     return 0

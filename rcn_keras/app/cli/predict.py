@@ -37,6 +37,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--box-format", default=None,
                    help=f"what the boxes are (default: the model's; built-in: {', '.join(BOX_FORMAT_NAMES)})")
     p.add_argument("--readout", choices=READOUTS, default=None, help="keypoint read-out (default: the model's own)")
+    p.add_argument("--flip", action="store_true",
+                   help="flip test-time averaging: each face crop and its mirror image (twice the network time)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--no-overlay", action="store_true")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
@@ -109,7 +111,8 @@ def run(args) -> int:
         doc = predict_video(model, video, args.out, smooth=not args.no_smooth, overlay=not args.no_overlay,
                             max_frames=args.max_frames, box=parse_box(args.box) if args.box else None,
                             box_format=args.box_format, batch_size=args.batch_size, detector=detector or "none",
-                            max_faces=args.max_faces, level=not args.no_level, readout=args.readout)
+                            max_faces=args.max_faces, level=not args.no_level, readout=args.readout,
+                            flip=args.flip)
         frames = len(doc["frames"])
         print(f"{video}: {frames} frame(s), {sum(len(f['faces']) for f in doc['frames'])} face(s), "
               f"{frames / (time.perf_counter() - start):.1f} frames/s -> {args.out}")
@@ -118,7 +121,7 @@ def run(args) -> int:
     start = time.perf_counter()
     results = model.predict(images, boxes=boxes, box_format=args.box_format, readout=args.readout,
                             batch_size=args.batch_size, on_error="skip", detector=detector or "none",
-                            max_faces=args.max_faces, level=not args.no_level, progress=bar)
+                            max_faces=args.max_faces, level=not args.no_level, progress=bar, flip=args.flip)
     seconds = time.perf_counter() - start
     failed = [r for r in results if "error" in r]
     if len(failed) == len(results):
