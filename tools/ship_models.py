@@ -120,7 +120,8 @@ def card_markdown(cards: list[dict]) -> str:
                   f"* Network: preset `{c['preset']}`{' with ' + options if options else ''} ({c['params']:,} parameters, {c['keypoints']} keypoints, "
                   f"80x80 grey input), read-out `{c['readout']}`.",
                   f"* Data: {c['data']}.",
-                  f"* Budget: {before}{c['epochs']} epochs, {minutes} of training on a 2-core CPU "
+                  f"* Budget: {before}{c['epochs']} epochs{' of `' + c['preset'] + '`' if before else ''}, {minutes} "
+                  f"of training on a 2-core CPU "
                   f"(optimizer {c['optimizer']}, batch {c['batch_size']}).",
                   f"* Recipe: {RECIPES.get(c['preset'], 'see the preset in rcn_keras/presets.py')}."]
         lines += [f"* Validation ({r['faces']} faces): NME {r['nme']:.2f} % ({r['normaliser']}), "
@@ -129,6 +130,9 @@ def card_markdown(cards: list[dict]) -> str:
         for t in headline_rows(c.get("test", [])):
             lines.append(f"* Test {c['test_set']} ({t['faces']} faces): NME {t['nme']:.2f} % ({t['normaliser']}), "
                          f"FR@10 {t['fr10']:.1f} %, AUC@8 {t['auc8']:.3f}.")
+        if c["keypoints"] == 68:
+            lines.append("* CED on the validation faces beside dlib's: ../../docs/figures/ced.png "
+                         "(`python benchmarks/peer_dlib.py`, then `python tools/render_docs.py`).")
         lines += ["* Input: photos (faces found by a detector: `--detector auto`, each detector's box calibrated "
                   "to the training crop), a face box (`--box x,y,w,h`: the tight box of the face's landmarks, "
                   "enlarged 1.3 as in training, or `--box-format DETECTOR` for a detector's box), or a face crop "
