@@ -11,6 +11,8 @@ import pathlib
 
 import numpy as np
 
+from rcn_keras.options import check_fields
+
 # Horizontal-flip permutations: point i of a mirrored face is point FLIP[i] of the original.
 FLIP_5 = [1, 0, 2, 4, 3]
 
@@ -141,10 +143,7 @@ class KeypointScheme:
     def from_dict(cls, d: dict) -> "KeypointScheme":
         if not isinstance(d, dict):
             raise ValueError(f"a keypoint scheme is a JSON object, got {type(d).__name__}")
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ValueError(f"unknown keypoint scheme field(s) {unknown}; valid: {sorted(valid)}")
+        check_fields(cls, d, "keypoint scheme field")
         if "num_keypoints" not in d:
             raise ValueError("a keypoint scheme needs num_keypoints")
         return cls(**d)

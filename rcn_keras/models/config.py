@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from rcn_keras.grid import MAP_SIZE
+from rcn_keras.options import check_fields
 
 FAMILIES = ("sumnet", "rcn")
 LAYOUTS = ("mtfl", "300w", "fast")
@@ -110,10 +111,7 @@ class ModelConfig:
 
     def replace(self, **overrides) -> "ModelConfig":
         """A copy with some fields changed; unknown field names raise a ValueError listing the valid ones."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; valid options: {sorted(names)}")
+        check_fields(type(self), overrides, "model option")
         if "branches" in overrides and "branch_mask" not in overrides:
             overrides["branch_mask"] = None
         return dataclasses.replace(self, **overrides)
@@ -160,10 +158,7 @@ class DenoiserConfig:
 
     def replace(self, **overrides) -> "DenoiserConfig":
         """A copy with some fields changed; unknown names raise a ValueError listing the valid ones."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown denoiser option(s) {unknown}; valid options: {sorted(names)}")
+        check_fields(type(self), overrides, "denoiser option")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:

@@ -15,6 +15,7 @@ from rcn_keras.data.sources import DataConfig
 from rcn_keras.keypoints import KeypointScheme, as_scheme
 from rcn_keras.losses import TARGETS
 from rcn_keras.models.config import READOUTS, DenoiserConfig, ModelConfig
+from rcn_keras.options import check_fields
 from rcn_keras.presets import get_preset
 from rcn_keras.runtime import PRECISIONS, STRATEGIES
 
@@ -46,10 +47,7 @@ def _group(name: str, value, cls):
         return value
     if not isinstance(value, dict):
         raise ValueError(f"{name} must be a group of options ({name}.KEY=VALUE), got {value!r}")
-    valid = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - valid)
-    if unknown:
-        raise ValueError(f"unknown option(s) {[f'{name}.{u}' for u in unknown]}; valid: {sorted(valid)}")
+    check_fields(cls, value, "option", prefix=f"{name}.")
     try:
         return cls(**value)
     except TypeError as exc:  # a value of the wrong type inside the group's own checks
@@ -176,13 +174,10 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         if not isinstance(d, dict):
             raise ValueError(f"a training configuration is a JSON object, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
         if "mixed_precision" in d and "precision" not in d:
             d = {**d, "precision": _OLD_MIXED.get(d["mixed_precision"], d["mixed_precision"])}
             d.pop("mixed_precision")
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
+        check_fields(cls, d, "training option")
         return cls(**d)
 
     @classmethod
