@@ -1,5 +1,6 @@
 """The training loss: masked per-keypoint negative log-likelihood of the true pixel (docs/model.md, 5.2),
-float32 and log-softmax based, or its sub-pixel (bilinear target) variant.
+float32 and log-softmax based, or its sub-pixel (bilinear target) variant, optionally plus the distance
+of the soft-argmax read-out from the true point.
 
 Targets are (B, K, 3): normalised x, y in [0, 1] and a 0/1 mask, discretised by `rcn_keras.grid`.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from rcn_keras.grid import discretise
+from rcn_keras.grid import discretise, pixel_centres
 from rcn_keras.models.head import pixel_log_softmax
 from rcn_keras.models.layers import PACKAGE
 
@@ -39,15 +40,21 @@ class PixelNLL(keras.losses.Loss):
     y_true: (B, K, 3) = (x, y, mask) normalised; y_pred: pre-softmax maps (B, H, W, K).
     ``target="pixel"`` (the paper): the NLL of the one pixel that holds the point. ``"bilinear"``:
     the cross-entropy against the point spread bilinearly over the 4 pixel centres around it, so
-    that the softmax learns sub-pixel positions (read them with a soft-argmax).
+    that the softmax learns sub-pixel positions (read them with a soft-argmax). ``coordinate_weight``
+    > 0 adds, per point, that weight times the Euclidean distance in map pixels between the soft-argmax
+    (the softmax's expected pixel centre) and the true point: the error the soft-argmax read-out makes,
+    the numerator of the NME, trained directly (as in integral regression, Sun et al. 2018).
     """
 
     def __init__(self, target: str = "pixel", name: str = "pixel_nll", reduction: str = "sum_over_batch_size",
-                 dtype=None):
+                 dtype=None, coordinate_weight: float = 0.0):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         if target not in TARGETS:
             raise ValueError(f"target={target!r} is not allowed; allowed: {TARGETS}")
+        if not coordinate_weight >= 0:
+            raise ValueError(f"coordinate_weight={coordinate_weight!r} must be >= 0")
         self.target = target
+        self.coordinate_weight = float(coordinate_weight)
 
     def call(self, y_true, y_pred):
         size = y_pred.shape[1]
@@ -61,9 +68,15 @@ class PixelNLL(keras.losses.Loss):
         else:
             labels, weights = bilinear_labels(y_true[..., :2], size)
             nll = -ops.sum(weights * ops.take_along_axis(logp, labels, axis=-1), axis=-1)
+        if self.coordinate_weight:
+            centres = pixel_centres(ops.arange(size * y_pred.shape[2]), y_pred.shape[2])  # (H*W, 2)
+            expected = ops.matmul(ops.exp(logp), centres)  # (B, K, 2), normalised
+            offset = (expected - y_true[..., :2]) * size
+            nll = nll + self.coordinate_weight * ops.sqrt(ops.sum(offset * offset, axis=-1) + 1e-6)
         batch = ops.cast(ops.shape(mask)[0], "float32")
         mean_mask = ops.sum(mask) / batch
         return k * ops.sum(mask * nll, axis=-1) / (mean_mask + 1e-8)
 
     def get_config(self):
-        return {"name": self.name, "reduction": self.reduction, "target": self.target}
+        return {"name": self.name, "reduction": self.reduction, "target": self.target,
+                "coordinate_weight": self.coordinate_weight}

@@ -31,6 +31,32 @@ def test_width_scales_hidden_channels_only():
         rcn_keras.build_model("rcn_300w", width=0)
 
 
+@pytest.mark.parametrize("name, overrides", [("rcn_300w", {"branches": 5}), ("rcn_300w_skip", {"branches": 5}),
+                                            ("sumnet_mtfl", {"branches": 4}), ("rcn_300w_fast", {})])
+def test_widening_starts_as_the_same_function(name, overrides, rng):
+    """A trained network rebuilt wider (`models.transfer`) computes the same maps before training, the
+    concatenations of the decoder (and the skip variant's streams) followed; its new channels are live."""
+    from rcn_keras.models.transfer import for_keypoints, source_channel_positions
+
+    source = rcn_keras.build_model(name, width=0.5, **overrides)
+    for layer in source.layers:  # trained-looking: non-zero biases and batch statistics everywhere
+        layer.set_weights([w + rng.uniform(0.0, 0.1, w.shape).astype(np.float32) for w in layer.get_weights()])
+    config, k = source.rcn_config, source.output.shape[-1]
+    wide, fresh = for_keypoints(source, config.replace(width=0.75), k)
+    assert fresh == [] and wide.count_params() > 1.5 * source.count_params()
+    x = rng.uniform(0, 255, (2, 80, 80, 1)).astype(np.float32)
+    before = source.predict(x, verbose=0)
+    np.testing.assert_allclose(wide.predict(x, verbose=0), before, rtol=1e-4, atol=1e-4 * np.abs(before).max())
+    conv = next(n for n, (_, out) in source_channel_positions(source, wide).items() if out is not None)
+    kernel = keras.ops.convert_to_numpy(wide.get_layer(conv).weights[0])
+    assert np.abs(kernel[..., -1]).max() > 0  # a new channel has (initialised) weights of its own
+    # wider and for a subset of the points at once: the chosen points' maps, unchanged
+    sub, fresh = for_keypoints(source, config.replace(width=0.75), 2, point_map=[1, 0])
+    assert fresh == []
+    np.testing.assert_allclose(sub.predict(x, verbose=0), before[..., [1, 0]], rtol=1e-4,
+                               atol=1e-4 * np.abs(before).max())
+
+
 def test_skip_first_conv_input_channels_match_spec():
     """Spec 4.4: dense concatenation, first-conv input channels S/D/C/M/F for 5 branches."""
     for name, chans in [("rcn_mtfl_skip", (48, 96, 144, 160, 160)), ("rcn_300w_skip", (64, 128, 192, 256, 320))]:
@@ -131,6 +157,26 @@ def test_pixel_nll_matches_definition(rng):
     nll = -np.take_along_axis(logp, labels[..., None], -1)[..., 0]
     m = y[..., 2]
     assert loss == pytest.approx(2 * (m * nll).sum() / (m.sum() + 1e-8), rel=1e-5)
+
+
+def test_coordinate_loss_adds_the_soft_argmax_distance_in_pixels(rng):
+    logits = rng.normal(size=(3, 80, 80, 2)).astype("float32")
+    y = np.concatenate([rng.uniform(0, 1, (3, 2, 2)), np.array([[[1], [0]], [[1], [1]], [[0], [1]]])], -1)
+    y = y.astype("float32")
+    base = float(rcn_keras.PixelNLL("bilinear")(y, logits))
+    loss = float(rcn_keras.PixelNLL("bilinear", coordinate_weight=0.5)(y, logits))
+    soft = keras.ops.convert_to_numpy(rcn_keras.KeypointReadout("soft_argmax")(logits)["keypoints"])
+    distance = np.linalg.norm((soft - y[..., :2]) * 80, axis=-1)
+    m = y[..., 2]
+    assert loss - base == pytest.approx(2 * 0.5 * (m * distance).sum() / m.sum(), rel=1e-4)
+    # a map peaked on the true point scores (almost) no distance: the term trains the read-out's error
+    peaked = np.full((1, 80, 80, 1), -30.0, "float32")
+    peaked[0, 10, 20, 0] = 30.0
+    target = np.array([[[20.5 / 80, 10.5 / 80, 1.0]]], "float32")
+    with_term = float(rcn_keras.PixelNLL(coordinate_weight=1.0)(target, peaked))
+    assert with_term == pytest.approx(float(rcn_keras.PixelNLL()(target, peaked)), abs=1e-2)
+    with pytest.raises(ValueError, match="coordinate_weight=-1"):
+        rcn_keras.PixelNLL(coordinate_weight=-1)
 
 
 def test_readout_argmax_and_soft_argmax():

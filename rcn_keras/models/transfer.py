@@ -1,10 +1,16 @@
-"""Fine-tuning: a network rebuilt for another keypoint count, starting from a trained one's weights.
+"""Fine-tuning: a network rebuilt for another keypoint count or width, starting from a trained one's weights.
 
 Every layer whose weights have the same name and shapes in both networks is copied (trunk, decoder,
 LCN). The K-map output convs (and SumNet's per-keypoint branch weights) have other shapes for another
 K: with a ``point_map`` (new point j is the source's point ``point_map[j]``) their channels are taken
 from those points; else the output convs start at zero (every map uniform, so the first updates do not
 push large random logits back through the trained features) and branch weights as initialised.
+
+A wider network (``width`` larger than the source's) starts as the same function: each hidden layer
+keeps the source's channels at their places (the concatenations of the decoder followed through the
+graph) and its new channels start as initialised, but every weight from a new channel into an old one
+is zero, so the old channels, and the maps, are computed exactly as before; training then puts the new
+channels to use (zero-padded widening, in the spirit of Net2WiderNet).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ def transfer_weights(source: keras.Model, target: keras.Model, point_map: list[i
     same weight shapes; layers whose last axis is the keypoint axis take the ``point_map`` channels, or
     (output convs) start at zero. Returns the names of the layers not copied from ``source``."""
     k_new, k_old = target.output.shape[-1], source.output.shape[-1]
+    positions = source_channel_positions(source, target)
     fresh = []
     for layer in target.layers:
         if not layer.weights:
@@ -32,6 +39,8 @@ def transfer_weights(source: keras.Model, target: keras.Model, point_map: list[i
             continue
         old = [np.asarray(keras.ops.convert_to_numpy(w)) for w in src.weights]
         shapes = [tuple(w.shape) for w in layer.weights]
+        if layer.name in positions and [w.shape for w in old] != shapes and _fits(old, shapes):
+            old = _widened(layer, old, *positions[layer.name])
         if [w.shape for w in old] == shapes:
             layer.set_weights(old)
             continue
@@ -43,6 +52,82 @@ def transfer_weights(source: keras.Model, target: keras.Model, point_map: list[i
             layer.set_weights([np.zeros(s, np.float32) for s in shapes])
         fresh.append(layer.name)
     return fresh
+
+
+def _fits(old: list[np.ndarray], shapes: list[tuple]) -> bool:
+    """Whether the source weights fit inside the target's (the keypoint axis, last, aside)."""
+    return all(w.ndim == len(s) and all(a <= b for a, b in zip(w.shape[:-1], s[:-1])) for w, s in zip(old, shapes))
+
+
+def source_channel_positions(source: keras.Model, target: keras.Model) -> dict[str, tuple]:
+    """For each layer of ``target`` with weights and one input: (positions of the source's input
+    channels in its input, positions of the source's output channels in its output; None for the K-map
+    layers, whose output axis is the keypoint axis, and for layers that pass channels through). The
+    source's channels lead each conv's output in their order; concatenations shift them by the width of
+    the tensors before them."""
+    head = _keypoint_layers(target)
+    where: dict[int, np.ndarray] = {}  # id of a target tensor -> where the source's channels sit in it
+    found = {}
+    for op in target.operations:
+        node = op._inbound_nodes[0]
+        inputs = [where.get(id(t), np.arange(t.shape[-1])) for t in node.input_tensors]
+        conv = any(w.name in ("kernel", "pointwise_kernel") for w in op.weights)
+        if isinstance(op, keras.layers.Concatenate):
+            offsets = np.cumsum([0] + [t.shape[-1] for t in node.input_tensors[:-1]])
+            out = np.concatenate([p + o for p, o in zip(inputs, offsets)])
+        elif conv:
+            out = None if op.name in head else np.arange(source.get_layer(op.name).output.shape[-1])
+        else:  # channels pass through (pooling, upsampling, normalisation, activation, ...)
+            out = inputs[0] if inputs else None
+        if op.weights and len(inputs) == 1:
+            found[op.name] = (inputs[0], out if conv else None)
+        if out is not None:
+            for t in node.output_tensors:
+                where[id(t)] = out
+    return found
+
+
+def _keypoint_layers(model: keras.Model) -> set[str]:
+    """Names of the convs whose output axis is the keypoint axis: those that reach the model output
+    through operations that keep the channel count (read back from the output, stopping at each conv)."""
+    names, frontier = set(), [model.output]
+    while frontier:
+        tensor = frontier.pop()
+        op = tensor._keras_history.operation
+        if any(w.name in ("kernel", "pointwise_kernel") for w in op.weights):
+            names.add(op.name)
+            continue
+        inputs = op._inbound_nodes[0].input_tensors
+        frontier.extend(t for t in inputs if t.shape[-1] == tensor.shape[-1])
+    return names
+
+
+def _widened(layer, old: list[np.ndarray], inputs: np.ndarray, outputs: np.ndarray | None) -> list[np.ndarray]:
+    """``layer``'s initial weights with the source weights ``old`` put at the source channels' positions
+    (``inputs`` in its input, ``outputs`` in its output) and zero weights from new input channels into
+    old output channels, so the old outputs are computed as before. ``outputs`` None: a pass-through
+    layer (channels at ``inputs``), or a K-map conv (its output axis is kept as the source's)."""
+    new = []
+    for w, v in zip(old, layer.weights):
+        init = np.array(keras.ops.convert_to_numpy(v), dtype=np.float32)
+        name = v.name
+        if name in ("kernel", "pointwise_kernel"):  # (k, k, in, out)
+            if outputs is None:  # K maps: new input channels start with zero weights into every map
+                init = np.zeros(init.shape[:-1] + w.shape[-1:], np.float32)
+                init[:, :, inputs, :] = w
+            else:
+                init[..., outputs] = 0.0
+                init[:, :, inputs[:, None], outputs[None, :]] = w
+        elif name == "depthwise_kernel":  # (k, k, in, multiplier): one filter per channel
+            init[:, :, inputs, :] = w
+        elif w.ndim == 1 and outputs is not None and w.shape[0] == outputs.size:
+            init[outputs] = w  # biases of a widened conv
+        elif w.ndim == 1 and outputs is None and w.shape[0] == inputs.size:
+            init[inputs] = w  # per-channel weights of a pass-through layer (batch normalisation)
+        else:
+            init = w  # same shape (K-map biases, shared kernels)
+        new.append(init)
+    return new
 
 
 def for_keypoints(source: keras.Model, config: ModelConfig, num_keypoints: int,
@@ -60,5 +145,6 @@ def for_keypoints(source: keras.Model, config: ModelConfig, num_keypoints: int,
     model.rcn_config = new
     fresh = transfer_weights(source, model, point_map)
     if len(fresh) == len([layer for layer in model.layers if layer.weights]):
-        raise ValueError("no layer of the trained model fits the new network: is it the same architecture?")
+        raise ValueError("no layer of the trained model fits the new network: is it the same architecture, "
+                         "at least as wide? (a trained network can be widened, not narrowed)")
     return model, fresh

@@ -59,6 +59,7 @@ def one_line_error(capsys, argv, *fragments):
     (["--epochs", "3", "--set", "epochs=5"], "disagree"),
     (["--batch-size", "0"], "--batch-size"),
     (["--set", "readout=nearest"], "readout='nearest'"),
+    (["--set", "coordinate_loss=-1"], "coordinate_loss=-1"),
     (["--set", "init_points=[1, 2]"], "init_points=[1, 2]"),
     (["--init", "no_such.keras"], "init_from='no_such.keras': model file not found"),
     (["--keypoints", "no_such_scheme.json"], "no_such_scheme.json: keypoint scheme file not found"),

@@ -84,6 +84,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_epochs: float = 0.0
     loss_target: str = "pixel"
+    coordinate_loss: float = 0.0
     jit_compile: str = "auto"
     precision: str = "auto"
     strategy: str = "default"
@@ -127,6 +128,7 @@ class TrainConfig:
             _number(name, getattr(self, name), 0.0, low_inclusive=False)
         _number("rho", self.rho)
         _number("warmup_epochs", self.warmup_epochs)
+        _number("coordinate_loss", self.coordinate_loss)
         if self.time_budget_minutes is not None:
             _number("time_budget_minutes", self.time_budget_minutes, 0.0, low_inclusive=False)
         if isinstance(self.visualize_every, bool) or not isinstance(self.visualize_every, int) \

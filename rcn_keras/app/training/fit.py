@@ -96,7 +96,7 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
         else:
             model = build()
             model.compile(make_optimizer(config, config.updates_per_epoch(len(splits.train))),
-                          loss=PixelNLL(config.loss_target), metrics=[NME(scheme=config.scheme().to_dict())],
+                          loss=PixelNLL(config.loss_target, coordinate_weight=config.coordinate_loss), metrics=[NME(scheme=config.scheme().to_dict())],
                           jit_compile=jit)
     # a resumed run draws new shuffles and jitter (seed moved by the epoch it resumes at): tf.data's
     # random streams restart with the process, and the same seed would replay the first epochs' data
