@@ -16,6 +16,7 @@ import argparse
 import csv
 import dataclasses
 import io
+import json
 import os
 import pathlib
 import sys
@@ -90,6 +91,16 @@ def score_run(folder: pathlib.Path, root: str) -> tuple[list[dict], dict]:
     return rows, headline
 
 
+def cpu_name() -> str:
+    """The processor's model name (timings and bfloat16 support depend on it)."""
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines() if pathlib.Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or "unknown"
+
+
 def learning_curves(folders: list[pathlib.Path]) -> list[dict]:
     from rcn_keras.app.training.callbacks import read_log
 
@@ -99,11 +110,38 @@ def learning_curves(folders: list[pathlib.Path]) -> list[dict]:
     for folder in folders:
         # The validation crops carry the run's own jitter and occlusion: curves of runs that differ in
         # occlusion are not on one scale (the clean figures are in the scoring table).
-        occluded = TrainConfig.load(folder / "config.json").augment.occlusion
+        config = TrainConfig.load(folder / "config.json")
+        # the read-out of the in-training NME (summary.json; runs before it was recorded used the arg-max)
+        summary = folder / "summary.json"
+        readout = json.loads(summary.read_text()).get("val_readout", "argmax") if summary.is_file() else "argmax"
         for r in read_log(folder / "log.csv"):
             out.append({"run": folder.name, "epoch": int(r["epoch"]) + 1, "train_minutes": r.get("train_minutes"),
-                        "val_nme": r.get("val_nme"), "loss": r.get("loss"), "val_occluded": occluded})
+                        "val_nme": r.get("val_nme"), "loss": r.get("loss"), "val_occluded": config.augment.occlusion,
+                        "val_readout": readout})
     return out
+
+
+def merged(old: list[dict], new: list[dict]) -> list[dict]:
+    """Rows of earlier measurements (``old``) of runs not measured now, then ``new``: the results files keep
+    the record of runs whose folders are gone (training runs are not committed)."""
+    now = {r["run"] for r in new}
+    return [r for r in old if r["run"] not in now] + new
+
+
+def read_curves(path: pathlib.Path) -> list[dict]:
+    """The learning curves CSV written before (numbers as floats; missing read-out = the arg-max)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for r in csv.DictReader(io.StringIO(path.read_text())):
+        row = {k: (float(v) if v not in ("", None) and k in ("train_minutes", "val_nme", "loss") else v)
+               for k, v in r.items()}
+        row["epoch"] = int(row["epoch"])
+        row["val_occluded"] = row["val_occluded"] in (True, "True")
+        row["val_readout"] = row.get("val_readout") or "argmax"
+        row["train_minutes"] = row["train_minutes"] if row["train_minutes"] != "" else None
+        rows.append(row)
+    return rows
 
 
 def plot_curves(curves: list[dict], path: pathlib.Path) -> None:
@@ -115,14 +153,15 @@ def plot_curves(curves: list[dict], path: pathlib.Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for run in dict.fromkeys(c["run"] for c in curves):
         sel = [c for c in curves if c["run"] == run and c["val_nme"] is not None]
-        label = f"{run} ({'occluded' if sel and sel[0]['val_occluded'] else 'unoccluded'} val. crops)"
+        label = (f"{run} ({'occluded' if sel and sel[0]['val_occluded'] else 'unoccluded'} val. crops, "
+                 f"{sel[0]['val_readout'] if sel else 'argmax'})")
         axes[0].plot([c["epoch"] for c in sel], [c["val_nme"] for c in sel], label=label)
         timed = [c for c in sel if c["train_minutes"] is not None]
         if timed:
             axes[1].plot([c["train_minutes"] for c in timed], [c["val_nme"] for c in timed], label=label)
     for ax, xlabel in zip(axes, ("epoch", "training minutes (2 cores)")):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("val. NME % (arg-max, jittered crops)")
+        ax.set_ylabel("val. NME % (in training: jittered crops)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -142,11 +181,11 @@ def main() -> None:
     parser.add_argument("--curves-only", action="store_true")
     args = parser.parse_args()
     folders = [pathlib.Path(r) for r in args.runs]
-    curves = learning_curves(folders)
+    curves = merged(read_curves(RESULTS / "learning_curves.csv"), learning_curves(folders))
     from rcn_keras.files import atomic_write_text
 
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, ["run", "epoch", "train_minutes", "val_nme", "loss", "val_occluded"])
+    writer = csv.DictWriter(buf, ["run", "epoch", "train_minutes", "val_nme", "loss", "val_occluded", "val_readout"])
     writer.writeheader()
     writer.writerows(curves)
     atomic_write_text(RESULTS / "learning_curves.csv", buf.getvalue())
@@ -154,6 +193,7 @@ def main() -> None:
     print(f"wrote {RESULTS / 'learning_curves.csv'} and learning_curves.png")
     if args.curves_only:
         return
+    previous = json.loads((RESULTS / "real_faces.json").read_text()) if (RESULTS / "real_faces.json").is_file() else {}
     payload = {"env": environment(), "runs": [str(f) for f in folders], "jitter": DETECTOR_JITTER}
     if not (pathlib.Path(args.root) / "afw").is_dir():
         print(f"skipped scoring: no 300W data at {args.root}")
@@ -162,7 +202,10 @@ def main() -> None:
         for folder in folders:
             r, h = score_run(folder, args.root)
             rows += r
-            headlines[folder.name] = h
+            headlines[folder.name] = {**h, "cpu": cpu_name()}
+        rows = merged(previous.get("rows", []), rows)
+        headlines = {**{k: v for k, v in previous.get("headline", {}).items() if k not in headlines}, **headlines}
+        payload["runs"] = list(dict.fromkeys(previous.get("runs", []) + payload["runs"]))
         table = print_table(rows, ["run", "input", "readout", "normaliser", "faces", "nme", "fr10", "auc8"])
         summary = print_table([{"run": k, **v} for k, v in headlines.items()],
                               ["run", "readout", "params", "faces", "landmark box/" + "soft_argmax",

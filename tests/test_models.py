@@ -179,6 +179,21 @@ def test_coordinate_loss_adds_the_soft_argmax_distance_in_pixels(rng):
         rcn_keras.PixelNLL(coordinate_weight=-1)
 
 
+def test_nme_metric_scores_the_models_readout(rng):
+    """The in-training NME (best-epoch selection) reads points as the saved model will."""
+    from rcn_keras.evaluation.nme import per_sample_nme
+    from rcn_keras.metrics import NME
+
+    logits = rng.normal(size=(3, 80, 80, 68)).astype("float32")
+    y = np.concatenate([rng.uniform(0.2, 0.8, (3, 68, 2)), np.ones((3, 68, 1))], -1).astype("float32")
+    for readout in ("argmax", "soft_argmax", "local_soft_argmax"):
+        metric = NME(readout=readout)
+        metric.update_state(y, logits)
+        pred = keras.ops.convert_to_numpy(rcn_keras.KeypointReadout(readout)(logits)["keypoints"])
+        assert float(metric.result()) == pytest.approx(100 * per_sample_nme(pred, y[..., :2]).mean(), rel=1e-4)
+        assert NME.from_config(metric.get_config()).readout == readout
+
+
 def test_readout_argmax_and_soft_argmax():
     logits = np.full((1, 80, 80, 2), -30.0, "float32")
     logits[0, 10, 20, 0] = 30.0  # row 10, column 20

@@ -33,3 +33,29 @@ def test_lists_and_unknown_names():
         get_preset("rcn_mtf")
     with pytest.raises(ValueError, match="readout='nearest' is not allowed"):
         PRESETS["rcn_mtfl"].__class__("x", PRESETS["rcn_mtfl"].model, readout="nearest")
+
+
+def test_model_cards_count_every_training_stage(tmp_path):
+    """A run fine-tuned from a run folder or from a shipped model: its card counts the whole budget."""
+    import json
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+    from ship_models import earlier_stages
+
+    shipped = get_preset("rcn-300w").card()
+    stage = tmp_path / "stage"
+    (stage / "state").mkdir(parents=True)
+    first = preset_train_config("rcn_300w_refine", init_from="rcn-300w", output_dir=str(stage))
+    (stage / "config.json").write_text(first.to_json())
+    (stage / "state" / "state.json").write_text(json.dumps({"epoch": 7, "train_seconds": 120.0}))
+    (stage / "best.keras").write_bytes(b"")  # only its folder is read
+    assert earlier_stages(first) == shipped.get("stages", []) + [
+        {"run": shipped["source_run"], "preset": shipped["preset"], "epochs": shipped["epochs"],
+         "train_minutes": shipped["train_minutes"]}]
+    second = preset_train_config("rcn_300w_refine", init_from=str(stage / "best.keras"), output_dir="unused")
+    assert earlier_stages(second)[-1] == {"run": str(stage), "preset": "rcn_300w_refine", "epochs": 7,
+                                          "train_minutes": 2.0}
+    assert earlier_stages(second)[:-1] == earlier_stages(first)
+    assert earlier_stages(preset_train_config("rcn_300w_refine", output_dir="unused")) == []

@@ -82,13 +82,22 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict) -> list[dict]:
 
 
 def earlier_stages(config) -> list[dict]:
-    """The runs a fine-tuned model started from (``init_from`` a run's ``best.keras``), oldest first:
-    preset, epochs and minutes of each, so a model card counts the whole training budget."""
+    """The runs a fine-tuned model started from (``init_from`` a run's ``best.keras``, or a shipped model,
+    whose card lists its own stages), oldest first: preset, epochs and minutes of each, so a model card
+    counts the whole training budget."""
     from rcn_keras.app.training.config import TrainConfig
+    from rcn_keras.presets import list_presets
 
     stages = []
-    while config.init_from and pathlib.Path(config.init_from).parent.joinpath("config.json").is_file():
+    while config.init_from:
+        if config.init_from in list_presets(shipped=True):
+            card = get_preset(config.init_from).card() or {}
+            shipped = {"run": card.get("source_run", config.init_from), "preset": card.get("preset", config.init_from),
+                       "epochs": card.get("epochs", 0), "train_minutes": card.get("train_minutes") or 0.0}
+            return card.get("stages", []) + [shipped] + stages
         folder = pathlib.Path(config.init_from).parent
+        if not folder.joinpath("config.json").is_file():
+            break
         config = TrainConfig.load(folder / "config.json")
         state = json.loads((folder / "state" / "state.json").read_text())
         stages.insert(0, {"run": str(folder), "preset": config.model, "epochs": state["epoch"],

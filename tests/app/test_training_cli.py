@@ -197,3 +197,20 @@ def test_cli_train_interrupt_then_resume(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "test NME" in printed and "mean-shape baseline" in printed
     assert json.loads((out / "state" / "state.json").read_text())["epoch"] == 2
+
+
+def test_widened_fine_tuning_with_coordinate_loss(trained_run, tmp_path):
+    """`--init` a trained model at a larger width: the run starts from its maps (same validation NME
+    before any update) and trains the wider network; the in-training NME reads with the run's read-out."""
+    out, _, _ = trained_run
+    source = load_landmarker(out / "best.keras")
+    config = preset_train_config("rcn_mtfl", epochs=1, steps_per_epoch=1, output_dir=str(tmp_path / "wide"),
+                                 init_from=str(out / "best.keras"), coordinate_loss=0.5, readout="soft_argmax",
+                                 **{**TINY, "model_options": {"width": 1.25}, "learning_rate": 1e-12})
+    result = train(config, verbose=0)
+    wide = load_landmarker(tmp_path / "wide" / "best.keras")
+    assert wide.network_config().width == 1.25 and wide.count_params() > 1.4 * source.count_params()
+    assert result["val_readout"] == "soft_argmax"
+    x = np.random.default_rng(0).uniform(0, 255, (2, 80, 80, 1)).astype(np.float32)
+    np.testing.assert_allclose(wide.backbone.predict(x, verbose=0), source.backbone.predict(x, verbose=0),
+                               atol=1e-3, rtol=1e-3)  # a learning rate of ~0: still the source's maps

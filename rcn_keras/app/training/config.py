@@ -158,6 +158,12 @@ class TrainConfig:
         """``readout``, or the preset's when it is ``None``."""
         return self.readout or get_preset(self.model).readout
 
+    def working_readout(self) -> str:
+        """The read-out of the in-training NME (best-epoch selection) and of the saved model until
+        ``"auto"`` picks one after training: `resolved_readout`, the preset's for ``"auto"``."""
+        chosen = self.resolved_readout()
+        return get_preset(self.model).readout if chosen == "auto" else chosen
+
     @property
     def num_keypoints(self) -> int:
         return self.model_config().num_keypoints

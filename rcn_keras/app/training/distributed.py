@@ -136,8 +136,8 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
         started = time.perf_counter()
         losses = [float(train_step(dist_ds)) for _ in range(steps)]
         history["train_seconds"].append(time.perf_counter() - started)
-        pred, gt, _ = predict_faceset(model, splits.validation, global_batch, "argmax")
-        val_nme = float(100 * per_sample_nme(pred, gt).mean())
+        pred, gt, _ = predict_faceset(model, splits.validation, global_batch, config.working_readout())
+        val_nme = float(100 * per_sample_nme(pred, gt, scheme=config.scheme()).mean())
         history["loss"].append(float(np.mean(losses)))
         history["val_nme"].append(val_nme)
         if verbose:

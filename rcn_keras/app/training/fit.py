@@ -96,7 +96,8 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
         else:
             model = build()
             model.compile(make_optimizer(config, config.updates_per_epoch(len(splits.train))),
-                          loss=PixelNLL(config.loss_target, coordinate_weight=config.coordinate_loss), metrics=[NME(scheme=config.scheme().to_dict())],
+                          loss=PixelNLL(config.loss_target, coordinate_weight=config.coordinate_loss),
+                          metrics=[NME(scheme=config.scheme().to_dict(), readout=config.working_readout())],
                           jit_compile=jit)
     # a resumed run draws new shuffles and jitter (seed moved by the epoch it resumes at): tf.data's
     # random streams restart with the process, and the same seed would replay the first epochs' data
@@ -129,8 +130,7 @@ def landmarker_for(config: TrainConfig, network=None) -> Callable[[keras.Model],
     config's read-out (the preset's until ``"auto"`` picks one after training), keypoint scheme and
     ``network`` (the `ModelConfig` it was built from)."""
     preset = get_preset(config.model)
-    chosen = config.resolved_readout()
-    chosen = preset.readout if chosen == "auto" else chosen
+    chosen = config.working_readout()
     scheme = config.scheme()
 
     def wrap(model: keras.Model) -> Landmarker:
@@ -253,7 +253,8 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
         best_path = out / "best.keras"
         best_model = keras.saving.load_model(best_path, compile=False) if best_path.exists() else wrap(model)
         summary = {"model": config.model, "epochs": config.epochs, "best_epoch": best_epoch,
-                   "best_val_nme": best_value, "train_seconds": seconds, "strategy": config.strategy,
+                   "best_val_nme": best_value, "val_readout": config.working_readout(),
+                   "train_seconds": seconds, "strategy": config.strategy,
                    "precision": policy, "train_faces": len(splits.train),
                    "steps_per_epoch": config.updates_per_epoch(len(splits.train)), "history": {k: [float(v) for v in vals] for k, vals in history.items()}}
         test = splits.test or splits.validation
