@@ -91,6 +91,24 @@ def score_run(folder: pathlib.Path, root: str) -> tuple[list[dict], dict]:
     return rows, headline
 
 
+def ensemble_nme(folders: list[pathlib.Path], root: str) -> float:
+    """Validation NME of the mean of the runs' predicted points (each best model with its own read-out):
+    what the runs' disagreement is worth; near the single runs' figures = they share their errors."""
+    from rcn_keras.app.training.config import TrainConfig
+    from rcn_keras.data.sources import load_splits
+    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
+    from rcn_keras.landmarker import load_landmarker
+
+    configs = [TrainConfig.load(f / "config.json").with_overrides({"data.root": root, "data.test_subsets": []})
+               for f in folders]
+    if len({json.dumps(c.to_dict()["data"], sort_keys=True) for c in configs}) != 1:
+        raise SystemExit("--ensemble: the runs must share their data and validation split")
+    val = load_splits(configs[0].data, configs[0].num_keypoints).validation
+    preds = [predict_faceset(load_landmarker(f / "best.keras"), val, 64) for f in folders]
+    mean = np.mean([pred for pred, _, _ in preds], axis=0)
+    return headline_rows(evaluate_predictions(mean, preds[0][1], val)["rows"])[0]["nme"]
+
+
 def cpu_name() -> str:
     """The processor's model name (timings and bfloat16 support depend on it)."""
     for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines() if pathlib.Path("/proc/cpuinfo").is_file() else []:
@@ -179,6 +197,8 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="training run folders (config.json, log.csv, best.keras)")
     parser.add_argument("--root", default=str(pathlib.Path(__file__).resolve().parents[2] / "shared/data/300w"))
     parser.add_argument("--curves-only", action="store_true")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also score the mean of the runs' predicted points (same keypoints and split)")
     args = parser.parse_args()
     folders = [pathlib.Path(r) for r in args.runs]
     curves = merged(read_curves(RESULTS / "learning_curves.csv"), learning_curves(folders))
@@ -204,6 +224,10 @@ def main() -> None:
             rows += r
             headlines[folder.name] = {**h, "cpu": cpu_name()}
         rows = merged(previous.get("rows", []), rows)
+        if args.ensemble:
+            name = "ensemble(" + "+".join(f.name for f in folders) + ")"
+            headlines[name] = {"landmark box/soft_argmax": ensemble_nme(folders, args.root), "cpu": cpu_name()}
+            print(f"{name}: {headlines[name]['landmark box/soft_argmax']:.2f} % (landmark box, each run's read-out)")
         headlines = {**{k: v for k, v in previous.get("headline", {}).items() if k not in headlines}, **headlines}
         payload["runs"] = list(dict.fromkeys(previous.get("runs", []) + payload["runs"]))
         table = print_table(rows, ["run", "input", "readout", "normaliser", "faces", "nme", "fr10", "auc8"])

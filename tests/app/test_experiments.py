@@ -185,3 +185,22 @@ def test_folder_lock_is_exclusive_and_recovers_from_dead_processes(tmp_path):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / ".lock").write_text(json.dumps({"host": "another-machine", "pid": 1}))
     assert not FolderLock(tmp_path / "other").acquire()  # another host's run is respected
+
+
+def test_real_faces_report_keeps_the_record_of_earlier_runs(tmp_path):
+    """benchmarks/real_faces.py re-scores the runs it is given and keeps the rows (and learning curves)
+    of runs measured before, whose folders are gone: the committed CSV reads back as it was written."""
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import real_faces
+
+    committed = real_faces.read_curves(REPO / "benchmarks" / "results" / "learning_curves.csv")
+    assert committed and {r["val_readout"] for r in committed} <= {"argmax", "soft_argmax", "local_soft_argmax"}
+    first = committed[0]
+    assert isinstance(first["epoch"], int) and isinstance(first["val_nme"], float)
+    old = [{"run": "a", "epoch": 1}, {"run": "b", "epoch": 1}, {"run": "b", "epoch": 2}]
+    assert real_faces.merged(old, [{"run": "b", "epoch": 9}]) == [{"run": "a", "epoch": 1}, {"run": "b", "epoch": 9}]
+    assert real_faces.read_curves(tmp_path / "none.csv") == []
