@@ -57,6 +57,17 @@ def test_widening_starts_as_the_same_function(name, overrides, rng):
                                atol=1e-4 * np.abs(before).max())
 
 
+def test_widening_with_other_branches_keeps_what_fits():
+    """Wider and with another branch count at once: the layers whose places differ start fresh, no crash."""
+    from rcn_keras.models.transfer import for_keypoints
+
+    source = rcn_keras.build_model("rcn_mtfl", branches=4, width=0.5)
+    model, fresh = for_keypoints(source, source.rcn_config.replace(branches=5, width=0.75), 5)
+    assert 0 < len(fresh) < len([layer for layer in model.layers if layer.weights])
+    with pytest.raises(ValueError, match="at least as wide"):
+        for_keypoints(rcn_keras.build_model("rcn_mtfl", branches=4), source.rcn_config.replace(width=0.25), 5)
+
+
 def test_skip_first_conv_input_channels_match_spec():
     """Spec 4.4: dense concatenation, first-conv input channels S/D/C/M/F for 5 branches."""
     for name, chans in [("rcn_mtfl_skip", (48, 96, 144, 160, 160)), ("rcn_300w_skip", (64, 128, 192, 256, 320))]:

@@ -39,8 +39,9 @@ def transfer_weights(source: keras.Model, target: keras.Model, point_map: list[i
             continue
         old = [np.asarray(keras.ops.convert_to_numpy(w)) for w in src.weights]
         shapes = [tuple(w.shape) for w in layer.weights]
-        if layer.name in positions and [w.shape for w in old] != shapes and _fits(old, shapes):
-            old = _widened(layer, old, *positions[layer.name])
+        places = positions.get(layer.name)
+        if places is not None and [w.shape for w in old] != shapes and _fits(layer, old, *places):
+            old = _widened(layer, old, *places)
         if [w.shape for w in old] == shapes:
             layer.set_weights(old)
             continue
@@ -54,9 +55,28 @@ def transfer_weights(source: keras.Model, target: keras.Model, point_map: list[i
     return fresh
 
 
-def _fits(old: list[np.ndarray], shapes: list[tuple]) -> bool:
-    """Whether the source weights fit inside the target's (the keypoint axis, last, aside)."""
-    return all(w.ndim == len(s) and all(a <= b for a, b in zip(w.shape[:-1], s[:-1])) for w, s in zip(old, shapes))
+def _fits(layer, old: list[np.ndarray], inputs: np.ndarray, outputs: np.ndarray | None) -> bool:
+    """Whether the source weights ``old`` fit inside ``layer``'s at the places found for the source's
+    channels (``inputs``, ``outputs``; the keypoint axis aside): not so where the networks differ in
+    more than width, e.g. in their branches."""
+
+    def placed(places, count, room):  # ``count`` source channels at ``places``, inside ``room`` channels
+        return places.size == count and (places.size == 0 or places.max() < room)
+
+    conv = any(v.name in ("kernel", "pointwise_kernel") for v in layer.weights)
+    for w, v in zip(old, layer.weights):
+        room = tuple(v.shape)
+        if w.ndim != len(room) or any(a > b for a, b in zip(w.shape[:-1], room[:-1])):
+            return False
+        if w.ndim == 4 and not placed(inputs, w.shape[2], room[2]):
+            return False
+        if w.ndim == 4 and v.name != "depthwise_kernel" and outputs is not None \
+                and not placed(outputs, w.shape[3], room[3]):
+            return False
+        if w.ndim == 1 and not (conv and outputs is None):  # a K-map bias lies on the keypoint axis
+            if not placed(outputs if conv else inputs, w.shape[0], room[0]):
+                return False
+    return True
 
 
 def source_channel_positions(source: keras.Model, target: keras.Model) -> dict[str, tuple]:
@@ -66,6 +86,7 @@ def source_channel_positions(source: keras.Model, target: keras.Model) -> dict[s
     source's channels lead each conv's output in their order; concatenations shift them by the width of
     the tensors before them."""
     head = _keypoint_layers(target)
+    in_source = {layer.name: layer for layer in source.layers}
     where: dict[int, np.ndarray] = {}  # id of a target tensor -> where the source's channels sit in it
     found = {}
     for op in target.operations:
@@ -76,7 +97,9 @@ def source_channel_positions(source: keras.Model, target: keras.Model) -> dict[s
             offsets = np.cumsum([0] + [t.shape[-1] for t in node.input_tensors[:-1]])
             out = np.concatenate([p + o for p, o in zip(inputs, offsets)])
         elif conv:
-            out = None if op.name in head else np.arange(source.get_layer(op.name).output.shape[-1])
+            # a conv the source lacks (another branch count) has no source channels: it starts fresh
+            known = op.name in in_source and op.name not in head
+            out = np.arange(in_source[op.name].output.shape[-1]) if known else None
         else:  # channels pass through (pooling, upsampling, normalisation, activation, ...)
             out = inputs[0] if inputs else None
         if op.weights and len(inputs) == 1:
@@ -107,6 +130,7 @@ def _widened(layer, old: list[np.ndarray], inputs: np.ndarray, outputs: np.ndarr
     (``inputs`` in its input, ``outputs`` in its output) and zero weights from new input channels into
     old output channels, so the old outputs are computed as before. ``outputs`` None: a pass-through
     layer (channels at ``inputs``), or a K-map conv (its output axis is kept as the source's)."""
+    conv = any(v.name in ("kernel", "pointwise_kernel") for v in layer.weights)
     new = []
     for w, v in zip(old, layer.weights):
         init = np.array(keras.ops.convert_to_numpy(v), dtype=np.float32)
@@ -120,12 +144,12 @@ def _widened(layer, old: list[np.ndarray], inputs: np.ndarray, outputs: np.ndarr
                 init[:, :, inputs[:, None], outputs[None, :]] = w
         elif name == "depthwise_kernel":  # (k, k, in, multiplier): one filter per channel
             init[:, :, inputs, :] = w
-        elif w.ndim == 1 and outputs is not None and w.shape[0] == outputs.size:
+        elif w.ndim == 1 and conv and outputs is not None:
             init[outputs] = w  # biases of a widened conv
-        elif w.ndim == 1 and outputs is None and w.shape[0] == inputs.size:
+        elif w.ndim == 1 and not conv:
             init[inputs] = w  # per-channel weights of a pass-through layer (batch normalisation)
         else:
-            init = w  # same shape (K-map biases, shared kernels)
+            init = w  # K-map biases (the keypoint axis, handled by the caller), shared kernels
         new.append(init)
     return new
 
