@@ -10,12 +10,21 @@ import platform
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
+def cpu_name() -> str:
+    """The processor's model name (timings and bfloat16 support depend on it)."""
+    info = pathlib.Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def environment() -> dict:
     import keras
     import tensorflow as tf
 
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "cpus": os.cpu_count(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "cpu": cpu_name(), "machine": platform.machine(),
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
 

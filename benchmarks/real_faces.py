@@ -27,7 +27,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import RESULTS, environment, print_table, write_results  # noqa: E402
+from _common import RESULTS, cpu_name, environment, print_table, write_results  # noqa: E402
 
 DETECTOR_JITTER = {"scale": 0.05, "centre": 0.04}  # sigma of log-scale and of centre shift (docs: detectors)
 
@@ -109,16 +109,6 @@ def ensemble_nme(folders: list[pathlib.Path], root: str) -> float:
     return headline_rows(evaluate_predictions(mean, preds[0][1], val)["rows"])[0]["nme"]
 
 
-def cpu_name() -> str:
-    """The processor's model name (timings and bfloat16 support depend on it)."""
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines() if pathlib.Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    import platform
-
-    return platform.processor() or "unknown"
-
-
 def learning_curves(folders: list[pathlib.Path]) -> list[dict]:
     from rcn_keras.app.training.callbacks import read_log
 
@@ -152,13 +142,9 @@ def read_curves(path: pathlib.Path) -> list[dict]:
         return []
     rows = []
     for r in csv.DictReader(io.StringIO(path.read_text())):
-        row = {k: (float(v) if v not in ("", None) and k in ("train_minutes", "val_nme", "loss") else v)
-               for k, v in r.items()}
-        row["epoch"] = int(row["epoch"])
-        row["val_occluded"] = row["val_occluded"] in (True, "True")
-        row["val_readout"] = row.get("val_readout") or "argmax"
-        row["train_minutes"] = row["train_minutes"] if row["train_minutes"] != "" else None
-        rows.append(row)
+        numbers = {k: float(r[k]) if r.get(k) else None for k in ("train_minutes", "val_nme", "loss")}
+        rows.append({**r, **numbers, "epoch": int(r["epoch"]), "val_occluded": r["val_occluded"] == "True",
+                     "val_readout": r.get("val_readout") or "argmax"})
     return rows
 
 

@@ -21,6 +21,13 @@ import numpy as np
 from rcn_keras.models.config import ModelConfig
 from rcn_keras.models.registry import build_from_config
 
+MIXING = ("kernel", "pointwise_kernel")  # weights (k, k, in, out) that mix input channels into outputs
+
+
+def _mixes_channels(layer) -> bool:
+    """A conv (plain or the pointwise half of a separable one): its outputs are channels of its own."""
+    return any(w.name in MIXING for w in layer.weights)
+
 
 def transfer_weights(source: keras.Model, target: keras.Model, point_map: list[int] | None = None) -> list[str]:
     """Copy the weights of every layer of ``target`` that ``source`` has under the same name with the
@@ -63,7 +70,7 @@ def _fits(layer, old: list[np.ndarray], inputs: np.ndarray, outputs: np.ndarray 
     def placed(places, count, room):  # ``count`` source channels at ``places``, inside ``room`` channels
         return places.size == count and (places.size == 0 or places.max() < room)
 
-    conv = any(v.name in ("kernel", "pointwise_kernel") for v in layer.weights)
+    conv = _mixes_channels(layer)
     for w, v in zip(old, layer.weights):
         room = tuple(v.shape)
         if w.ndim != len(room) or any(a > b for a, b in zip(w.shape[:-1], room[:-1])):
@@ -92,7 +99,7 @@ def source_channel_positions(source: keras.Model, target: keras.Model) -> dict[s
     for op in target.operations:
         node = op._inbound_nodes[0]
         inputs = [where.get(id(t), np.arange(t.shape[-1])) for t in node.input_tensors]
-        conv = any(w.name in ("kernel", "pointwise_kernel") for w in op.weights)
+        conv = _mixes_channels(op)
         if isinstance(op, keras.layers.Concatenate):
             offsets = np.cumsum([0] + [t.shape[-1] for t in node.input_tensors[:-1]])
             out = np.concatenate([p + o for p, o in zip(inputs, offsets)])
@@ -117,7 +124,7 @@ def _keypoint_layers(model: keras.Model) -> set[str]:
     while frontier:
         tensor = frontier.pop()
         op = tensor._keras_history.operation
-        if any(w.name in ("kernel", "pointwise_kernel") for w in op.weights):
+        if _mixes_channels(op):
             names.add(op.name)
             continue
         inputs = op._inbound_nodes[0].input_tensors
@@ -130,12 +137,12 @@ def _widened(layer, old: list[np.ndarray], inputs: np.ndarray, outputs: np.ndarr
     (``inputs`` in its input, ``outputs`` in its output) and zero weights from new input channels into
     old output channels, so the old outputs are computed as before. ``outputs`` None: a pass-through
     layer (channels at ``inputs``), or a K-map conv (its output axis is kept as the source's)."""
-    conv = any(v.name in ("kernel", "pointwise_kernel") for v in layer.weights)
+    conv = _mixes_channels(layer)
     new = []
     for w, v in zip(old, layer.weights):
         init = np.array(keras.ops.convert_to_numpy(v), dtype=np.float32)
         name = v.name
-        if name in ("kernel", "pointwise_kernel"):  # (k, k, in, out)
+        if name in MIXING:  # (k, k, in, out)
             if outputs is None:  # K maps: new input channels start with zero weights into every map
                 init = np.zeros(init.shape[:-1] + w.shape[-1:], np.float32)
                 init[:, :, inputs, :] = w
