@@ -1,8 +1,9 @@
 """The training loss: masked per-keypoint negative log-likelihood of the true pixel (docs/model.md, 5.2),
 float32 and log-softmax based, or its sub-pixel (bilinear target) variant, optionally plus the distance
-of the soft-argmax read-out from the true point.
+of the soft-argmax read-out from the true point and the divergence from a teacher's maps (distillation).
 
-Targets are (B, K, 3): normalised x, y in [0, 1] and a 0/1 mask, discretised by `rcn_keras.grid`.
+Targets are (B, K, 3): normalised x, y in [0, 1] and a 0/1 mask, discretised by `rcn_keras.grid`; with
+a teacher, (B, K, 3 + H*W): the teacher's per-keypoint pixel probabilities follow (`rcn_keras.distillation`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ def bilinear_labels(coords, size: int):
     return labels, weights
 
 
+def teacher_divergence(teacher, logp):
+    """KL(teacher || model) per keypoint, (B, K): ``teacher`` (B, K, H*W) probabilities, ``logp`` the
+    model's (B, K, H*W) log-softmax; 0 where they agree (the cross-entropy less the teacher's entropy)."""
+    q = ops.cast(teacher, "float32")
+    log_q = ops.log(ops.maximum(q, 1e-30))
+    return ops.sum(q * (log_q - logp), axis=-1)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PixelNLL(keras.losses.Loss):
     """L = K * sum_{b,k} m_bk * NLL_bk / (sum m + 1e-8), returned per sample so that the batch mean is L.
@@ -44,17 +53,23 @@ class PixelNLL(keras.losses.Loss):
     > 0 adds, per point, that weight times the Euclidean distance in map pixels between the soft-argmax
     (the softmax's expected pixel centre) and the true point: the error the soft-argmax read-out makes,
     the numerator of the NME, trained directly (as in integral regression, Sun et al. 2018).
+    ``distill_weight`` > 0 adds, per point, that weight times KL(teacher || model) over the pixels when
+    ``y_true`` carries a teacher's probabilities after (x, y, mask); targets without them (validation)
+    give the plain loss, so validation losses stay comparable across runs.
     """
 
     def __init__(self, target: str = "pixel", name: str = "pixel_nll", reduction: str = "sum_over_batch_size",
-                 dtype=None, coordinate_weight: float = 0.0):
+                 dtype=None, coordinate_weight: float = 0.0, distill_weight: float = 0.0):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         if target not in TARGETS:
             raise ValueError(f"target={target!r} is not allowed; allowed: {TARGETS}")
         if not coordinate_weight >= 0:
             raise ValueError(f"coordinate_weight={coordinate_weight!r} must be >= 0")
+        if not distill_weight >= 0:
+            raise ValueError(f"distill_weight={distill_weight!r} must be >= 0")
         self.target = target
         self.coordinate_weight = float(coordinate_weight)
+        self.distill_weight = float(distill_weight)
 
     def call(self, y_true, y_pred):
         size = y_pred.shape[1]
@@ -73,10 +88,12 @@ class PixelNLL(keras.losses.Loss):
             expected = ops.matmul(ops.exp(logp), centres)  # (B, K, 2), normalised
             offset = (expected - y_true[..., :2]) * size
             nll = nll + self.coordinate_weight * ops.sqrt(ops.sum(offset * offset, axis=-1) + 1e-6)
+        if self.distill_weight and y_true.shape[-1] > 3:
+            nll = nll + self.distill_weight * teacher_divergence(y_true[..., 3:], logp)
         batch = ops.cast(ops.shape(mask)[0], "float32")
         mean_mask = ops.sum(mask) / batch
         return k * ops.sum(mask * nll, axis=-1) / (mean_mask + 1e-8)
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction, "target": self.target,
-                "coordinate_weight": self.coordinate_weight}
+                "coordinate_weight": self.coordinate_weight, "distill_weight": self.distill_weight}

@@ -190,6 +190,53 @@ def test_coordinate_loss_adds_the_soft_argmax_distance_in_pixels(rng):
         rcn_keras.PixelNLL(coordinate_weight=-1)
 
 
+def test_distillation_adds_the_teachers_divergence_and_only_with_teacher_targets(rng):
+    from rcn_keras.losses import teacher_divergence
+
+    logits = rng.normal(size=(2, 80, 80, 3)).astype("float32")
+    y = np.concatenate([rng.uniform(0, 1, (2, 3, 2)), np.array([[[1], [0], [1]], [[1], [1], [1]]])], -1)
+    teacher = rng.uniform(size=(2, 3, 6400))
+    teacher = (teacher / teacher.sum(-1, keepdims=True)).astype("float32")
+    packed = np.concatenate([y, teacher], -1).astype("float32")
+    base = float(rcn_keras.PixelNLL("bilinear")(y.astype("float32"), logits))
+    assert float(rcn_keras.PixelNLL("bilinear", distill_weight=0.5)(y.astype("float32"), logits)) == base
+    flat = logits.transpose(0, 3, 1, 2).reshape(2, 3, -1).astype(np.float64)
+    logp = flat - np.log(np.exp(flat).sum(-1, keepdims=True))
+    kl = (teacher * (np.log(teacher) - logp)).sum(-1)
+    m = y[..., 2]
+    loss = float(rcn_keras.PixelNLL("bilinear", distill_weight=0.5)(packed, logits))
+    assert loss - base == pytest.approx(3 * 0.5 * (m * kl).sum() / m.sum(), rel=1e-4)
+    own = np.exp(logp).astype("float32")  # a teacher equal to the model: nothing to learn from it
+    assert np.abs(keras.ops.convert_to_numpy(teacher_divergence(own, logp.astype("float32")))).max() < 1e-4
+    with pytest.raises(ValueError, match="distill_weight=-1"):
+        rcn_keras.PixelNLL(distill_weight=-1)
+
+
+def test_teacher_targets_average_teachers_and_mirror_images(rng):
+    """Flip-averaged teacher probabilities of a mirrored crop are those of the crop, mirrored and
+    re-ordered; several teachers are averaged; the targets follow (x, y, mask) in the dataset."""
+    import tensorflow as tf
+    from rcn_keras.distillation import mirrored_maps, teacher_probabilities, with_teacher_targets
+    from rcn_keras.keypoints import FACE_5
+
+    teachers = [rcn_keras.build_model("rcn_mtfl", branches=4, width=0.25) for _ in range(2)]
+    crops = rng.uniform(0, 255, (2, 80, 80, 1)).astype("float32")
+    flip = FACE_5.flip
+    p = keras.ops.convert_to_numpy(teacher_probabilities(teachers, crops, flip))
+    assert p.shape == (2, 5, 6400) and np.allclose(p.sum(-1), 1, atol=1e-4)
+    mirrored = keras.ops.convert_to_numpy(teacher_probabilities(teachers, crops[:, :, ::-1], flip))
+    back = keras.ops.convert_to_numpy(mirrored_maps(mirrored.reshape(2, 5, 80, 80).transpose(0, 2, 3, 1), flip))
+    np.testing.assert_allclose(back.transpose(0, 3, 1, 2).reshape(2, 5, -1), p, atol=1e-6)
+    singles = [keras.ops.convert_to_numpy(teacher_probabilities([t], crops)) for t in teachers]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(teacher_probabilities(teachers, crops)),
+                               (singles[0] + singles[1]) / 2, atol=1e-6)
+    targets = rng.uniform(size=(2, 5, 3)).astype("float32")
+    ds = with_teacher_targets(tf.data.Dataset.from_tensors((crops, targets)), teachers, flip)
+    _, packed = next(iter(ds))
+    np.testing.assert_allclose(packed[..., :3], targets)
+    np.testing.assert_allclose(packed[..., 3:], p, atol=1e-5)
+
+
 def test_nme_metric_scores_the_models_readout(rng):
     """The in-training NME (best-epoch selection) reads points as the saved model will."""
     from rcn_keras.evaluation.nme import per_sample_nme

@@ -62,6 +62,9 @@ def one_line_error(capsys, argv, *fragments):
     (["--set", "coordinate_loss=-1"], "coordinate_loss=-1"),
     (["--set", "init_points=[1, 2]"], "init_points=[1, 2]"),
     (["--init", "no_such.keras"], "init_from='no_such.keras': model file not found"),
+    (["--set", "distill_from=no_such.keras"], "distill_from='no_such.keras': model file not found"),
+    (["--set", "distill_from=rcn-300w"], "distill_from='rcn-300w' gives 68 points; this run trains 5"),
+    (["--set", "distill_weight=-1"], "distill_weight=-1"),
     (["--keypoints", "no_such_scheme.json"], "no_such_scheme.json: keypoint scheme file not found"),
     (["--data", "coco"], "data.source='coco' needs data.root (the annotation file)"),
 ])

@@ -64,7 +64,10 @@ class TrainConfig:
     for the preset's point count); its point count overrides the preset's. ``init_from``: a trained model
     (`.keras` file or shipped name) whose network and weights start the run; the output layer is new
     when the point count differs (fine-tuning), its channels taken from the trained model's points
-    ``init_points`` (one index per new point) when given, else starting at zero."""
+    ``init_points`` (one index per new point) when given, else starting at zero. ``distill_from``: trained
+    models (`.keras` files or shipped names) whose averaged pixel probabilities on each training crop,
+    flip-averaged when ``distill_flip``, are a second target, weighted by ``distill_weight``
+    (`rcn_keras.distillation`)."""
 
     model: str = "rcn_mtfl"
     model_options: dict = field(default_factory=dict)
@@ -85,6 +88,9 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     loss_target: str = "pixel"
     coordinate_loss: float = 0.0
+    distill_from: list[str] | None = None
+    distill_weight: float = 1.0
+    distill_flip: bool = True
     jit_compile: str = "auto"
     precision: str = "auto"
     strategy: str = "default"
@@ -113,6 +119,17 @@ class TrainConfig:
             if not ok or self.init_from is None or len(self.init_points) != self.num_keypoints:
                 raise ValueError(f"init_points={self.init_points!r} must list {self.num_keypoints} point indices of "
                                  f"the init_from model (one per point of the run)")
+        if self.distill_from is not None:
+            if isinstance(self.distill_from, str):
+                self.distill_from = [self.distill_from]
+            if not isinstance(self.distill_from, list) or not self.distill_from \
+                    or not all(isinstance(m, str) for m in self.distill_from):
+                raise ValueError(f"distill_from={self.distill_from!r} must name one or more trained models "
+                                 f"(.keras files or shipped names)")
+            for spec in self.distill_from:
+                check_model_spec(spec, "distill_from")
+        if not isinstance(self.distill_flip, bool):
+            raise ValueError(f"distill_flip={self.distill_flip!r} must be true or false")
         self.model_config()  # validates name and options now, not mid-run
         for name, allowed in (("jit_compile", SWITCHES), ("precision", PRECISIONS), ("lr_schedule", LR_SCHEDULES),
                               ("loss_target", TARGETS), ("strategy", STRATEGIES), ("optimizer", OPTIMIZERS)):
@@ -129,6 +146,9 @@ class TrainConfig:
         _number("rho", self.rho)
         _number("warmup_epochs", self.warmup_epochs)
         _number("coordinate_loss", self.coordinate_loss)
+        _number("distill_weight", self.distill_weight)
+        if self.distill_from and self.is_denoiser:
+            raise ValueError("distill_from is for keypoint networks, not the denoising model")
         if self.time_budget_minutes is not None:
             _number("time_budget_minutes", self.time_budget_minutes, 0.0, low_inclusive=False)
         if isinstance(self.visualize_every, bool) or not isinstance(self.visualize_every, int) \

@@ -104,7 +104,8 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         best_var = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
-    loss_fn = PixelNLL(config.loss_target, reduction="none", coordinate_weight=config.coordinate_loss)
+    loss_fn = PixelNLL(config.loss_target, reduction="none", coordinate_weight=config.coordinate_loss,
+                       distill_weight=config.distill_weight if config.distill_from else 0.0)
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best=best_var)
     state_dir = out / "state"
     ckpt_dir = state_dir / "ckpt" if chief else pathlib.Path(tempfile.mkdtemp(prefix="rcn_worker_ckpt_"))

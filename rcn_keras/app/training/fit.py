@@ -21,6 +21,7 @@ from rcn_keras.app.training.distributed import is_chief, make_strategy, train_mu
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.pipeline import make_dataset, make_denoiser_dataset
 from rcn_keras.data.sources import load_splits
+from rcn_keras.distillation import with_teacher_targets
 from rcn_keras.evaluation.denoiser import denoiser_table, evaluate_denoiser
 from rcn_keras.evaluation.nme import per_sample_nme
 from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
@@ -96,7 +97,8 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
         else:
             model = build()
             model.compile(make_optimizer(config, config.updates_per_epoch(len(splits.train))),
-                          loss=PixelNLL(config.loss_target, coordinate_weight=config.coordinate_loss),
+                          loss=PixelNLL(config.loss_target, coordinate_weight=config.coordinate_loss,
+                                        distill_weight=config.distill_weight if config.distill_from else 0.0),
                           metrics=[NME(scheme=config.scheme().to_dict(), readout=config.working_readout())],
                           jit_compile=jit)
     # a resumed run draws new shuffles and jitter (seed moved by the epoch it resumes at): tf.data's
@@ -169,6 +171,20 @@ def network_of(config: TrainConfig, source: Landmarker | None = None) -> ModelCo
     return source.network_config().replace(num_keypoints=config.num_keypoints, **options)
 
 
+def load_teachers(config: TrainConfig) -> list[Landmarker]:
+    """The ``distill_from`` models, each checked to give the run's point count (one line naming it if not)."""
+    teachers = []
+    for spec in config.distill_from or []:
+        teacher = load_landmarker(spec)
+        if teacher.num_keypoints != config.num_keypoints:
+            raise ValueError(f"distill_from={spec!r} gives {teacher.num_keypoints} points; this run trains "
+                             f"{config.num_keypoints}")
+        teachers.append(teacher)
+    if teachers and config.distill_flip and config.scheme().flip is None:
+        raise ValueError("distill_flip needs a keypoint scheme with a mirror (flip); set distill_flip=false")
+    return teachers
+
+
 def calibrate_detectors(model: Landmarker, faces: FaceSet) -> dict:
     """For a keypoint scheme of the user's own: each installed detector's box format for the model's crops,
     measured on the training faces (kept where it finds at least half of them); the measurements."""
@@ -233,8 +249,13 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
                 return make_denoiser_dataset(faces, mode, batch, config.n_corrupt, config.augment, seed=seed,
                                              scheme=scheme)
         else:
+            teachers = load_teachers(config)
+
             def pipeline(faces, mode, batch, seed):
-                return make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme)
+                ds = make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme)
+                if teachers and mode == "train":
+                    ds = with_teacher_targets(ds, teachers, scheme.flip if config.distill_flip else None)
+                return ds
 
         wrap = float32_copy if config.is_denoiser else landmarker_for(config, network_of(config, source))
         if config.strategy == "multiworker":
