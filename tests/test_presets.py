@@ -59,3 +59,18 @@ def test_model_cards_count_every_training_stage(tmp_path):
                                           "train_minutes": 2.0}
     assert earlier_stages(second)[:-1] == earlier_stages(first)
     assert earlier_stages(preset_train_config("rcn_300w_refine", output_dir="unused")) == []
+
+
+def test_model_card_says_what_a_model_was_distilled_from():
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+    from ship_models import card_markdown
+
+    card = get_preset("rcn-300w").card()
+    plain = card_markdown([card])
+    assert "distilled" not in plain
+    text = card_markdown([{**card, "distilled_from": ["rcn-300w", "runs/b/best.keras"], "distill_weight": 1.0,
+                           "distill_flip": True}])
+    assert "also distilled from rcn-300w, runs/b/best.keras (weight 1.0, flip-averaged)." in text

@@ -132,7 +132,9 @@ def card_markdown(cards: list[dict]) -> str:
                   f"* Budget: {before}{c['epochs']} epochs{' of `' + c['preset'] + '`' if before else ''}, {minutes} "
                   f"of training on a 2-core CPU "
                   f"(optimizer {c['optimizer']}, batch {c['batch_size']}).",
-                  f"* Recipe: {RECIPES.get(c['preset'], 'see the preset in rcn_keras/presets.py')}."]
+                  f"* Recipe: {RECIPES.get(c['preset'], 'see the preset in rcn_keras/presets.py')}"
+                  + (f"; also distilled from {', '.join(c['distilled_from'])} (weight {c['distill_weight']}"
+                     f"{', flip-averaged' if c.get('distill_flip') else ''})" if c.get("distilled_from") else "") + "."]
         lines += [f"* Validation ({r['faces']} faces): NME {r['nme']:.2f} % ({r['normaliser']}), "
                   f"FR@8 {r['fr8']:.1f} %, FR@10 {r['fr10']:.1f} %, AUC@8 {r['auc8']:.3f}, AUC@10 {r['auc10']:.3f}."
                   for r in c["validation"]]
@@ -202,6 +204,9 @@ def main() -> None:
                 "data": (f"300W {' + '.join(data.train_subsets)} ({len(best['splits'].train)} training faces; "
                          f"validation = the seed-7345 {data.validation:.0%} split, {len(best['splits'].validation)} faces)"),
                 "validation": best["validation"], "licence": LICENCE}
+        if cfg.distill_from:
+            card.update(distilled_from=list(cfg.distill_from), distill_weight=cfg.distill_weight,
+                        distill_flip=cfg.distill_flip)
         stages = earlier_stages(cfg)
         if stages:
             card["stages"] = stages
