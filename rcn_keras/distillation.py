@@ -2,9 +2,9 @@
 very crops a student trains on (after augmentation), averaged over the teachers and, with a mirror
 permutation, over each crop and its mirror image. `PixelNLL(distill_weight=...)` reads them.
 
-A teacher that is an ensemble or is flip-averaged is better than any single network it is made of
-(rcn-300w v3: 5.34 % -> 5.18 % with flips); distilling it moves part of that gain into one network
-that costs one forward pass per face.
+A teacher that is an ensemble, a bigger network or flip-averaged is better than the network to train;
+distilling it aims to move part of that gain into one network that costs one forward pass per face
+(measured on 300W: v3's flip gain, 5.34 -> 5.18 %, did not transfer into v3; see the README).
 """
 
 from __future__ import annotations
