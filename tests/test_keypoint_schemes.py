@@ -238,3 +238,15 @@ def test_nineteen_points_end_to_end_from_coco(tmp_path, capsys):
     assert code == 0
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert {r["normaliser"] for r in next(iter(report["results"].values()))} == set(FACE_19.normaliser_names)
+
+
+def test_flip_averaged_teachers_need_a_mirror():
+    """A scheme without a mirror cannot flip-average teachers: refused when the run is configured."""
+    from rcn_keras.app.training import preset_train_config
+    from rcn_keras.keypoints import standard_scheme
+
+    scheme = standard_scheme(7).to_dict()
+    with pytest.raises(ValueError, match="distill_flip needs a keypoint scheme with a mirror"):
+        preset_train_config("rcn_mtfl", keypoints=scheme, distill_from="rcn-300w")
+    plain = preset_train_config("rcn_mtfl", keypoints=scheme, distill_from="rcn-300w", distill_flip=False)
+    assert plain.loss().distill_weight == 1.0 and preset_train_config("rcn_mtfl").loss().distill_weight == 0.0

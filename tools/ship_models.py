@@ -125,6 +125,8 @@ def card_markdown(cards: list[dict]) -> str:
         minutes = f"{c['train_minutes']:.0f} min" if c["train_minutes"] else c.get("budget_note", "time not recorded")
         before = "".join(f"{s['epochs']} epochs of `{s['preset']}` ({s['train_minutes']:.0f} min), then "
                          for s in c.get("stages", []))
+        distilled = (f"; also distilled from {', '.join(c['distilled_from'])} (weight {c['distill_weight']}"
+                     f"{', flip-averaged' if c.get('distill_flip') else ''})" if c.get("distilled_from") else "")
         lines += [f"## {c['name']}", "",
                   f"* Network: preset `{c['preset']}`{' with ' + options if options else ''} ({c['params']:,} parameters, {c['keypoints']} keypoints, "
                   f"80x80 grey input), read-out `{c['readout']}`.",
@@ -132,9 +134,7 @@ def card_markdown(cards: list[dict]) -> str:
                   f"* Budget: {before}{c['epochs']} epochs{' of `' + c['preset'] + '`' if before else ''}, {minutes} "
                   f"of training on a 2-core CPU "
                   f"(optimizer {c['optimizer']}, batch {c['batch_size']}).",
-                  f"* Recipe: {RECIPES.get(c['preset'], 'see the preset in rcn_keras/presets.py')}"
-                  + (f"; also distilled from {', '.join(c['distilled_from'])} (weight {c['distill_weight']}"
-                     f"{', flip-averaged' if c.get('distill_flip') else ''})" if c.get("distilled_from") else "") + "."]
+                  f"* Recipe: {RECIPES.get(c['preset'], 'see the preset in rcn_keras/presets.py')}{distilled}."]
         lines += [f"* Validation ({r['faces']} faces): NME {r['nme']:.2f} % ({r['normaliser']}), "
                   f"FR@8 {r['fr8']:.1f} %, FR@10 {r['fr10']:.1f} %, AUC@8 {r['auc8']:.3f}, AUC@10 {r['auc10']:.3f}."
                   for r in c["validation"]]

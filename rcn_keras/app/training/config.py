@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from rcn_keras.data.augment import AugmentConfig
 from rcn_keras.data.sources import DataConfig
 from rcn_keras.keypoints import KeypointScheme, as_scheme
-from rcn_keras.losses import TARGETS
+from rcn_keras.losses import TARGETS, PixelNLL
 from rcn_keras.models.config import READOUTS, DenoiserConfig, ModelConfig
 from rcn_keras.options import check_fields
 from rcn_keras.presets import get_preset
@@ -149,6 +149,8 @@ class TrainConfig:
         _number("distill_weight", self.distill_weight)
         if self.distill_from and self.is_denoiser:
             raise ValueError("distill_from is for keypoint networks, not the denoising model")
+        if self.distill_from and self.distill_flip and self.scheme().flip is None:
+            raise ValueError("distill_flip needs a keypoint scheme with a mirror (flip); set distill_flip=false")
         if self.time_budget_minutes is not None:
             _number("time_budget_minutes", self.time_budget_minutes, 0.0, low_inclusive=False)
         if isinstance(self.visualize_every, bool) or not isinstance(self.visualize_every, int) \
@@ -183,6 +185,11 @@ class TrainConfig:
         ``"auto"`` picks one after training: `resolved_readout`, the preset's for ``"auto"``."""
         chosen = self.resolved_readout()
         return get_preset(self.model).readout if chosen == "auto" else chosen
+
+    def loss(self, reduction: str = "sum_over_batch_size") -> PixelNLL:
+        """The run's training loss: its target, coordinate term and (with teachers) distillation term."""
+        return PixelNLL(self.loss_target, reduction=reduction, coordinate_weight=self.coordinate_loss,
+                        distill_weight=self.distill_weight if self.distill_from else 0.0)
 
     @property
     def num_keypoints(self) -> int:

@@ -27,7 +27,6 @@ from rcn_keras.app.training.callbacks import EpochLog
 from rcn_keras.evaluation.nme import per_sample_nme
 from rcn_keras.evaluation.report import predict_faceset
 from rcn_keras.files import atomic_save_model, atomic_write_bytes
-from rcn_keras.losses import PixelNLL
 from rcn_keras.runtime import STRATEGIES
 
 
@@ -104,8 +103,7 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         best_var = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
-    loss_fn = PixelNLL(config.loss_target, reduction="none", coordinate_weight=config.coordinate_loss,
-                       distill_weight=config.distill_weight if config.distill_from else 0.0)
+    loss_fn = config.loss(reduction="none")
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best=best_var)
     state_dir = out / "state"
     ckpt_dir = state_dir / "ckpt" if chief else pathlib.Path(tempfile.mkdtemp(prefix="rcn_worker_ckpt_"))

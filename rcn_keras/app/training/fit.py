@@ -27,7 +27,6 @@ from rcn_keras.evaluation.nme import per_sample_nme
 from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
 from rcn_keras.files import atomic_save_model, atomic_write_bytes
 from rcn_keras.landmarker import Landmarker, float32_copy, load_landmarker
-from rcn_keras.losses import PixelNLL
 from rcn_keras.metrics import NME
 from rcn_keras.models.config import READOUTS, ModelConfig
 from rcn_keras.models.denoising import build_denoiser
@@ -97,8 +96,7 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
         else:
             model = build()
             model.compile(make_optimizer(config, config.updates_per_epoch(len(splits.train))),
-                          loss=PixelNLL(config.loss_target, coordinate_weight=config.coordinate_loss,
-                                        distill_weight=config.distill_weight if config.distill_from else 0.0),
+                          loss=config.loss(),
                           metrics=[NME(scheme=config.scheme().to_dict(), readout=config.working_readout())],
                           jit_compile=jit)
     # a resumed run draws new shuffles and jitter (seed moved by the epoch it resumes at): tf.data's
@@ -180,8 +178,6 @@ def load_teachers(config: TrainConfig) -> list[Landmarker]:
             raise ValueError(f"distill_from={spec!r} gives {teacher.num_keypoints} points; this run trains "
                              f"{config.num_keypoints}")
         teachers.append(teacher)
-    if teachers and config.distill_flip and config.scheme().flip is None:
-        raise ValueError("distill_flip needs a keypoint scheme with a mirror (flip); set distill_flip=false")
     return teachers
 
 
