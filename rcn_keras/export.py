@@ -21,7 +21,8 @@ QUANTIZATIONS = ("none", "float16", "int8")  # TFLite only
 # Ops left in float32 in int8 files: the contrast normalisation (a division by the local deviation) and
 # the read-out (exponentials, sums, the expectation) need the range; the convolutions are quantised.
 FLOAT_OPS = ("DIV", "SQRT", "SQUARED_DIFFERENCE", "MEAN", "MAXIMUM", "ADD", "SUB", "MUL", "EXP", "SUM",
-             "REDUCE_MAX", "ARG_MAX", "BATCH_MATMUL", "TRANSPOSE", "FLOOR_DIV", "FLOOR_MOD")
+             "REDUCE_MAX", "ARG_MAX", "BATCH_MATMUL", "FULLY_CONNECTED", "TRANSPOSE", "FLOOR_DIV", "FLOOR_MOD",
+             "RESHAPE", "PACK", "STRIDED_SLICE", "NEG", "SELECT_V2", "GREATER")
 ONNX_OPSET = 17
 
 
@@ -36,15 +37,15 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, readout: str
     "confidence": (B, K) peak probability}) and ``presoftmax`` (image -> (B, 80, 80, K) maps).
 
     ``image`` is float32 (B, 80, 80, 1) raw grey intensities, B any size unless ``batch_size`` fixes
-    it; it loads with plain TensorFlow. ``model``: a `Landmarker` (its read-out unless ``readout``) or a
-    map model (arg-max unless ``readout``).
+    it; it loads with plain TensorFlow. ``model``: a `Landmarker` (its read-out unless ``readout``, and
+    its shape prior) or a map model (arg-max unless ``readout``).
     """
     import keras
     import tensorflow as tf
 
     from rcn_keras.models.head import as_map_model, with_readout
 
-    infer = with_readout(as_map_model(model), _readout_of(model, readout))
+    infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
     with atomic_folder(path) as tmp:
         archive = keras.export.ExportArchive()
         archive.track(infer)
@@ -112,7 +113,7 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None
     from rcn_keras.models.head import as_map_model, with_readout
 
     tf2onnx = require("tf2onnx", "ONNX export", "tf2onnx", "onnx")
-    infer = with_readout(as_map_model(model), _readout_of(model, readout))
+    infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
     spec = (tf.TensorSpec([batch_size, MAP_SIZE, MAP_SIZE, 1], tf.float32, name="image"),)
 
     @tf.function(input_signature=spec)

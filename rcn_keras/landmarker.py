@@ -26,6 +26,7 @@ from rcn_keras.keypoints import as_scheme
 from rcn_keras.models.config import ModelConfig
 from rcn_keras.models.denoising import build_joint_model
 from rcn_keras.models.head import KeypointReadout, as_map_model, mirrored_readout
+from rcn_keras.models.shape_prior import ShapePrior
 from rcn_keras.models.layers import PACKAGE
 from rcn_keras.models.registry import build_model
 from rcn_keras.presets import get_preset
@@ -67,12 +68,15 @@ class Landmarker(keras.Model):
     ``"none"`` (each image is one face crop, the default). Not saved with the model.
     ``keypoints``: its `KeypointScheme` (or the dict / name; default: the paper's scheme for K).
     ``network``: the `ModelConfig` (or dict) the backbone was built from, when known (fine-tuning
-    rebuilds it for another K).
+    rebuilds it for another K). ``shape_prior``: a `ShapePrior` (statistics of the training shapes)
+    whose fit to the maps gives the keypoints instead of the read-out alone (the confidence stays the
+    read-out's); saved with the model.
     """
 
     def __init__(self, backbone: keras.Model, readout: str = "argmax", box_formats: dict | None = None,
                  default_box_format: str = "landmarks", preset: str | None = None,
-                 detector: str | Detector | None = None, keypoints=None, network=None, **kwargs):
+                 detector: str | Detector | None = None, keypoints=None, network=None,
+                 shape_prior: ShapePrior | None = None, **kwargs):
         network = network if network is not None else getattr(backbone, "rcn_config", None)
         backbone = as_map_model(backbone)
         k = backbone.output.shape[-1]
@@ -85,10 +89,15 @@ class Landmarker(keras.Model):
         # === Layers ===
         self.backbone = backbone
         self.readout_layer = KeypointReadout(readout, name="readout")
+        if shape_prior is not None and shape_prior.num_keypoints != k:
+            raise ValueError(f"the shape prior has {shape_prior.num_keypoints} keypoints, the model {k}")
+        self.shape_prior = shape_prior
         # === Functional model ===
         image = keras.Input(tuple(backbone.input.shape[1:]), name="image")
         maps = backbone(image)
         outputs = {"presoftmax": maps, **self.readout_layer(maps)}
+        if shape_prior is not None:
+            outputs["keypoints"] = shape_prior(maps)
         kwargs.setdefault("name", f"{backbone.name}_landmarker")
         super().__init__(inputs=image, outputs=outputs, **kwargs)
         # === Config ===
@@ -120,7 +129,8 @@ class Landmarker(keras.Model):
                          f"{self.preset!r}): fine-tune from a shipped model or a model trained with this version")
 
     def _same(self, backbone=None, readout=None, **kwargs) -> "Landmarker":
-        """A Landmarker like this one with another backbone or read-out."""
+        """A Landmarker like this one with another backbone, read-out or shape prior."""
+        kwargs.setdefault("shape_prior", self.shape_prior)
         return Landmarker(backbone or self.backbone, readout or self.readout, self.box_formats,
                           self.default_box_format, self.preset, self.detector, self.keypoints, self.network,
                           **kwargs)
@@ -131,12 +141,16 @@ class Landmarker(keras.Model):
                 "readout": self.readout, "box_formats": {n: list(f) for n, f in self.box_formats.items()},
                 "default_box_format": self.default_box_format, "preset": self.preset,
                 "keypoints": self.keypoints.to_dict(),
-                "network": self.network.to_dict() if isinstance(self.network, ModelConfig) else None}
+                "network": self.network.to_dict() if isinstance(self.network, ModelConfig) else None,
+                "shape_prior": (keras.saving.serialize_keras_object(self.shape_prior)
+                                if self.shape_prior is not None else None)}
 
     @classmethod
     def from_config(cls, config: dict) -> "Landmarker":
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if config.get("shape_prior") is not None:
+            config["shape_prior"] = keras.saving.deserialize_keras_object(config["shape_prior"])
         return cls(**config)
 
     # --- construction -------------------------------------------------------------------------
@@ -163,6 +177,10 @@ class Landmarker(keras.Model):
     def with_readout(self, readout: str) -> "Landmarker":
         """The same network (shared weights) with another read-out."""
         return self._same(readout=readout)
+
+    def with_shape_prior(self, prior: ShapePrior | None) -> "Landmarker":
+        """The same network (shared weights) with ``prior`` fitted to its maps (``None``: without)."""
+        return self._same(shape_prior=prior)
 
     def with_detector(self, detector: str | Detector | None) -> "Landmarker":
         """This model (itself, not a copy) finding faces with ``detector`` (see the constructor)."""
@@ -216,7 +234,7 @@ class Landmarker(keras.Model):
 
             @tf.function(input_signature=[tf.TensorSpec([None, MAP_SIZE, MAP_SIZE, 1], tf.float32)])
             def infer(crops):
-                out = mirrored_readout(self.backbone, head, crops, perm)
+                out = mirrored_readout(self.backbone, head, crops, perm, self.shape_prior)
                 return out["keypoints"], out["confidence"]
 
             cache[key] = infer
@@ -319,13 +337,14 @@ class Landmarker(keras.Model):
                batch_size: int | None = None, quantize: str = "none", representative=None, **kwargs):
         """Write a SavedModel (``"saved_model"``, also ``"tf_saved_model"``), a TFLite file (``"tflite"``,
         a fixed batch of ``batch_size``, default 1; ``quantize`` "float16" or "int8" with
-        ``representative`` crops) or an ONNX file (``"onnx"``) with this read-out (or ``readout``)."""
+        ``representative`` crops) or an ONNX file (``"onnx"``) with this read-out (or ``readout``) and shape
+        prior."""
         from rcn_keras import export as exporting
 
         if kwargs:
             raise TypeError(f"unexpected export options {sorted(kwargs)}")
         fmt = "saved_model" if format == "tf_saved_model" else format
-        return exporting.export_model(self.backbone, filepath, fmt, readout or self.readout, batch_size, quantize,
+        return exporting.export_model(self, filepath, fmt, readout or self.readout, batch_size, quantize,
                                       representative)
 
 

@@ -77,11 +77,12 @@ PAPER = {"augment.rotation": 20}
 TUNED = {"optimizer": "adam", "learning_rate": 1e-3, "augment.rotation": 20, "augment.flip": True}
 # The real-face recipe of issue 15 for this CPU (bfloat16 where the CPU has it): Adam with a warm-up
 # and a cosine decay, flips, wider rotation, photometric jitter, box jitter of the size detectors
-# leave (the default scale / translation), sub-pixel (bilinear) targets, read-out picked on validation.
+# leave (the default scale / translation), sub-pixel (bilinear) targets, read-out and shape prior
+# picked on validation.
 REAL = {"epochs": 240, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "cosine",
         "warmup_epochs": 3, "loss_target": "bilinear", "augment.rotation": 30, "augment.flip": True,
         "augment.gamma": 0.3, "augment.contrast": 0.3, "augment.blur": 0.3, "augment.noise": 8.0,
-        "readout": "auto", "visualize_every": 10}
+        "readout": "auto", "shape_prior": "auto", "visualize_every": 10}
 # Stage 2 of rcn-300w (issue 15): the stage-1 model fitted its training faces no better than the
 # validation faces (5.64 vs 5.79 %), so capacity went to the augmentation. Fine-tuned without the
 # occlusion and with rotation 15: 5.54 % after 25 epochs where the stage-1 augmentation stayed at 5.80 %
@@ -130,7 +131,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     # Shipped models: presets with weights (see weights/MODEL_CARD.md).
     Preset("rcn-300w", RCN_300W.replace(width=0.5), {**_SHIPPED_DATA_68, **REFINE},
            readout="soft_argmax", weights="rcn-300w.keras",
-           description="shipped v3: 68 points, rcn_300w_real then rcn_300w_refine on 300W AFW + HELEN"),
+           description="shipped v4: 68 points, rcn_300w_real, rcn_300w_refine, 25 epochs with the coordinate loss on 300W AFW + HELEN; shape prior"),
     Preset("rcn-300w-fast", RCN_300W_FAST, {**_SHIPPED_DATA_68, **REAL, "epochs": 300, "batch_size": 32},
            readout="soft_argmax", weights="rcn-300w-fast.keras",
            description="shipped: 68 points for a CPU at batch 1, rcn_300w_fast trained on 300W AFW + HELEN"),

@@ -53,8 +53,9 @@ def run_folders(results: pathlib.Path, extra: list[str]) -> list[pathlib.Path]:
     return found + [pathlib.Path(e) for e in extra]
 
 
-def score_candidate(folder: pathlib.Path, splits_cache: dict) -> list[dict]:
-    """Validation (and test) NME of one run's best model under each read-out."""
+def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool = False) -> list[dict]:
+    """Validation (and test) NME of one run's best model under each read-out; with ``shape_prior``, also
+    with a `ShapePrior` fitted to the run's training faces (the model's own prior, if saved, counts too)."""
     from rcn_keras.app.training.config import TrainConfig
     from rcn_keras.data.sources import load_splits
     from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
@@ -67,17 +68,24 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict) -> list[dict]:
         splits_cache[key] = load_splits(config.data, config.num_keypoints)
     splits = splits_cache[key]
     model = load_landmarker(folder / "best.keras")
+    priors = [model.shape_prior]
+    if shape_prior and model.shape_prior is None:
+        from rcn_keras.app.training.fit import training_shapes
+        from rcn_keras.models.shape_prior import ShapePrior
+
+        priors = [None, ShapePrior.from_shapes(training_shapes(splits.train))]
     state = json.loads((folder / "state" / "state.json").read_text())
     rows = []
-    for readout in READOUTS:
-        pred, gt, _ = predict_faceset(model, splits.validation, 64, readout)
-        res = evaluate_predictions(pred, gt, splits.validation)
-        allrows = headline_rows(res["rows"])
-        rows.append({"run": str(folder), "model": config.model, "readout": readout, "config": config,
-                     "params": model.count_params(),
-                     "k": config.num_keypoints, "splits": splits, "epochs": state["epoch"],
-                     "train_minutes": state.get("train_seconds", 0.0) / 60.0,
-                     "val_nme": allrows[0]["nme"], "validation": allrows})
+    for prior in priors:
+        for readout in READOUTS:
+            pred, gt, _ = predict_faceset(model.with_shape_prior(prior), splits.validation, 64, readout)
+            res = evaluate_predictions(pred, gt, splits.validation)
+            allrows = headline_rows(res["rows"])
+            rows.append({"run": str(folder), "model": config.model, "readout": readout, "config": config,
+                         "params": model.backbone.count_params(), "shape_prior": prior,
+                         "k": config.num_keypoints, "splits": splits, "epochs": state["epoch"],
+                         "train_minutes": state.get("train_seconds", 0.0) / 60.0,
+                         "val_nme": allrows[0]["nme"], "validation": allrows})
     return rows
 
 
@@ -135,6 +143,11 @@ def card_markdown(cards: list[dict]) -> str:
                   f"of training on a 2-core CPU "
                   f"(optimizer {c['optimizer']}, batch {c['batch_size']}).",
                   f"* Recipe: {RECIPES.get(c['preset'], 'see the preset in rcn_keras/presets.py')}{distilled}."]
+        if c.get("shape_prior"):
+            p = c["shape_prior"]
+            lines.append(f"* Shape prior (`rcn_keras.models.shape_prior`): {p['modes']} PCA modes of {p['shapes']}' "
+                         f"keypoints; each point's softmax (logits x {p['temperature']}) gives a mean and covariance, "
+                         f"the keypoints are the most probable shape (prior strength {p['strength']}).")
         lines += [f"* Validation ({r['faces']} faces): NME {r['nme']:.2f} % ({r['normaliser']}), "
                   f"FR@8 {r['fr8']:.1f} %, FR@10 {r['fr10']:.1f} %, AUC@8 {r['auc8']:.3f}, AUC@10 {r['auc10']:.3f}."
                   for r in c["validation"]]
@@ -152,14 +165,15 @@ def card_markdown(cards: list[dict]) -> str:
 
 
 def package_pretrained(model_path: str | os.PathLike, name: str, card: dict, readout: str,
-                       weights_dir: str | os.PathLike) -> pathlib.Path:
-    """Write a trained model as the shipped model ``name``: a float32 `Landmarker` with ``readout`` and
-    no optimizer state (``<name>.keras``) and its model card data (``<name>.json``), atomically."""
+                       weights_dir: str | os.PathLike, shape_prior=None) -> pathlib.Path:
+    """Write a trained model as the shipped model ``name``: a float32 `Landmarker` with ``readout``, the
+    ``shape_prior`` it was scored with (if any) and no optimizer state (``<name>.keras``) and its model
+    card data (``<name>.json``), atomically."""
     from rcn_keras.files import atomic_save_model, atomic_write_bytes
     from rcn_keras.landmarker import load_landmarker
 
     folder = pathlib.Path(weights_dir)
-    model = load_landmarker(model_path).to_float32().with_readout(readout)
+    model = load_landmarker(model_path).to_float32().with_readout(readout).with_shape_prior(shape_prior)
     atomic_save_model(model, folder / f"{name}.keras")
     atomic_write_bytes(folder / f"{name}.json", json.dumps({**card, "readout": readout}, indent=2).encode())
     return folder / f"{name}.keras"
@@ -171,6 +185,8 @@ def main() -> None:
     parser.add_argument("--extra", nargs="*", default=[], help="more run folders to consider")
     parser.add_argument("--weights-dir", help="where to write (default rcn_keras/weights)")
     parser.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES), help="shipped models to (re)make")
+    parser.add_argument("--shape-prior", action="store_true",
+                        help="also score each candidate with a shape prior of its training faces")
     parser.add_argument("--budget-note", action="append", default=[], metavar="RUN=TEXT",
                         help="training time of a run that did not record it, e.g. 'runs/x=about 53 min'")
     args = parser.parse_args()
@@ -183,9 +199,10 @@ def main() -> None:
     candidates = [row for folder in run_folders(pathlib.Path(args.results), args.extra)
                   if shipped_name(TrainConfig.load(folder / "config.json").model,
                                   TrainConfig.load(folder / "config.json").num_keypoints) in args.only
-                  for row in score_candidate(folder, cache)]
-    print_table([{k: r[k] for k in ("run", "model", "readout", "epochs", "val_nme")} for r in candidates],
-                ["run", "model", "readout", "epochs", "val_nme"])
+                  for row in score_candidate(folder, cache, args.shape_prior)]
+    print_table([{**{k: r[k] for k in ("run", "model", "readout", "epochs", "val_nme")},
+                  "shape_prior": r["shape_prior"] is not None} for r in candidates],
+                ["run", "model", "readout", "shape_prior", "epochs", "val_nme"])
     weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     cards = []
     for name in args.only:
@@ -194,7 +211,8 @@ def main() -> None:
             print(f"no candidate for {name}: not written")
             continue
         k = pool[0]["k"]
-        best = min(pool, key=lambda r: r["val_nme"])
+        # with a shape prior every read-out gives the same points: then keep the preset's read-out
+        best = min(pool, key=lambda r: (round(r["val_nme"], 6), r["readout"] != get_preset(name).readout))
         cfg = best["config"]
         data = cfg.data
         card = {"name": name, "preset": cfg.model, "model_options": cfg.model_options, "keypoints": k,
@@ -204,6 +222,11 @@ def main() -> None:
                 "data": (f"300W {' + '.join(data.train_subsets)} ({len(best['splits'].train)} training faces; "
                          f"validation = the seed-7345 {data.validation:.0%} split, {len(best['splits'].validation)} faces)"),
                 "validation": best["validation"], "licence": LICENCE}
+        if best["shape_prior"] is not None:
+            card["shape_prior"] = {"modes": best["shape_prior"].num_modes,
+                                   "temperature": best["shape_prior"].temperature,
+                                   "strength": best["shape_prior"].strength,
+                                   "shapes": f"the {len(best['splits'].train)} training faces"}
         if cfg.distill_from:
             card.update(distilled_from=list(cfg.distill_from), distill_weight=cfg.distill_weight,
                         distill_flip=cfg.distill_flip)
@@ -217,7 +240,8 @@ def main() -> None:
             card["test_set"] = " + ".join(data.test_subsets)
             card["test"] = test_rows(best["run"], best["readout"], best["splits"])
         card["params"] = best["params"]
-        path = package_pretrained(pathlib.Path(best["run"]) / "best.keras", name, card, best["readout"], weights_dir)
+        path = package_pretrained(pathlib.Path(best["run"]) / "best.keras", name, card, best["readout"], weights_dir,
+                                  best["shape_prior"])
         print(f"{name}: {best['run']} ({best['readout']}, validation NME {best['val_nme']:.2f} %) -> {path} "
               f"({path.stat().st_size / 1e6:.1f} MB)")
         cards.append(card)

@@ -25,10 +25,11 @@ COMPOSITES = {"common": ("helen_test", "lfpw_test"), "challenging": ("ibug",),
 
 
 def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, readout: str | None = None,
-                    flip: bool = False):
+                    flip: bool = False, shape_prior: bool = True):
     """Un-jittered test crops of ``faces`` through a `Landmarker` or map model: (pred, gt) normalised
     (N, K, 2) and confidence. ``readout``: the model's own (a `Landmarker`'s) unless given, else arg-max.
-    ``flip``: flip test-time averaging with the model's keypoint scheme (the paper's for a map model)."""
+    ``flip``: flip test-time averaging with the model's keypoint scheme (the paper's for a map model).
+    ``shape_prior``: fit the model's `ShapePrior` when it has one (False: the read-out alone)."""
     preds, gts, confs = [], [], []
     head = KeypointReadout(readout or getattr(model, "readout", None) or "argmax")
     maps_model = as_map_model(model)
@@ -36,8 +37,9 @@ def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, re
     if flip:
         perm = (model.mirror_permutation(True) if hasattr(model, "mirror_permutation")
                 else standard_scheme(faces.num_keypoints).flip)
+    prior = getattr(model, "shape_prior", None) if shape_prior else None
     for x, y in make_dataset(faces, "test", batch_size=batch_size):
-        out = mirrored_readout(maps_model, head, x, perm)
+        out = mirrored_readout(maps_model, head, x, perm, prior)
         preds.append(out["keypoints"].numpy())
         confs.append(out["confidence"].numpy())
         gts.append(y.numpy()[..., :2])

@@ -11,6 +11,7 @@ from keras import ops
 from rcn_keras.grid import MAP_SIZE, flatten_maps, pixel_argmax, pixel_centres
 from rcn_keras.models.config import READOUTS
 from rcn_keras.models.layers import PACKAGE
+from rcn_keras.models.shape_prior import average_moments, mirror_moments
 
 LOCAL_RADIUS = 2  # local_soft_argmax averages the (2r+1)^2 pixels around the peak
 
@@ -87,13 +88,22 @@ def mirror_average(out: dict, mirrored: dict, flip) -> dict:
     return {"keypoints": (out["keypoints"] + points) / 2, "confidence": (out["confidence"] + confidence) / 2}
 
 
-def mirrored_readout(maps_model, head, crops, flip=None) -> dict:
+def mirrored_readout(maps_model, head, crops, flip=None, prior=None) -> dict:
     """``head`` on ``maps_model``'s maps of ``crops`` (B, H, W, C); with a ``flip`` permutation, averaged
-    with the read-out of the mirrored crops (`mirror_average`, twice the network time)."""
-    out = head(maps_model(crops, training=False))
-    if flip is None:
+    with the read-out of the mirrored crops (`mirror_average`, twice the network time). With a
+    `ShapePrior` ``prior``, the keypoints are its fit to the maps' moments (both crops' moments
+    averaged when flipping); the confidence stays the head's."""
+    maps = maps_model(crops, training=False)
+    out = head(maps)
+    mirrored = None if flip is None else maps_model(ops.flip(crops, axis=2), training=False)
+    if mirrored is not None:
+        out = mirror_average(out, head(mirrored), flip)
+    if prior is None:
         return out
-    return mirror_average(out, head(maps_model(ops.flip(crops, axis=2), training=False)), flip)
+    moments = prior.moments(maps)
+    if mirrored is not None:
+        moments = average_moments(moments, mirror_moments(*prior.moments(mirrored), flip))
+    return {**out, "keypoints": prior.fit(*moments)}
 
 
 def as_map_model(model: keras.Model) -> keras.Model:
@@ -117,12 +127,15 @@ def as_map_model(model: keras.Model) -> keras.Model:
     return model
 
 
-def with_readout(model: keras.Model, readout: str = "argmax") -> keras.Model:
-    """Wrap a map model into one returning {"presoftmax", "keypoints", "confidence"}.
+def with_readout(model: keras.Model, readout: str = "argmax", prior=None) -> keras.Model:
+    """Wrap a map model into one returning {"presoftmax", "keypoints", "confidence"}; with a
+    `ShapePrior` ``prior``, the keypoints are its fit (the confidence stays the read-out's).
 
     The wrapped model shares weights with ``model``; use it for inference, evaluation and export.
     """
     model = as_map_model(model)
     logits = model.outputs[0]
     out = KeypointReadout(readout, name="readout")(logits)
+    if prior is not None:
+        out = {**out, "keypoints": prior(logits)}
     return keras.Model(model.input, {"presoftmax": logits, **out}, name=f"{model.name}_readout")

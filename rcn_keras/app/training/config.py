@@ -23,6 +23,7 @@ SWITCHES = ("auto", "on", "off")
 LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adadelta", "sgd", "adam")
 READOUT_CHOICES = READOUTS + ("auto",)
+SHAPE_PRIOR_CHOICES = ("off", "on", "auto")
 # `mixed_precision` (auto/on/off, float16 only) became `precision`; old config.json files still load.
 _OLD_MIXED = {"auto": "auto", "on": "mixed_float16", "off": "float32"}
 
@@ -67,7 +68,9 @@ class TrainConfig:
     ``init_points`` (one index per new point) when given, else starting at zero. ``distill_from``: trained
     models (`.keras` files or shipped names) whose averaged pixel probabilities on each training crop,
     flip-averaged when ``distill_flip``, are a second target, weighted by ``distill_weight``
-    (`rcn_keras.distillation`)."""
+    (`rcn_keras.distillation`). ``shape_prior``: after training, fit a `ShapePrior` to the training
+    faces' keypoints and save it with the model (``"on"``), keep it only if it lowers the validation
+    NME (``"auto"``), or not (``"off"``)."""
 
     model: str = "rcn_mtfl"
     model_options: dict = field(default_factory=dict)
@@ -95,6 +98,7 @@ class TrainConfig:
     precision: str = "auto"
     strategy: str = "default"
     readout: str | None = None
+    shape_prior: str = "off"
     visualize_every: int = 1
     time_budget_minutes: float | None = None
     seed: int = 0
@@ -135,6 +139,9 @@ class TrainConfig:
                               ("loss_target", TARGETS), ("strategy", STRATEGIES), ("optimizer", OPTIMIZERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: {', '.join(allowed)}")
+        if self.shape_prior not in SHAPE_PRIOR_CHOICES:
+            raise ValueError(f"shape_prior={self.shape_prior!r} is not allowed; allowed: "
+                             f"{', '.join(SHAPE_PRIOR_CHOICES)}")
         if self.readout is not None and self.readout not in READOUT_CHOICES:
             raise ValueError(f"readout={self.readout!r} is not allowed; allowed: {', '.join(READOUT_CHOICES)} "
                              f"(auto: picked on the validation split; null: the preset's)")

@@ -31,6 +31,7 @@ from rcn_keras.metrics import NME
 from rcn_keras.models.config import READOUTS, ModelConfig
 from rcn_keras.models.denoising import build_denoiser
 from rcn_keras.models.registry import build_model
+from rcn_keras.models.shape_prior import ShapePrior
 from rcn_keras.models.transfer import for_keypoints
 from rcn_keras.presets import get_preset
 from rcn_keras.runtime import resolve_precision
@@ -147,6 +148,33 @@ def pick_readout(model: Landmarker, faces: FaceSet, batch_size: int = 64) -> tup
         pred, gt, _ = predict_faceset(model, faces, batch_size, readout)
         scores[readout] = float(100 * per_sample_nme(pred, gt, scheme=model.keypoints).mean())
     return min(scores, key=scores.get), scores
+
+
+def training_shapes(faces: FaceSet, batch_size: int = 64) -> np.ndarray:
+    """Keypoints (N, K, 2) of ``faces`` in their un-jittered crops (normalised), NaN where unannotated."""
+    shapes = []
+    for _, y in make_dataset(faces, "test", batch_size=batch_size):
+        y = y.numpy()
+        shapes.append(np.where(y[..., 2:3] > 0, y[..., :2], np.nan))
+    return np.concatenate(shapes)
+
+
+def choose_shape_prior(model: Landmarker, splits, config: TrainConfig, summary: dict) -> tuple[Landmarker, bool]:
+    """``model`` with a `ShapePrior` of the training faces' shapes (``shape_prior`` "on"), or with it only
+    when it lowers the validation NME ("auto"); both NMEs go into ``summary``. Also: whether it changed."""
+    prior = ShapePrior.from_shapes(training_shapes(splits.train, config.batch_size))
+    candidate = model.with_shape_prior(prior)
+    if config.shape_prior == "auto":
+        scores = {}
+        for name, m in (("off", model.with_shape_prior(None)), ("on", candidate)):
+            pred, gt, _ = predict_faceset(m, splits.validation, config.batch_size)
+            scores[name] = float(100 * per_sample_nme(pred, gt, scheme=m.keypoints).mean())
+        summary["shape_prior_validation_nme"] = scores
+        if scores["on"] >= scores["off"]:
+            summary["shape_prior"] = False
+            return model, False
+    summary["shape_prior"] = True
+    return candidate, True
 
 
 def build_network(config: TrainConfig, source: Landmarker | None = None) -> keras.Model:
@@ -289,6 +317,9 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
             summary.update(readout=chosen, readout_validation_nme=scores)
             if chosen != best_model.readout:
                 best_model, changed = best_model.with_readout(chosen), True
+        if config.shape_prior != "off":  # also picked on the validation split
+            best_model, prior_changed = choose_shape_prior(best_model, splits, config, summary)
+            changed = changed or prior_changed
         if not scheme.is_standard and is_chief():
             summary["detector_calibration"] = calibrate_detectors(best_model, splits.train)
             changed = changed or any(n in best_model.box_formats for n in summary["detector_calibration"])
