@@ -36,6 +36,15 @@ def flatten_maps(logits):
     return ops.reshape(ops.transpose(logits, (0, 3, 1, 2)), (-1, k, h * w))
 
 
+def mirror_points(points, flip):
+    """Points (..., K, 2) of a left-right mirrored crop moved back to the crop: re-ordered by the keypoint
+    scheme's ``flip`` permutation (left eye <-> right eye, ...) and x -> 1 - x."""
+    from keras import ops
+
+    points = ops.take(points, list(flip), axis=-2)
+    return ops.stack([1.0 - points[..., 0], points[..., 1]], axis=-1)
+
+
 def pixel_argmax(flat, axis: int = -1):
     """Arg-max over ``axis`` (the flattened pixels) as int32. tf.argmax directly: Keras' ops.argmax adds
     a BitwiseAnd (for numpy's -0.0 semantics) that TFLite's builtin ops cannot convert."""

@@ -77,7 +77,8 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool 
     state = json.loads((folder / "state" / "state.json").read_text())
     rows = []
     for prior in priors:
-        for readout in READOUTS:
+        # with a prior every read-out gives the same points: it is scored with the run's own
+        for readout in READOUTS if prior is None else (model.readout,):
             pred, gt, _ = predict_faceset(model.with_shape_prior(prior), splits.validation, 64, readout)
             res = evaluate_predictions(pred, gt, splits.validation)
             allrows = headline_rows(res["rows"])
@@ -89,10 +90,11 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool 
     return rows
 
 
-def earlier_stages(config) -> list[dict]:
-    """The runs a fine-tuned model started from (``init_from`` a run's ``best.keras``, or a shipped model,
-    whose card lists its own stages), oldest first: preset, epochs and minutes of each, so a model card
-    counts the whole training budget."""
+def earlier_stages(config, run: str | None = None) -> list[dict]:
+    """The runs a fine-tuned model (``config``, of the run folder ``run``) started from (``init_from`` a
+    run's ``best.keras``, or a shipped model, whose card lists its own stages), oldest first: preset,
+    epochs and minutes of each, so a model card counts the whole training budget. Re-shipping the run
+    a shipped model came from takes that card's earlier stages, not the card itself as a stage."""
     from rcn_keras.app.training.config import TrainConfig
     from rcn_keras.presets import list_presets
 
@@ -100,6 +102,8 @@ def earlier_stages(config) -> list[dict]:
     while config.init_from:
         if config.init_from in list_presets(shipped=True):
             card = get_preset(config.init_from).card() or {}
+            if run is not None and card.get("source_run") == run:
+                return card.get("stages", []) + stages
             shipped = {"run": card.get("source_run", config.init_from), "preset": card.get("preset", config.init_from),
                        "epochs": card.get("epochs", 0), "train_minutes": card.get("train_minutes") or 0.0}
             return card.get("stages", []) + [shipped] + stages
@@ -211,8 +215,7 @@ def main() -> None:
             print(f"no candidate for {name}: not written")
             continue
         k = pool[0]["k"]
-        # with a shape prior every read-out gives the same points: then keep the preset's read-out
-        best = min(pool, key=lambda r: (round(r["val_nme"], 6), r["readout"] != get_preset(name).readout))
+        best = min(pool, key=lambda r: r["val_nme"])
         cfg = best["config"]
         data = cfg.data
         card = {"name": name, "preset": cfg.model, "model_options": cfg.model_options, "keypoints": k,
@@ -230,7 +233,7 @@ def main() -> None:
         if cfg.distill_from:
             card.update(distilled_from=list(cfg.distill_from), distill_weight=cfg.distill_weight,
                         distill_flip=cfg.distill_flip)
-        stages = earlier_stages(cfg)
+        stages = earlier_stages(cfg, best["run"])
         if stages:
             card["stages"] = stages
         notes = dict(n.split("=", 1) for n in args.budget_note)

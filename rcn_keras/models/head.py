@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from rcn_keras.grid import MAP_SIZE, flatten_maps, pixel_argmax, pixel_centres
+from rcn_keras.grid import MAP_SIZE, flatten_maps, mirror_points, pixel_argmax, pixel_centres
 from rcn_keras.models.config import READOUTS
 from rcn_keras.models.layers import PACKAGE
 from rcn_keras.models.shape_prior import average_moments, mirror_moments
@@ -81,10 +81,8 @@ def mirror_average(out: dict, mirrored: dict, flip) -> dict:
     """Flip test-time averaging: read-outs of crops (``out``) and of the same crops mirrored left-right
     (``mirrored``) averaged, the mirrored points moved back (x -> 1 - x) and re-ordered by the keypoint
     scheme's ``flip`` permutation (left eye <-> right eye, ...)."""
-    perm = list(flip)
-    points = ops.take(mirrored["keypoints"], perm, axis=1)
-    points = ops.stack([1.0 - points[..., 0], points[..., 1]], axis=-1)
-    confidence = ops.take(mirrored["confidence"], perm, axis=1)
+    points = mirror_points(mirrored["keypoints"], flip)
+    confidence = ops.take(mirrored["confidence"], list(flip), axis=1)
     return {"keypoints": (out["keypoints"] + points) / 2, "confidence": (out["confidence"] + confidence) / 2}
 
 

@@ -141,12 +141,15 @@ def landmarker_for(config: TrainConfig, network=None) -> Callable[[keras.Model],
     return wrap
 
 
+def mean_nme(model: Landmarker, faces: FaceSet, batch_size: int = 64, readout: str | None = None) -> float:
+    """NME (%) of ``model`` (with ``readout``, else its own) on ``faces`` in its keypoint scheme."""
+    pred, gt, _ = predict_faceset(model, faces, batch_size, readout)
+    return float(100 * per_sample_nme(pred, gt, scheme=model.keypoints).mean())
+
+
 def pick_readout(model: Landmarker, faces: FaceSet, batch_size: int = 64) -> tuple[str, dict[str, float]]:
     """The read-out with the lowest NME on ``faces`` (the validation split) and every read-out's NME."""
-    scores = {}
-    for readout in READOUTS:
-        pred, gt, _ = predict_faceset(model, faces, batch_size, readout)
-        scores[readout] = float(100 * per_sample_nme(pred, gt, scheme=model.keypoints).mean())
+    scores = {readout: mean_nme(model, faces, batch_size, readout) for readout in READOUTS}
     return min(scores, key=scores.get), scores
 
 
@@ -165,10 +168,8 @@ def choose_shape_prior(model: Landmarker, splits, config: TrainConfig, summary: 
     prior = ShapePrior.from_shapes(training_shapes(splits.train, config.batch_size))
     candidate = model.with_shape_prior(prior)
     if config.shape_prior == "auto":
-        scores = {}
-        for name, m in (("off", model.with_shape_prior(None)), ("on", candidate)):
-            pred, gt, _ = predict_faceset(m, splits.validation, config.batch_size)
-            scores[name] = float(100 * per_sample_nme(pred, gt, scheme=m.keypoints).mean())
+        scores = {name: mean_nme(m, splits.validation, config.batch_size)
+                  for name, m in (("off", model.with_shape_prior(None)), ("on", candidate))}
         summary["shape_prior_validation_nme"] = scores
         if scores["on"] >= scores["off"]:
             summary["shape_prior"] = False
