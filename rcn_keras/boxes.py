@@ -70,13 +70,13 @@ def parse_box(text: str) -> Box:
     return check_box(text.split(","), f"--box {text!r}")
 
 
-def read_boxes_file(path: str | os.PathLike) -> dict[str, Box]:
-    """Face boxes, one per line: ``image,x,y,w,h`` (commas or spaces), keyed by the image path as
-    written (`boxes_for` also matches by file name)."""
+def read_boxes_file(path: str | os.PathLike) -> dict[str, list[Box]]:
+    """Face boxes, one face per line: ``image,x,y,w,h`` (commas or spaces), keyed by the image path as
+    written (`boxes_for` also matches by file name). An image may have several lines: one per face."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataFormatError(path, "boxes file not found")
-    boxes = {}
+    boxes: dict[str, list[Box]] = {}
     for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
         fields = raw.replace(",", " ").split()
         if not fields or fields[0].startswith("#"):
@@ -84,23 +84,23 @@ def read_boxes_file(path: str | os.PathLike) -> dict[str, Box]:
         if len(fields) != 5:
             raise DataFormatError(path, f"expected 'image,x,y,w,h', got {raw.strip()!r}", lineno)
         try:
-            boxes[fields[0]] = check_box(fields[1:], "box")
+            boxes.setdefault(fields[0], []).append(check_box(fields[1:], "box"))
         except ValueError as exc:
             raise DataFormatError(path, str(exc), lineno) from None
     return boxes
 
 
-def boxes_for(images: list, boxes: dict[str, Box]) -> list[Box | None]:
-    """The box of each image from a `read_boxes_file` dict: by the path as given, else by file name
+def boxes_for(images: list, boxes: dict[str, list[Box]]) -> list[list[Box] | None]:
+    """The boxes of each image from a `read_boxes_file` dict: by the path as given, else by file name
     when that name is unique among ``images`` (a name shared by two folders must be written in full)."""
     names = [pathlib.Path(str(i)).name for i in images]
     out = []
     for item, name in zip(images, names):
         key = str(item)
         if key in boxes:
-            out.append(boxes[key])
+            out.append(list(boxes[key]))
         elif names.count(name) == 1 and name in boxes:
-            out.append(boxes[name])
+            out.append(list(boxes[name]))
         else:
             out.append(None)
     return out

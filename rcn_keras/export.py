@@ -10,7 +10,8 @@ import pathlib
 import tempfile
 from typing import TYPE_CHECKING
 
-from rcn_keras.files import atomic_folder, atomic_write_bytes
+from rcn_keras.errors import first_line
+from rcn_keras.files import atomic_folder, atomic_write_bytes, check_output
 from rcn_keras.grid import MAP_SIZE
 
 if TYPE_CHECKING:
@@ -24,6 +25,36 @@ FLOAT_OPS = ("DIV", "SQRT", "SQUARED_DIFFERENCE", "MEAN", "MAXIMUM", "ADD", "SUB
              "REDUCE_MAX", "ARG_MAX", "BATCH_MATMUL", "FULLY_CONNECTED", "TRANSPOSE", "FLOOR_DIV", "FLOOR_MOD",
              "RESHAPE", "PACK", "STRIDED_SLICE", "NEG", "SELECT_V2", "GREATER")
 ONNX_OPSET = 17
+# What a SavedModel folder holds: a folder with only these names is an earlier export, replaced whole.
+SAVED_MODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb", "keras_metadata.pb"}
+
+
+def is_saved_model(path: pathlib.Path) -> bool:
+    """A folder holding a SavedModel and nothing else."""
+    names = {p.name for p in path.iterdir()}
+    return "saved_model.pb" in names and names <= SAVED_MODEL_ENTRIES
+
+
+def is_tflite(path: pathlib.Path) -> bool:
+    """A TFLite flatbuffer (file identifier "TFL3")."""
+    with open(path, "rb") as f:
+        return f.read(8)[4:8] == b"TFL3"
+
+
+def is_onnx(path: pathlib.Path) -> bool:
+    """An ONNX model file (a ModelProto with a graph)."""
+    try:
+        import onnx
+
+        return len(onnx.load(str(path), load_external_data=False).graph.node) > 0
+    except Exception:  # noqa: BLE001  (anything that does not parse is not an ONNX model)
+        return False
+
+
+def _write_error(path, exc: Exception) -> OSError:
+    """A TensorFlow write failure (full disk, no permission) as one line naming the output."""
+    hint = "; free some space or choose another --out" if "space" in str(exc).lower() else ""
+    return OSError(f"{path}: could not write the export ({first_line(exc)}){hint}")
 
 
 def _readout_of(model: keras.Model, readout: str | None) -> str:
@@ -40,26 +71,37 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, readout: str
     it; it loads with plain TensorFlow. ``model``: a `Landmarker` (its read-out unless ``readout``, and
     its shape prior) or a map model (arg-max unless ``readout``).
     """
-    import keras
     import tensorflow as tf
 
     from rcn_keras.models.head import as_map_model, with_readout
 
+    path = check_output(path, "folder", "SavedModel", is_saved_model)
     infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
-    with atomic_folder(path) as tmp:
-        archive = keras.export.ExportArchive()
-        archive.track(infer)
-        spec = [tf.TensorSpec([batch_size, MAP_SIZE, MAP_SIZE, 1], tf.float32, name="image")]
-
-        def serve(image):
-            out = infer(image, training=False)
-            return {"keypoints": out["keypoints"], "confidence": out["confidence"]}
-
-        archive.add_endpoint("serve", serve, input_signature=spec)
-        archive.add_endpoint("presoftmax", lambda image: infer(image, training=False)["presoftmax"],
-                             input_signature=spec)
-        archive.write_out(str(tmp), verbose=False)
+    try:
+        with atomic_folder(path) as tmp:
+            _write_saved_model(infer, tmp, batch_size)
+    except tf.errors.OpError as exc:
+        raise _write_error(path, exc) from None
     return pathlib.Path(path)
+
+
+def _write_saved_model(infer, folder: pathlib.Path, batch_size: int | None) -> None:
+    """The ``serve`` and ``presoftmax`` endpoints of ``infer`` written as a SavedModel into ``folder``."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(infer)
+    spec = [tf.TensorSpec([batch_size, MAP_SIZE, MAP_SIZE, 1], tf.float32, name="image")]
+
+    def serve(image):
+        out = infer(image, training=False)
+        return {"keypoints": out["keypoints"], "confidence": out["confidence"]}
+
+    archive.add_endpoint("serve", serve, input_signature=spec)
+    archive.add_endpoint("presoftmax", lambda image: infer(image, training=False)["presoftmax"],
+                         input_signature=spec)
+    archive.write_out(str(folder), verbose=False)
 
 
 def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | None = None,
@@ -75,6 +117,7 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | No
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize={quantize!r} is not allowed; allowed: {', '.join(QUANTIZATIONS)}")
+    path = check_output(path, "file", "TFLite model", is_tflite)
     if quantize == "int8":
         if representative is None or len(representative) == 0:
             raise ValueError("int8 quantisation needs representative faces (80x80 grey crops of training faces)")
@@ -113,6 +156,7 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None
     from rcn_keras.models.head import as_map_model, with_readout
 
     tf2onnx = require("tf2onnx", "ONNX export", "tf2onnx", "onnx")
+    path = check_output(path, "file", "ONNX model", is_onnx)
     infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
     spec = (tf.TensorSpec([batch_size, MAP_SIZE, MAP_SIZE, 1], tf.float32, name="image"),)
 

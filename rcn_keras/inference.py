@@ -26,9 +26,29 @@ from rcn_keras.grid import MAP_SIZE
 LOOSE_OVER_FACE = W300_STAGE_A_ENLARGE / W300_STAGE_B_ENLARGE
 
 
+def array_to_uint8(arr: np.ndarray, where: str) -> np.ndarray:
+    """An image array read by its dtype's range: uint8 as it is, uint16 0-65535 and float 0-1 scaled to
+    0-255; other dtypes, non-finite values and floats outside [0, 1] are refused, naming ``where``."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return np.round(arr.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        values = np.asarray(arr, np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{where} holds NaN or infinite values")
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if low < -1e-6 or high > 1 + 1e-6:
+            raise ValueError(f"{where} is {arr.dtype} with values {low:g}..{high:g}: float images are read as "
+                             f"0-1; divide by 255 (or pass uint8 0-255)")
+        return np.round(np.clip(values, 0, 1) * 255.0).astype(np.uint8)
+    raise ValueError(f"{where} has dtype {arr.dtype}: pass uint8 (0-255), uint16 (0-65535) or float (0-1)")
+
+
 def to_rgb(item, index: int = 0) -> tuple[str, np.ndarray]:
     """(name, uint8 RGB (H, W, 3)) of a path (turned upright by its EXIF orientation, as photos are
-    displayed) or an array: grey (H, W) / (H, W, 1), RGB or RGBA; float arrays are taken as 0-255."""
+    displayed; any bit depth) or an array: grey (H, W) / (H, W, 1), RGB or RGBA, read by its dtype
+    (`array_to_uint8`: uint8 0-255, uint16 0-65535, float 0-1)."""
     if isinstance(item, np.ndarray):
         arr = item
         if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -38,8 +58,7 @@ def to_rgb(item, index: int = 0) -> tuple[str, np.ndarray]:
         if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)) or min(arr.shape[:2]) < 1:
             raise ValueError(f"image array {index} has shape {item.shape}; expected (H, W), (H, W, 1), (H, W, 3) "
                              f"or (H, W, 4)")
-        if arr.dtype != np.uint8:
-            arr = np.clip(np.nan_to_num(np.asarray(arr, np.float64)), 0, 255).round().astype(np.uint8)
+        arr = array_to_uint8(arr, f"image array {index}")
         if arr.ndim == 2:
             arr = np.repeat(arr[..., None], 3, axis=-1)
         return f"array_{index}", np.ascontiguousarray(arr)
@@ -131,18 +150,23 @@ def crop_to_image(keypoints: np.ndarray, rect: np.ndarray, angle: float = 0.0) -
     return p - 0.5
 
 
-def plan_faces(shape: tuple[int, int], name: str, box: Box | None, box_format: BoxFormat,
+def plan_faces(shape: tuple[int, int], name: str, box: Box | Sequence[Box] | None, box_format: BoxFormat,
                detections=None, detector_format: BoxFormat | None = None, level: bool = True,
                max_faces: int | None = None) -> list[FacePlan]:
-    """The faces to read in an image of ``shape`` (H, W): the given ``box`` (or the whole image when
-    ``box`` is ``None`` and there are no ``detections``), else every detection (``detector_format``
-    maps its box to the crop; ``level`` rotates the crop by the eyes' roll where there are eyes)."""
+    """The faces to read in an image of ``shape`` (H, W): the given ``box`` (or list of boxes, one face
+    each), else every detection (``detector_format`` maps its box to the crop; ``level`` rotates the
+    crop by the eyes' roll where there are eyes), else, when ``box`` is ``None`` and there are no
+    ``detections``, the whole image."""
     h, w = shape
     if box is not None:
-        box = check_box(box, f"face box of {name}")
-        if box[0] >= w or box[1] >= h or box[0] + box[2] <= 0 or box[1] + box[3] <= 0:
-            raise ValueError(f"face box {tuple(box)} of {name} lies outside the {w}x{h} image")
-        return [FacePlan(box, None, crop_rect(shape, box, box_format))]
+        given = list(box) if is_box_list(box) else [box]
+        plans = []
+        for b in given:
+            b = check_box(b, f"face box of {name}")
+            if b[0] >= w or b[1] >= h or b[0] + b[2] <= 0 or b[1] + b[3] <= 0:
+                raise ValueError(f"face box {tuple(b)} of {name} lies outside the {w}x{h} image")
+            plans.append(FacePlan(b, None, crop_rect(shape, b, box_format)))
+        return plans
     if detections is None:
         return [FacePlan(None, None, crop_rect(shape, None))]
     plans = []
@@ -155,8 +179,17 @@ def plan_faces(shape: tuple[int, int], name: str, box: Box | None, box_format: B
     return plans
 
 
-def boxes_per_image(images: list, boxes: Sequence[Box | None] | dict | None) -> list[Box | None]:
-    """One box (or ``None``) per image from a list, a `read_boxes_file` dict, or ``None``."""
+def is_box_list(box) -> bool:
+    """Whether ``box`` is a list of boxes (several faces of one image) rather than one x, y, w, h box."""
+    if isinstance(box, np.ndarray):
+        return box.ndim == 2
+    return isinstance(box, (list, tuple)) and len(box) > 0 and all(
+        isinstance(b, (list, tuple, np.ndarray)) for b in box)
+
+
+def boxes_per_image(images: list, boxes: Sequence[Box | None] | dict | None) -> list:
+    """Per image: a box, a list of boxes (one per face) or ``None``, from a list, a `read_boxes_file`
+    dict, or ``None``."""
     if isinstance(boxes, dict):
         return boxes_for(images, boxes)
     if boxes is None:

@@ -37,7 +37,11 @@ POINTS_49 = [i for i in range(68) if i >= 17 and i not in (60, 64)]
 # rule from 5 points in the order left eye, right eye, nose, left mouth, right mouth.
 CROP_RULES = ("points", "eyes_mouth")
 # The normaliser every scheme has: the square root of the area of the ground-truth points' tight box.
+# Fewer than BOX_MIN_POINTS points span no area: there it is the face box side, which is the crop side
+# over the stage-B enlargement (1.3), i.e. FACE_SIDE_IN_CROP in crop units (such faces crop from a box).
 BOX_NORMALISER = "box"
+BOX_MIN_POINTS = 3
+FACE_SIDE_IN_CROP = 1 / 1.3
 # Border code of a keypoint that is not annotated (COCO visibility 0): masked in the loss and the NME.
 NOT_ANNOTATED = -1
 

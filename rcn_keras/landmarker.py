@@ -272,9 +272,11 @@ class Landmarker(keras.Model):
         "angle", "crop", "crop_keypoints"}``. Keypoints are in pixels of the original image (0-based,
         integer = pixel centre); ``rect`` is the crop square (x, y, side), rotated by ``angle`` degrees.
 
-        ``images``: a path, an array (grey or RGB, 0-255) or a list of them. Faces come from, in order:
-        ``boxes`` (one (x, y, w, h) or ``None`` per image, or a dict of `read_boxes_file`; ``box_format``
-        says what they are, default ``default_box_format``), else the ``detector`` (``None``: the model's
+        ``images``: a path, an array or a list of them; arrays are grey (H, W) / (H, W, 1), RGB or RGBA,
+        read by their dtype: uint8 0-255, uint16 0-65535, float 0-1 (other dtypes and out-of-range floats
+        are refused). Faces come from, in order: ``boxes`` (per image one (x, y, w, h), a list of them (one
+        per face) or ``None``, or a dict of `read_boxes_file`; ``box_format`` says what they are,
+        default ``default_box_format``), else the ``detector`` (``None``: the model's
         own, ``self.detector``; ``"auto"``, a name or a `Detector`; at most ``max_faces`` per image, most
         confident first; ``level`` rotates each crop by the roll of the eyes a detector gives), else the
         whole image is one face crop (``detector="none"``). An image where the detector finds no face

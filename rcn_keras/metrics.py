@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from rcn_keras.keypoints import BOX_NORMALISER, as_scheme
+from rcn_keras.keypoints import BOX_MIN_POINTS, BOX_NORMALISER, FACE_SIDE_IN_CROP, as_scheme
 from rcn_keras.models.head import KeypointReadout
 from rcn_keras.models.layers import PACKAGE
 
@@ -31,7 +31,9 @@ class NME(keras.metrics.Mean):
         y_true = ops.cast(y_true, "float32")
         pred = self._read.call(ops.cast(y_pred, "float32"))["keypoints"]
         gt, mask = y_true[..., :2], y_true[..., 2]
-        if norm == BOX_NORMALISER:
+        if norm == BOX_NORMALISER and scheme.num_keypoints < BOX_MIN_POINTS:
+            iod = ops.full((ops.shape(gt)[0],), FACE_SIDE_IN_CROP)
+        elif norm == BOX_NORMALISER:
             extent = ops.max(gt, axis=1) - ops.min(gt, axis=1)
             iod = ops.sqrt(extent[:, 0] * extent[:, 1])
         else:

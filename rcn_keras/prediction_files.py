@@ -5,6 +5,7 @@ keypoints.json, schema 2::
 
     {"schema": 2, "coordinates": "...", "model": str | null, "detector": str | null,
      "images": [{"image": path, "width": W, "height": H,
+                 "overlay": file name | null,                # its overlay picture in the same folder
                  "faces": [{"box": [x, y, w, h] | null,     # detector or given box; null: the whole image
                             "score": float | null,          # the detector's confidence
                             "keypoints": [[x, y], ...],     # K points, original-image pixels
@@ -14,6 +15,10 @@ keypoints.json, schema 2::
      "failed": [{"image": path, "error": one line}, ...]}   # images that could not be read
 
 Schema 1 (before detection) had one face per image and no "images" list.
+
+A new run into the same folder replaces keypoints.json and keypoints.csv and removes the overlays the
+previous keypoints.json listed (or, for files written before "overlay" was listed, named by the same
+rule) that the new run does not write: the folder describes one run. Other files are left alone.
 """
 
 from __future__ import annotations
@@ -59,25 +64,55 @@ def output_stems(names: list[str]) -> list[str]:
     return [f"{s}_{i}" for i, s in enumerate(stems)]
 
 
-def predictions_json(results: list[dict], model: str | None = None, detector: str | None = None) -> dict:
-    """The keypoints.json document of `Landmarker.predict` results."""
+def overlay_names(results: list[dict]) -> dict[str, str]:
+    """Image name -> overlay file name, for the images of ``results`` that have a face."""
+    with_faces = [r["image"] for r in results if "error" not in r and r["faces"]]
+    return {name: f"{stem}_keypoints.png" for name, stem in zip(with_faces, output_stems(with_faces))}
+
+
+def predictions_json(results: list[dict], model: str | None = None, detector: str | None = None,
+                     overlays: dict[str, str] | None = None) -> dict:
+    """The keypoints.json document of `Landmarker.predict` results (``overlays``: image -> overlay file)."""
     images = [r for r in results if "error" not in r]
+    overlays = overlays or {}
     return {"schema": SCHEMA_VERSION, "coordinates": COORDINATES, "model": model, "detector": detector,
             "images": [{"image": r["image"], "width": r["width"], "height": r["height"],
+                        "overlay": overlays.get(r["image"]),
                         "faces": [face_json(f) for f in r["faces"]]} for r in images],
             "no_face": [r["image"] for r in images if not r["faces"]],
             "failed": [{"image": r["image"], "error": r["error"]} for r in results if "error" in r]}
 
 
+def previous_overlays(out_dir: pathlib.Path) -> set[str]:
+    """The overlay files an earlier run's keypoints.json in ``out_dir`` lists (or implies, schema 1 and
+    files without "overlay"); empty when there is none or it cannot be read."""
+    try:
+        doc = json.loads((out_dir / "keypoints.json").read_text())
+        images = doc.get("images") if isinstance(doc, dict) else None
+        if not isinstance(images, list):
+            return set()
+        listed = {i["overlay"] for i in images if isinstance(i, dict) and isinstance(i.get("overlay"), str)}
+        if listed or any(isinstance(i, dict) and "overlay" in i for i in images):
+            return listed
+        with_faces = [i["image"] for i in images if isinstance(i, dict) and i.get("faces")]
+        return {f"{stem}_keypoints.png" for stem in output_stems([str(n) for n in with_faces])}
+    except (OSError, ValueError, TypeError, KeyError):
+        return set()
+
+
 def write_predictions(results: list[dict], out_dir: str | os.PathLike, overlay: bool = True,
                       model: str | None = None, detector: str | None = None) -> list[pathlib.Path]:
     """Write keypoints.json, keypoints.csv (image, face, point, x, y, confidence) and, per image with a
-    face, an overlay PNG. Returns the paths written."""
+    face, an overlay PNG; remove the earlier run's overlays that are not rewritten. Returns the paths
+    written."""
     out_dir = pathlib.Path(out_dir)
     written = [out_dir / "keypoints.json", out_dir / "keypoints.csv"]
-    doc = predictions_json(results, model, detector)
-    atomic_write_bytes(written[0], json.dumps(doc, indent=1, allow_nan=False).encode())
+    overlays = overlay_names(results) if overlay else {}
+    stale = previous_overlays(out_dir) - set(overlays.values())
     images = [r for r in results if "error" not in r]
+    for r in images:
+        if r["image"] in overlays:
+            written.append(write_overlay(r, out_dir / overlays[r["image"]]))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["image", "face", "point", "x", "y", "confidence"])
@@ -86,10 +121,11 @@ def write_predictions(results: list[dict], out_dir: str | os.PathLike, overlay: 
             for j, ((x, y), c) in enumerate(zip(face["keypoints"], face["confidence"])):
                 writer.writerow([r["image"], i, j, f"{x:.3f}", f"{y:.3f}", f"{c:.5f}"])
     atomic_write_bytes(written[1], buf.getvalue().encode())
-    if overlay:
-        with_faces = [r for r in images if r["faces"]]
-        for r, stem in zip(with_faces, output_stems([r["image"] for r in with_faces])):
-            written.append(write_overlay(r, out_dir / f"{stem}_keypoints.png"))
+    doc = predictions_json(results, model, detector, overlays)
+    atomic_write_bytes(written[0], json.dumps(doc, indent=1, allow_nan=False).encode())
+    for name in stale:  # only names of the form <stem>_keypoints.png, in this folder
+        if pathlib.PurePath(name).name == name and name.endswith("_keypoints.png"):
+            (out_dir / name).unlink(missing_ok=True)
     return written
 
 

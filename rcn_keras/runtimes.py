@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from rcn_keras.errors import first_line
 from rcn_keras.extras import require
 from rcn_keras.grid import MAP_SIZE
 
@@ -32,13 +33,20 @@ class ExportedLandmarker:
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         self.path = pathlib.Path(path)
+        if self.path.is_dir():
+            hint = (" (a SavedModel: load it with tf.saved_model.load, or export --format tflite / onnx)"
+                    if (self.path / "saved_model.pb").is_file() else "")
+            raise ValueError(f"{self.path}: a folder, not a .tflite or .onnx file{hint}")
         if not self.path.is_file():
             raise FileNotFoundError(f"model not found: {self.path}")
         suffix = self.path.suffix.lower()
         if suffix == ".tflite":
             self.runtime = "litert"
-            interpreter = _tflite_interpreter(str(self.path), threads)
-            self._run = interpreter.get_signature_runner("serve")
+            try:
+                interpreter = _tflite_interpreter(str(self.path), threads)
+                self._run = interpreter.get_signature_runner("serve")
+            except (ValueError, RuntimeError) as exc:
+                raise ValueError(f"{self.path}: cannot load the TFLite model ({first_line(exc)})") from None
             self.batch_size = int(interpreter.get_input_details()[0]["shape"][0])  # fixed at export
         elif suffix == ".onnx":
             self.runtime = "onnxruntime"
@@ -47,7 +55,11 @@ class ExportedLandmarker:
             if threads:
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
-            self._session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            try:
+                self._session = onnxruntime.InferenceSession(str(self.path), options,
+                                                             providers=["CPUExecutionProvider"])
+            except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own types for bad files)
+                raise ValueError(f"{self.path}: cannot load the ONNX model ({first_line(exc)})") from None
             dim = self._session.get_inputs()[0].shape[0]
             self.batch_size = dim if isinstance(dim, int) else None
             self._outputs = [o.name for o in self._session.get_outputs()]
@@ -62,7 +74,14 @@ class ExportedLandmarker:
         return {"keypoints": np.asarray(out["keypoints"]), "confidence": np.asarray(out["confidence"])}
 
     def __call__(self, crops) -> dict[str, np.ndarray]:
-        crops = np.asarray(crops, np.float32).reshape(-1, MAP_SIZE, MAP_SIZE, 1)
+        """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) of crops (N, 80, 80, 1) or
+        (N, 80, 80) of raw grey intensities (as `Landmarker.predict_crops`); other shapes are refused."""
+        crops = np.asarray(crops, np.float32)
+        if crops.ndim == 3:
+            crops = crops[..., None]
+        if crops.ndim != 4 or crops.shape[1:] != (MAP_SIZE, MAP_SIZE, 1):
+            raise ValueError(f"crops must be (N, {MAP_SIZE}, {MAP_SIZE}, 1) grey images, got shape "
+                             f"{np.shape(crops)}")
         if self.batch_size is None:
             return self._call(crops)
         parts = []

@@ -8,11 +8,13 @@ import json
 import math
 import os
 import pathlib
+import warnings
 
 import numpy as np
 
+from rcn_keras.errors import first_line
 from rcn_keras.extras import require
-from rcn_keras.files import atomic_write_bytes
+from rcn_keras.files import atomic_write_bytes, temporary_sibling
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif")
 
@@ -27,23 +29,21 @@ def _imageio():
     return require("imageio.v2", "reading videos", "imageio", "video")
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
-
-
 def read_frames(path: str | os.PathLike):
-    """(frames per second, iterator over RGB uint8 frames) of a video file; a one-line error naming the
-    file when it cannot be read."""
+    """(frames per second, iterator over RGB uint8 frames, frames the file announces or ``None``) of a
+    video file; a one-line error naming the file when it cannot be read."""
     imageio = _imageio()
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video not found: {path}")
     try:
         reader = imageio.get_reader(path, "ffmpeg")
-        fps = float(reader.get_meta_data().get("fps") or 25.0)
+        meta = reader.get_meta_data()
+        fps = float(meta.get("fps") or 25.0)
+        duration = meta.get("duration")
+        announced = round(float(duration) * fps) if duration and math.isfinite(float(duration)) else None
     except Exception as exc:  # imageio / ffmpeg raise many types for unreadable files
-        raise ValueError(f"{path}: cannot read video ({_first_line(exc)})") from None
+        raise ValueError(f"{path}: cannot read video ({first_line(exc)})") from None
 
     def frames():
         try:
@@ -51,11 +51,18 @@ def read_frames(path: str | os.PathLike):
                 frame = np.asarray(frame)
                 yield frame if frame.ndim == 3 else np.repeat(frame[..., None], 3, axis=-1)
         except Exception as exc:
-            raise ValueError(f"{path}: cannot decode video ({_first_line(exc)})") from None
+            raise ValueError(f"{path}: cannot decode video ({first_line(exc)})") from None
         finally:
             reader.close()
 
-    return fps, frames()
+    return fps, frames(), announced
+
+
+def truncation_warning(path, read: int, announced: int | None) -> str | None:
+    """A line when a video ended well before the frames its header announces (a truncated file)."""
+    if announced is None or read >= announced - max(2, round(0.02 * announced)):
+        return None
+    return f"{path}: the video ended after {read} of the {announced} frames its header announces (truncated?)"
 
 
 class OneEuroFilter:
@@ -128,22 +135,25 @@ class FaceTracks:
 
 def predict_video(landmarker, path: str | os.PathLike, out_dir: str | os.PathLike, smooth: bool = True,
                   overlay: bool = True, max_frames: int | None = None, batch_frames: int = 16, progress=None,
-                  box=None, **predict_options) -> dict:
+                  box=None, stem: str | None = None, **predict_options) -> dict:
     """Keypoints of every face in every frame of a video. Writes ``<stem>_keypoints.json`` ({"schema",
-    "video", "fps", "frames": [{"frame", "time", "faces": [...]}]}, faces as in keypoints.json plus
-    "track") and, with ``overlay``, ``<stem>_keypoints.mp4``; returns the JSON document.
+    "video", "fps", "frames": [{"frame", "time", "faces": [...]}], "warning" when the file ended early},
+    faces as in keypoints.json plus "track") and, with ``overlay``, ``<stem>_keypoints.mp4``; returns
+    the JSON document. ``stem``: the output name stem (default: the video's; two videos of the same
+    name need distinct stems, as `prediction_files.output_stems` gives).
     ``box``: one face box (x, y, w, h) for every frame instead of detection. ``predict_options`` go to
     `Landmarker.predict` (detector, box_format, max_faces, ...)."""
     from rcn_keras.prediction_files import SCHEMA_VERSION, face_json, overlay_image
 
     path, out_dir = pathlib.Path(path), pathlib.Path(out_dir)
-    fps, frames = read_frames(path)
+    fps, frames, announced = read_frames(path)
     tracks = FaceTracks(fps, smooth)
     doc = {"schema": SCHEMA_VERSION, "video": str(path), "fps": fps, "smoothing": "one-euro" if smooth else None,
            "frames": []}
     out_dir.mkdir(parents=True, exist_ok=True)
-    video_path = out_dir / f"{path.stem}_keypoints.mp4"
-    tmp_video = video_path.with_name(f".{path.stem}_keypoints.part.mp4")  # renamed when complete
+    stem = stem or path.stem
+    video_path = out_dir / f"{stem}_keypoints.mp4"
+    tmp_video = temporary_sibling(video_path, ".mp4") if overlay else None  # renamed when complete
     writer = _imageio().get_writer(tmp_video, "ffmpeg", fps=fps, codec="libx264", quality=7,
                                    macro_block_size=2) if overlay else None
 
@@ -172,13 +182,22 @@ def predict_video(landmarker, path: str | os.PathLike, out_dir: str | os.PathLik
                     progress(start, None)
         if batch:
             handle(batch, start)
+    except BaseException:
+        if tmp_video is not None:
+            tmp_video.unlink(missing_ok=True)
+        raise
     finally:
         if writer is not None:
             writer.close()
     if not doc["frames"]:
-        tmp_video.unlink(missing_ok=True)
+        if tmp_video is not None:
+            tmp_video.unlink(missing_ok=True)
         raise ValueError(f"{path}: the video has no frames")
-    atomic_write_bytes(out_dir / f"{path.stem}_keypoints.json", json.dumps(doc, allow_nan=False).encode())
+    warning = None if max_frames is not None else truncation_warning(path, len(doc["frames"]), announced)
+    if warning:
+        doc["warning"] = warning
+        warnings.warn(warning, stacklevel=2)
+    atomic_write_bytes(out_dir / f"{stem}_keypoints.json", json.dumps(doc, allow_nan=False).encode())
     if writer is not None:
         os.replace(tmp_video, video_path)
     return doc

@@ -67,8 +67,50 @@ def test_predict_video_writes_frames_json_and_overlay_video(tmp_path, capsys):
     assert len(doc["frames"][0]["faces"][0]["keypoints"]) == 5
     reader = imageio.get_reader(tmp_path / "out" / "clip_keypoints.mp4", "ffmpeg")
     assert sum(1 for _ in reader) == 6
-    assert not list((tmp_path / "out").glob(".*part*"))  # no half-written file left
+    assert not list((tmp_path / "out").glob(".*"))  # no half-written file (or lock) left
     (tmp_path / "bad.mp4").write_text("not a video")
     assert cli.main(["predict", str(tmp_path / "bad.mp4"), "--model", "rcn-afw5", "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.mp4" in err[0]
+
+
+def _write_clip(path, frames: int = 6, fps: int = 10):
+    import imageio.v2 as imageio
+
+    from rcn_keras.data.synthetic import synthetic_faces
+
+    face = synthetic_faces(1, 5, seed=3).images[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = imageio.get_writer(path, "ffmpeg", fps=fps, codec="libx264", macro_block_size=2)
+    for t in range(frames):
+        frame = np.full((200, 240), 60, np.uint8)
+        frame[20:180, 30 + t % 40:190 + t % 40] = face
+        writer.append_data(np.repeat(frame[..., None], 3, -1))
+    writer.close()
+    return path
+
+
+@pytest.mark.skipif(not HAS_VIDEO, reason="imageio-ffmpeg (the video extra) not installed")
+def test_two_videos_of_one_name_get_two_outputs(tmp_path, capsys):
+    a, b = _write_clip(tmp_path / "a" / "clip.mp4", 3), _write_clip(tmp_path / "b" / "clip.mp4", 4)
+    assert cli.main(["predict", str(a), str(b), "--model", "rcn-afw5", "--box", "60,45,110,110", "--no-overlay",
+                     "--out", str(tmp_path / "out")]) == 0
+    docs = {p.name: json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")}
+    assert {n: len(d["frames"]) for n, d in docs.items()} == {"a_clip_keypoints.json": 3, "b_clip_keypoints.json": 4}
+
+
+@pytest.mark.skipif(not HAS_VIDEO, reason="imageio-ffmpeg (the video extra) not installed")
+def test_a_truncated_video_is_said(tmp_path, capsys):
+    clip = _write_clip(tmp_path / "long.mkv", 60)  # Matroska: the header (60 frames) comes first
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 4 // 5])
+    code = cli.main(["predict", str(cut), "--model", "rcn-afw5", "--box", "60,45,110,110", "--no-overlay",
+                     "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    if code == 2:  # this ffmpeg cannot read the cut file at all: still one line naming it
+        assert len(err.strip().splitlines()) == 1 and "cut.mkv" in err
+        return
+    doc = json.loads((tmp_path / "out" / "cut_keypoints.json").read_text())
+    assert len(doc["frames"]) < 60
+    assert "truncated" in doc["warning"] and "rcn: warning:" in err and "cut.mkv" in err

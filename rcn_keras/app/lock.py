@@ -12,14 +12,17 @@ import os
 import pathlib
 import socket
 
+from rcn_keras.files import ensure_folder, process_alive
+
 
 class FolderInUse(ValueError):
     """The folder is locked by another live process."""
 
 
 class FolderLock:
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, what: str = "a training run"):
         self.path = pathlib.Path(folder) / ".lock"
+        self.what = what
         self.held = False
 
     def holder(self) -> dict | None:
@@ -35,19 +38,11 @@ class FolderLock:
     def _alive(self, holder: dict) -> bool:
         if holder["host"] and holder["host"] != socket.gethostname():
             return True  # cannot check another machine's processes
-        if holder["pid"] <= 0:
-            return False
-        try:
-            os.kill(holder["pid"], 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_alive(holder["pid"])
 
     def acquire(self) -> bool:
         """Take the lock; ``False`` when a live process (or another host) holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.path.parent)
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -79,7 +74,7 @@ class FolderLock:
 
     def __enter__(self) -> "FolderLock":
         if not self.acquire():
-            raise FolderInUse(f"{self.path.parent} is in use by {self.describe()}: wait for it to finish, "
+            raise FolderInUse(f"{self.path.parent} is in use by {self.describe()} ({self.what}): wait for it to finish, "
                              f"or choose another output folder (remove {self.path} if that run is dead)")
         return self
 

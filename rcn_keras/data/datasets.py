@@ -54,14 +54,17 @@ def image_beside(pts: pathlib.Path) -> pathlib.Path:
     raise DataFormatError(pts, f"no image beside it (looked for {', '.join(IMAGE_SUFFIXES)})")
 
 
-def check_points(source, edge: np.ndarray, width: int, height: int) -> None:
+def check_points(source, edge: np.ndarray, width: int, height: int, has_box: bool = False) -> None:
     """A `DataFormatError` naming ``source`` for annotations no face can have: non-finite values, all
-    points at one place (a zero-size face), or points more than an image size outside the image."""
+    points at one place (a zero-size face; fine when a face box gives the size: ``has_box``), or points
+    more than an image size outside the image."""
     p = np.asarray(edge, np.float64)
     if not np.all(np.isfinite(p)):
         raise DataFormatError(source, "keypoints must be finite numbers")
-    if np.ptp(p[:, 0]) <= 0 and np.ptp(p[:, 1]) <= 0:
-        raise DataFormatError(source, "all keypoints are at one place (a face of zero size)")
+    if not has_box and np.ptp(p[:, 0]) <= 0 and np.ptp(p[:, 1]) <= 0:
+        what = "one annotated keypoint" if len(p) == 1 else "all keypoints are at one place"
+        raise DataFormatError(source, f"{what}: the face's size is unknown; give a face box (CSV box_x, box_y, "
+                                      f"box_w, box_h columns; COCO bbox)")
     if (p[:, 0].min() < -width or p[:, 0].max() > 2 * width or p[:, 1].min() < -height
             or p[:, 1].max() > 2 * height):
         raise DataFormatError(source, f"keypoints lie far outside the {width}x{height} image "
@@ -258,9 +261,11 @@ def load_annotations(annotations: list[Annotation], base: pathlib.Path, groups: 
 
     def process(item):
         path, name, group, ann = item
+        if not path.is_file():
+            raise DataFormatError(ann.where, f"image {ann.image} not found (looked for {path})")
         image = load_image(path)
         h, w = image.shape[:2]
-        check_points(ann.where, ann.keypoints[ann.annotated], w, h)
+        check_points(ann.where, ann.keypoints[ann.annotated], w, h, has_box=ann.box is not None)
         codes = np.where(ann.annotated, 0, NOT_ANNOTATED).astype(np.int32)
         return name, group, _face_from_points(image, ann.keypoints, codes, crop_rule, ann.box)
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 import numpy as np
 
 from rcn_keras.grid import MAP_SIZE
-from rcn_keras.keypoints import BOX_NORMALISER, KeypointScheme, as_scheme
+from rcn_keras.keypoints import BOX_MIN_POINTS, BOX_NORMALISER, FACE_SIDE_IN_CROP, KeypointScheme, as_scheme
 
 
 def inter_ocular(points: np.ndarray, normaliser: str | None = None, scheme: KeypointScheme | None = None) -> np.ndarray:
     """Normalising distance per sample for (N, K, 2) ground-truth points under ``scheme`` (default: the
-    `standard_scheme` of K): the distance between two point groups' centres, or ``"box"``."""
+    `standard_scheme` of K): the distance between two point groups' centres, or ``"box"`` (the face box
+    side for fewer than 3 points, `FACE_SIDE_IN_CROP`)."""
     points = np.asarray(points, dtype=np.float64)
     scheme = as_scheme(scheme, points.shape[-2])
     name = scheme.check_normaliser(normaliser)
+    if name == BOX_NORMALISER and points.shape[-2] < BOX_MIN_POINTS:
+        return np.full(points.shape[:-2], FACE_SIDE_IN_CROP)
     if name == BOX_NORMALISER:
         return np.sqrt(np.ptp(points[..., 0], axis=-1) * np.ptp(points[..., 1], axis=-1))
     left, right = scheme.normalisers[name]

@@ -12,6 +12,7 @@ import json
 import sys
 
 from rcn_keras.app.cli import evaluate, experiment, export, models, predict, train
+from rcn_keras.errors import first_line
 from rcn_keras.extras import MissingExtra
 from rcn_keras.runtime import import_tensorflow_quietly, prepare_tensorflow_env
 
@@ -36,18 +37,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_terminate():
+    """SIGTERM (``kill``, a scheduler stopping the job) ends the command as Ctrl-C does: partial outputs are
+    removed and a training run keeps its last finished epoch. Returns the handler it replaced."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, or an argument error already printed as one line
         return int(stop.code or 0)
     prepare_tensorflow_env(args.verbose)
+    previous = _stop_on_terminate()
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
     try:
         if not args.verbose:
             import_tensorflow_quietly()
         return args.func(args)
     except (ValueError, OSError, KeyError, json.JSONDecodeError, MissingExtra) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc, limit=1000)
         print(f"rcn: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

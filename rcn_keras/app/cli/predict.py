@@ -11,7 +11,7 @@ import pathlib
 import sys
 import time
 
-from rcn_keras.app.cli.common import positive_int
+from rcn_keras.app.cli.common import finite_float, positive_int
 from rcn_keras.boxes import BOX_FORMAT_NAMES
 from rcn_keras.data.datasets import IMAGE_SUFFIXES
 from rcn_keras.detection.registry import DETECTOR_CHOICES
@@ -29,11 +29,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="how faces are found in images without a box: auto (the best installed), a detector, "
                         "or none (each image is one face crop)")
     p.add_argument("--max-faces", type=positive_int, default=None, help="at most this many faces per image")
-    p.add_argument("--min-score", type=float, default=None, help="detector score threshold (default: its own)")
+    p.add_argument("--min-score", type=finite_float, default=None, help="detector score threshold (default: its own)")
     p.add_argument("--no-level", action="store_true", help="do not rotate crops by the eye line (mtcnn)")
     p.add_argument("--box", help="face box x,y,w,h for every image (no detection)")
-    p.add_argument("--boxes", help="file of 'image,x,y,w,h' lines (image as given on the command line, or its "
-                                   "file name when unique); images not in it go to the detector")
+    p.add_argument("--boxes", help="file of 'image,x,y,w,h' lines, one per face (image as given on the command "
+                                   "line, or its file name when unique); images not in it go to the detector")
     p.add_argument("--box-format", default=None,
                    help=f"what the boxes are (default: the model's; built-in: {', '.join(BOX_FORMAT_NAMES)})")
     p.add_argument("--readout", choices=READOUTS, default=None, help="keypoint read-out (default: the model's own)")
@@ -45,7 +45,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="progress bar on stderr (auto: when stderr is a terminal)")
     p.add_argument("--no-smooth", action="store_true", help="videos: no One Euro smoothing of the points")
     p.add_argument("--max-frames", type=positive_int, default=None, help="videos: read at most this many frames")
-    p.add_argument("--out", default="predictions")
+    p.add_argument("--out", default="predictions",
+                   help="output folder (locked while a run writes it; a new run replaces the keypoint files and "
+                        "the earlier run's overlays, nothing else)")
     p.set_defaults(func=run)
     return p
 
@@ -89,11 +91,11 @@ class ProgressBar:
 
 
 def run(args) -> int:
+    from rcn_keras.app.lock import FolderLock
     from rcn_keras.boxes import parse_box, read_boxes_file
     from rcn_keras.detection.registry import make_detector
+    from rcn_keras.files import ensure_folder
     from rcn_keras.landmarker import load_landmarker
-    from rcn_keras.prediction_files import write_predictions
-    from rcn_keras.video import is_video, predict_video
 
     images = expand_images(args.images)
     boxes = None
@@ -103,16 +105,38 @@ def run(args) -> int:
         boxes = read_boxes_file(args.boxes)
     detector = None if args.box else make_detector(args.detector, min_score=args.min_score)
     model = load_landmarker(args.model)
+    out = pathlib.Path(args.out)
+    created = not out.exists()
+    ensure_folder(out)
+    try:
+        with FolderLock(out, "another rcn predict"):
+            return _predict(args, images, boxes, detector, model)
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing was written: leave no empty folder behind
+
+
+def _predict(args, images: list[str], boxes, detector, model) -> int:
+    import warnings
+
+    from rcn_keras.boxes import parse_box
+    from rcn_keras.prediction_files import output_stems, write_predictions
+    from rcn_keras.video import is_video, predict_video
+
     bar = ProgressBar(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
     videos = [i for i in images if is_video(i)]
     images = [i for i in images if not is_video(i)]
-    for video in videos:
+    for video, stem in zip(videos, output_stems(videos)):  # two videos of one name get distinct outputs
         start = time.perf_counter()
-        doc = predict_video(model, video, args.out, smooth=not args.no_smooth, overlay=not args.no_overlay,
-                            max_frames=args.max_frames, box=parse_box(args.box) if args.box else None,
-                            box_format=args.box_format, batch_size=args.batch_size, detector=detector or "none",
-                            max_faces=args.max_faces, level=not args.no_level, readout=args.readout,
-                            flip=args.flip)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a truncated video: said below, from the document
+            doc = predict_video(model, video, args.out, smooth=not args.no_smooth, overlay=not args.no_overlay,
+                                max_frames=args.max_frames, box=parse_box(args.box) if args.box else None,
+                                box_format=args.box_format, batch_size=args.batch_size,
+                                detector=detector or "none", max_faces=args.max_faces, level=not args.no_level,
+                                readout=args.readout, flip=args.flip, stem=stem)
+        if doc.get("warning"):
+            print(f"rcn: warning: {doc['warning']}", file=sys.stderr)
         frames = len(doc["frames"])
         print(f"{video}: {frames} frame(s), {sum(len(f['faces']) for f in doc['frames'])} face(s), "
               f"{frames / (time.perf_counter() - start):.1f} frames/s -> {args.out}")
@@ -140,9 +164,10 @@ def run(args) -> int:
             confidence = ", ".join(f"{f['confidence'].mean():.3f}" for f in r["faces"])
             print(f"{r['image']}: {len(r['faces'])} face(s), mean confidence {confidence}")
     read = len(results) - len(failed)
+    overlays = len(written) - 2
     print(f"{faces} face(s) in {read} image(s), {read / seconds:.1f} images/s, {faces / seconds:.1f} faces/s; "
           f"wrote {len(written)} file(s) to {args.out} (keypoints.json, keypoints.csv"
-          f"{', overlays' if not args.no_overlay else ''})")
+          f"{f', {overlays} overlay(s)' if overlays else ''})")
     if failed:
         print(f"rcn: {len(failed)} of {len(results)} image(s) could not be read", file=sys.stderr)
         return EXIT_SOME_FAILED

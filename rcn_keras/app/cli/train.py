@@ -48,7 +48,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="tf.distribute strategy; multiworker reads TF_CONFIG (batch size is global)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field, e.g. augment.rotation=40, model_options.branches=5")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last epoch, with its own settings (alone: those of "
+                        "--out/config.json); a changed network, data or recipe is refused, more --epochs are applied")
     p.add_argument("--progress", type=int, default=1, choices=(0, 1, 2),
                    help="Keras progress output: 0 none, 1 bars, 2 one line per epoch")
     p.set_defaults(func=run)
@@ -69,6 +71,9 @@ def config_from_args(args):
         overrides[key] = value
     if args.config:
         return TrainConfig.load(args.config).with_overrides(overrides)
+    saved = pathlib.Path(str(overrides.get("output_dir", ""))) / "config.json"
+    if args.resume and args.preset is None and "output_dir" in overrides and saved.is_file():
+        return TrainConfig.load(saved).with_overrides(overrides)  # `rcn train --out R --resume`: R's own settings
     preset = args.preset
     if preset is None:  # fine-tuning a shipped model starts from its recipe; else the default preset
         init = overrides.get("init_from")

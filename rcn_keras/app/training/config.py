@@ -24,6 +24,10 @@ LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adadelta", "sgd", "adam")
 READOUT_CHOICES = READOUTS + ("auto",)
 SHAPE_PRIOR_CHOICES = ("off", "on", "auto")
+# Options a resumed run may change (applied, and said): the rest must equal the run's config.json.
+# A changed ``epochs`` re-plans the cosine schedule over the new length from the update reached.
+RESUME_SAFE = ("epochs", "time_budget_minutes", "visualize_every", "readout", "shape_prior", "jit_compile")
+RESUME_IGNORED = ("output_dir",)  # the folder may have been moved or renamed
 # `mixed_precision` (auto/on/off, float16 only) became `precision`; old config.json files still load.
 _OLD_MIXED = {"auto": "auto", "on": "mixed_float16", "off": "float32"}
 
@@ -142,6 +146,8 @@ class TrainConfig:
         if self.shape_prior not in SHAPE_PRIOR_CHOICES:
             raise ValueError(f"shape_prior={self.shape_prior!r} is not allowed; allowed: "
                              f"{', '.join(SHAPE_PRIOR_CHOICES)}")
+        if self.shape_prior == "on" and not self.is_denoiser and self.num_keypoints < 3:
+            raise ValueError(f"shape_prior=on needs at least 3 keypoints (this run has {self.num_keypoints})")
         if self.readout is not None and self.readout not in READOUT_CHOICES:
             raise ValueError(f"readout={self.readout!r} is not allowed; allowed: {', '.join(READOUT_CHOICES)} "
                              f"(auto: picked on the validation split; null: the preset's)")
@@ -245,6 +251,33 @@ class TrainConfig:
                 raise ValueError(f"unknown option {key!r}; valid here: {sorted(node)}")
             node[parts[-1]] = value
         return TrainConfig.from_dict(d)
+
+
+def flat_options(d: dict, prefix: str = "") -> dict:
+    """A nested options dict as dotted keys (``{"data": {"root": ...}}`` -> ``{"data.root": ...}``)."""
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and key != "keypoints":
+            out.update(flat_options(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_changes(saved: TrainConfig, new: TrainConfig) -> tuple[dict, dict]:
+    """What a resume would change in the run of ``saved``: (safe, refused), each dotted key -> (saved
+    value, new value); safe ones are `RESUME_SAFE`, `RESUME_IGNORED` are left out."""
+    old, now = flat_options(saved.to_dict()), flat_options(new.to_dict())
+    differ = {k: (old.get(k), now.get(k)) for k in sorted(set(old) | set(now))
+              if old.get(k) != now.get(k) and k not in RESUME_IGNORED}
+    safe = {k: v for k, v in differ.items() if k in RESUME_SAFE}
+    return safe, {k: v for k, v in differ.items() if k not in safe}
+
+
+def describe_changes(changes: dict, limit: int = 6) -> str:
+    """``key old -> new, ...`` of `resume_changes`, the first ``limit`` of them."""
+    text = ", ".join(f"{k} {json.dumps(a)} -> {json.dumps(b)}" for k, (a, b) in list(changes.items())[:limit])
+    return text + (f" and {len(changes) - limit} more" if len(changes) > limit else "")
 
 
 def check_model_spec(spec: str, what: str) -> None:

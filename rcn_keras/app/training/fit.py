@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import sys
 from typing import Callable
 
 import keras
@@ -16,7 +17,7 @@ import numpy as np
 from rcn_keras.app.lock import FolderLock
 from rcn_keras.app.training.callbacks import (BestCheckpoint, EpochLog, MapVisualizer, TimeBudget, TrainingState,
                                               load_training_state)
-from rcn_keras.app.training.config import TrainConfig
+from rcn_keras.app.training.config import TrainConfig, describe_changes, resume_changes
 from rcn_keras.app.training.distributed import is_chief, make_strategy, train_multiworker
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.pipeline import make_dataset, make_denoiser_dataset
@@ -94,6 +95,12 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
             model, state = restored
             initial_epoch, best = state["epoch"], state.get("best", float("inf"))
             best_epoch, spent = state.get("best_epoch"), state.get("train_seconds", 0.0)
+            given = model.output_shape[-1]
+            if not config.is_denoiser and given != config.num_keypoints:
+                raise ValueError(f"--resume: the saved run predicts {given} points, this configuration "
+                                 f"{config.num_keypoints}: start a new --out")
+            # the schedule as configured now (the same one, or re-planned over a changed number of epochs)
+            model.optimizer.learning_rate = learning_rate(config, config.updates_per_epoch(len(splits.train)))
         else:
             model = build()
             model.compile(make_optimizer(config, config.updates_per_epoch(len(splits.train))),
@@ -165,6 +172,9 @@ def training_shapes(faces: FaceSet, batch_size: int = 64) -> np.ndarray:
 def choose_shape_prior(model: Landmarker, splits, config: TrainConfig, summary: dict) -> tuple[Landmarker, bool]:
     """``model`` with a `ShapePrior` of the training faces' shapes (``shape_prior`` "on"), or with it only
     when it lowers the validation NME ("auto"); both NMEs go into ``summary``. Also: whether it changed."""
+    if model.num_keypoints < 3:  # a shape of one or two points has no modes beyond pose
+        summary["shape_prior"] = False
+        return model, False
     prior = ShapePrior.from_shapes(training_shapes(splits.train, config.batch_size))
     candidate = model.with_shape_prior(prior)
     if config.shape_prior == "auto":
@@ -248,11 +258,30 @@ def train(config: TrainConfig, resume: bool = False, verbose: int | str = "auto"
         return _train_locked(config, out, resume, verbose)
 
 
+def accept_resume(config: TrainConfig, out: pathlib.Path) -> None:
+    """Check a resumed run against the configuration it was started with (``out/config.json``): a changed
+    network, data or recipe is refused with one line naming what differs; the changes `RESUME_SAFE`
+    allows are applied and said on stderr."""
+    saved_path = out / "config.json"
+    if not saved_path.is_file():
+        raise ValueError(f"--resume: {out} holds a run without its config.json, so its settings cannot be "
+                         f"checked: start a new --out")
+    saved = TrainConfig.load(saved_path)
+    safe, refused = resume_changes(saved, config)
+    if refused:
+        raise ValueError(f"--resume: {out} was started with other settings ({describe_changes(refused)}); "
+                         f"resume it as it was (rcn train --config {saved_path} --resume) or start a new --out")
+    if safe:
+        print(f"rcn: resuming {out} with {describe_changes(safe)}", file=sys.stderr)
+
+
 def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose) -> TrainResult:
     state_dir = out / "state"
     if not resume and (state_dir / "state.json").exists():
         raise ValueError(f"{out} already holds a training run; pass resume=True (--resume) to continue it "
                          f"or choose another output folder")
+    if resume and (state_dir / "state.json").exists():
+        accept_resume(config, out)  # before config.json is rewritten
     atomic_write_bytes(out / "config.json", config.to_json().encode())
     keras.utils.set_random_seed(config.seed)
     policy, jit = _device_switches(config)
