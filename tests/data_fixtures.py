@@ -30,18 +30,29 @@ def write_300w_folder(folder: pathlib.Path, n: int, seed: int = 0) -> list[pathl
     return files
 
 
+# Image sizes of the published MTFL (LFW 250x250, web faces 400x400 or 160x216, AFLW 150x150).
+MTFL_SIZES = ((250, 250), (400, 400), (160, 216), (150, 150))
+
+
 def write_mtfl(root: pathlib.Path, n: int, list_name: str = "training.txt") -> pathlib.Path:
-    """MTFL layout: images under lfw_5590\\ and a list with x1..x5 y1..y5 and 4 attribute codes."""
-    (root / "lfw_5590").mkdir(parents=True, exist_ok=True)
+    """A list in the exact published MTFL format, with its images: ``path x1..x5 y1..y5 gender smile glasses
+    pose`` per line, CRLF line ends, a leading space on every line but the first and a last line of one
+    space; training lists name ``lfw_5590\\`` images (Windows separators), test lists ``AFLW/`` ones;
+    images of the published sizes in turn."""
+    folder, sep = ("AFLW", "/") if "test" in list_name else ("lfw_5590", "\\")
+    (root / folder).mkdir(parents=True, exist_ok=True)
     lines = []
     for i in range(n):
-        img, pts = face_image(100 + i, size=250)
-        Image.fromarray(img).save(root / "lfw_5590" / f"img_{i}.jpg")
+        w, h = MTFL_SIZES[i % len(MTFL_SIZES)]
+        img, pts = face_image(100 + i, size=min(w, h))
+        canvas = np.full((h, w, 3), 90, np.uint8)
+        canvas[:img.shape[0], :img.shape[1]] = img
+        Image.fromarray(canvas).save(root / folder / f"img_{i}.jpg")
         five = np.stack([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[54]]) - 1.0
-        coords = " ".join(f"{v:.2f}" for v in np.concatenate([five[:, 0], five[:, 1]]))
-        lines.append(f"lfw_5590\\img_{i}.jpg {coords} 1 2 2 3")
+        coords = " ".join(f"{v:.6f}" for v in np.concatenate([five[:, 0], five[:, 1]]))
+        lines.append(f"{folder}{sep}img_{i}.jpg {coords} 1 2 2 3")
     path = root / list_name
-    path.write_text("\n".join(lines) + "\n")
+    path.write_bytes(("\r\n ".join(lines) + "\r\n ").encode())
     return path
 
 

@@ -54,6 +54,35 @@ def test_load_mtfl_and_split(tmp_path):
     assert val.names == [faces.names[i] for i in order[10:]]
 
 
+def test_mtfl_in_the_published_format_is_read_whole(tmp_path):
+    write_mtfl(tmp_path, 8)  # CRLF, leading spaces, a last line of one space, \\ paths, images of 4 sizes
+    write_mtfl(tmp_path, 4, "testing.txt")
+    raw = read_mtfl_list(tmp_path / "training.txt")
+    assert len(raw) == 8 and all(not r.image.startswith(" ") and "\\" not in r.image for r in raw)
+    train = load_mtfl(tmp_path)
+    test = load_mtfl(tmp_path, "testing.txt")
+    assert len(train) == 8 and len(test) == 4 and set(test.groups) == {"aflw"} and not train.skipped
+    # the crop of each face is the paper's 5-point crop whatever the image size: the eyes sit alike
+    eyes_y = (train.keypoints[:, :2, 1].mean(1) - train.rects[:, 1]) / train.rects[:, 2]
+    assert np.ptp(eyes_y) < 0.05
+
+
+@pytest.mark.slow
+def test_the_real_mtfl_is_read_whole_and_cached(shared_mtfl, tmp_path):
+    from rcn_keras.data.sources import DataConfig, load_splits
+
+    splits = load_splits(DataConfig(source="mtfl", root=str(shared_mtfl), cache_dir=str(tmp_path)), 5)
+    assert (len(splits.train), len(splits.validation), len(splits.test)) == (9000, 1000, 2995)
+    assert not splits.train.skipped and not splits.test.skipped
+    assert set(splits.test.groups) == {"aflw"} and np.isfinite(splits.train.keypoints).all()
+    # the authors' split: the seed-7345 permutation of the 10,000 listed faces, the last 1,000 validate
+    names = [r.image for r in read_mtfl_list(shared_mtfl / "training.txt")]
+    order = np.random.RandomState(7345).permutation(len(names))
+    assert splits.validation.names == [names[i] for i in order[9000:]]
+    again = load_mtfl(shared_mtfl, cache_dir=tmp_path)  # from the HDF5 cache
+    assert np.array_equal(again.images[:50], load_mtfl(shared_mtfl, cache_dir=tmp_path).images[:50])
+
+
 def test_afw_anno_mat_reader_skips_nan_faces(tmp_path):
     _, pts = face_image(200)
     six = np.stack([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[51:58].mean(0), pts[54]])

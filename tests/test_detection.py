@@ -232,7 +232,8 @@ def test_cli_missing_detector_package_is_one_line(monkeypatch, tmp_path, capsys)
 
     monkeypatch.setattr(registry, "make_detector", missing)
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "x.png")
-    code = cli.main(["predict", str(tmp_path / "x.png"), "--model", "rcn-afw5", "--detector", "mtcnn"])
+    code = cli.main(["predict", str(tmp_path / "x.png"), "--model", "rcn-afw5", "--detector", "mtcnn",
+                     "--out", str(tmp_path / "p")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "pip install 'rcn-keras[mtcnn]'" in err[0]
 

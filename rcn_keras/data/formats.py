@@ -109,8 +109,10 @@ class MTFLRecord:
     line: int
 
 
-def read_mtfl_list(path: PathLike) -> list[MTFLRecord]:
-    """Read an MTFL list: ``path x1..x5 y1..y5 gender smile glasses pose`` per line."""
+def read_mtfl_list(path: PathLike, bad_lines: list[str] | None = None) -> list[MTFLRecord]:
+    """Read an MTFL list: ``path x1..x5 y1..y5 gender smile glasses pose`` per line. A malformed line
+    raises a `DataFormatError` naming it, or, when ``bad_lines`` is a list, is skipped and its error
+    line appended there."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataFormatError(path, "file not found")
@@ -119,14 +121,20 @@ def read_mtfl_list(path: PathLike) -> list[MTFLRecord]:
         fields = raw.split()
         if not fields:
             continue
-        if len(fields) < 11:
-            raise DataFormatError(path, f"expected an image path, 10 coordinates and 4 attributes; "
-                                        f"got {len(fields)} fields", lineno)
-        values = _parse_floats(path, lineno, fields[1:11], "coordinate")
-        attrs = tuple(int(a) for a in _parse_floats(path, lineno, fields[11:15], "attribute"))
+        try:
+            if len(fields) < 11:
+                raise DataFormatError(path, f"expected an image path, 10 coordinates and 4 attributes; "
+                                            f"got {len(fields)} fields", lineno)
+            values = _parse_floats(path, lineno, fields[1:11], "coordinate")
+            attrs = tuple(int(a) for a in _parse_floats(path, lineno, fields[11:15], "attribute"))
+        except DataFormatError as exc:
+            if bad_lines is None:
+                raise
+            bad_lines.append(str(exc))
+            continue
         kpts = np.stack([values[:5], values[5:10]], axis=-1)
         records.append(MTFLRecord(fields[0].replace("\\", "/"), kpts, attrs, lineno))
-    if not records:
+    if not records and not bad_lines:
         raise DataFormatError(path, "no records")
     return records
 

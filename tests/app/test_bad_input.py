@@ -113,7 +113,7 @@ def test_unrelated_and_broken_model_files(tmp_path, face_png, capsys):
     one_line_error(capsys, ["predict", face_png, "--model", tmp_path / "dense.keras", "--out", tmp_path / "p"],
                    "dense.keras", "not a")
     (tmp_path / "text.keras").write_text("not a model")
-    one_line_error(capsys, ["predict", face_png, "--model", tmp_path / "text.keras"], "text.keras",
+    one_line_error(capsys, ["predict", face_png, "--model", tmp_path / "text.keras", "--out", tmp_path / "p"], "text.keras",
                    "not a .keras archive")
     good = tmp_path / "good.keras"
     Landmarker.from_preset("rcn_mtfl", branches=4).save(good)
@@ -131,7 +131,8 @@ def test_bad_boxes(box, model_file, face_png, tmp_path, capsys):
 def test_bad_boxes_file_names_file_and_line(model_file, face_png, tmp_path, capsys):
     boxes = tmp_path / "boxes.txt"
     boxes.write_text(f"{face_png},1,1,50,50\n{face_png},1,1,inf,50\n")
-    one_line_error(capsys, ["predict", face_png, "--model", model_file, "--boxes", boxes], "boxes.txt:2")
+    one_line_error(capsys, ["predict", face_png, "--model", model_file, "--boxes", boxes, "--out", tmp_path / "p"],
+                   "boxes.txt:2")
     one_line_error(capsys, ["predict", face_png, "--model", model_file, "--box", "500,500,20,20",
                             "--out", tmp_path / "p"], "outside the")
 

@@ -133,9 +133,10 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
         (["train", "--preset", "rcn_foo", "--out", tmp_path / "x"], "unknown preset 'rcn_foo'"),
         (["train", "--data", "300w", "--root", tmp_path / "none", "--epochs", "1", "--out", tmp_path / "y"],
          "dataset folder not found"),
-        (["predict", tmp_path / "a.png", "--model", tmp_path / "missing.keras"], "model not found"),
+        (["predict", tmp_path / "a.png", "--model", tmp_path / "missing.keras", "--out", tmp_path / "p"],
+         "model not found"),
         (["export", "--model", tmp_path / "bad.keras", "--out", tmp_path / "e"], "cannot load model"),
-        (["predict", tmp_path / "notimage.png", "--model", "MODEL"], "cannot decode image"),
+        (["predict", tmp_path / "notimage.png", "--model", "MODEL", "--out", tmp_path / "p"], "cannot decode image"),
         (["train", "--set", "epochs", "--out", tmp_path / "z"], "--set expects key=value"),
     ]
     (tmp_path / "bad.keras").write_bytes(b"not a zip")

@@ -11,14 +11,14 @@ import argparse
 import json
 import sys
 
-from rcn_keras.app.cli import evaluate, experiment, export, models, predict, train
+from rcn_keras.app.cli import data, evaluate, experiment, export, models, predict, train
 from rcn_keras.errors import first_line
 from rcn_keras.extras import MissingExtra
 from rcn_keras.runtime import import_tensorflow_quietly, prepare_tensorflow_env
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-COMMANDS = (models, train, evaluate, predict, export, experiment)
+COMMANDS = (models, data, train, evaluate, predict, export, experiment)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     try:
-        if not args.verbose:
+        if not args.verbose and getattr(args, "needs_tensorflow", True):
             import_tensorflow_quietly()
         return args.func(args)
     except (ValueError, OSError, KeyError, json.JSONDecodeError, MissingExtra) as exc:
