@@ -38,6 +38,22 @@ def test_paper_tables_rows_are_valid_configs(tmp_path):
     assert seeded.name == "t1_rcn_1000_seed1" and row_config(exp, seeded, "r", tmp_path).seed == 1
 
 
+def test_mtfl_tables_rows_train_as_the_paper_on_mtfl(tmp_path):
+    from rcn_keras.app.experiments.paper_report import write_paper_report
+
+    exp = get_experiment("mtfl-tables")
+    assert exp.source == "mtfl" and set(exp.convergence) <= {r.name for r in exp.rows}
+    for row in exp.rows:
+        config = row_config(exp, row, str(tmp_path), tmp_path / "out")
+        assert config.data.source == "mtfl" and config.epochs == exp.epochs and config.optimizer == "adadelta"
+        assert config.augment.rotation == 20 and config.time_budget_minutes is None
+    results = [{"row": "t2_rcn_6br_occ", "nme[eye_centres]": 6.0, "val_nme_curve": [9.0, 6.5]},
+               {"row": "t2_sumnet_6br_occ", "nme[eye_centres]": 7.0, "val_nme_curve": [12.0, 8.0]}]
+    md = write_paper_report(exp, results, tmp_path, updates_per_epoch=141).read_text()
+    assert "test AFLW (2,995 faces)" in md and "AFLW NME %" in md and f"{exp.epochs * 141} updates" in md
+    assert "| RCN (6 branches) | 6.00 |" in md and "| < 7 | 2 (282) | not in 2 |" in md
+
+
 def test_real_300w_rows_have_budgets_and_the_issue_splits(tmp_path):
     exp = get_experiment("real-300w")
     for row in exp.rows:
@@ -143,6 +159,16 @@ def test_committed_validation_lists_match_the_split(shared_300w):
     assert len(lists["300w_afw+helen_train_68pt_validation.txt"].splitlines()) == 120
 
 
+@pytest.mark.slow
+def test_committed_mtfl_validation_list_matches_the_split(shared_mtfl, tmp_path):
+    from conftest import REPO
+    from rcn_keras.app.experiments.runner import split_lists
+
+    lists = split_lists(get_experiment("mtfl-tables"), str(shared_mtfl), str(tmp_path))
+    assert list(lists) == ["mtfl_5pt_validation.txt"] and len(lists["mtfl_5pt_validation.txt"].splitlines()) == 1000
+    assert (REPO / "benchmarks" / "splits" / "mtfl_5pt_validation.txt").read_text() == lists["mtfl_5pt_validation.txt"]
+
+
 def test_paper_report_tables_seeds_and_convergence(tmp_path):
     from rcn_keras.app.experiments.paper_report import cell, first_epoch_below, write_paper_report
 
@@ -152,7 +178,7 @@ def test_paper_report_tables_seeds_and_convergence(tmp_path):
                {"row": "t2_rcn_7br_noocc", "nme[eye_centres]": 7.5, "val_nme_curve": []},
                {"row": "conv_rcn_6br", "val_nme_curve": [30.0, 14.0, 9.0]},
                {"row": "conv_sumnet_6br", "val_nme_curve": [40.0, 25.0, 16.0, 11.0]}]
-    md = write_paper_report(results, tmp_path, updates_per_epoch=13).read_text()
+    md = write_paper_report(get_experiment("paper-tables"), results, tmp_path, updates_per_epoch=13).read_text()
     assert "| 1,1,1,1 | 1,1,1,1 | 9.50 ± 0.50 (2) | 8.00 | -1.50 |" in md
     assert "| RCN | 7 |  | 7.50 |" in md
     assert "| < 15 | 2 (26) | 4 (52) |" in md and "| < 10 | 3 (39) | not in 4 |" in md

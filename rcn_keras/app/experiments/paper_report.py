@@ -1,5 +1,6 @@
-"""The paper's Tables 1 and 2 and the convergence comparison, made from the rows of `paper-tables`:
-Markdown tables (mean over seeds and their spread), a per-epoch CSV and a convergence plot."""
+"""The paper's Tables 1-3 and the convergence comparison, made from the rows of `paper-tables` (HELEN,
+in miniature) or `mtfl-tables` (the paper's own data): Markdown tables (mean over seeds and their
+spread), a per-epoch CSV and a convergence plot."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from rcn_keras.files import atomic_write_bytes
 from rcn_keras.markdown import markdown_table
-from rcn_keras.app.experiments.definitions import TABLE1_MASKS
+from rcn_keras.app.experiments.definitions import TABLE1_MASKS, Experiment
 from rcn_keras.app.training.config import TrainConfig
 from rcn_keras.data.sources import load_splits
 
@@ -25,7 +26,13 @@ PAPER_CLAIMS = {
     "table2": "more branches help RCN up to 6-7; occlusion preprocessing helps; skip connections help RCN "
               "(AFW 5-pt: RCN 5.36 % NME)",
     "convergence": "RCN reaches error below 7 % after 15 epochs (1,050 updates), SumNet after 110 (7,800)",
+    "table3": "AFLW: SumNet 6.27 %, RCN 5.60 %; AFW: SumNet 6.33 %, RCN 5.36 % (TCDCN 8.0 / 8.2)",
 }
+# What each experiment's rows learn from and are scored on.
+SETUPS = {"paper-tables": "5 points, train HELEN train (783 faces), select on its seed-7345 10 % split, test AFW "
+                          "(337 faces)",
+          "mtfl-tables": "5 points, train MTFL (9,000 faces), select on its 1,000 validation faces (seed-7345 "
+                         "permutation), test AFLW (2,995 faces)"}
 
 
 def _base(row: str) -> str:
@@ -50,7 +57,7 @@ def cell(values: list[float] | None) -> str:
     return f"{np.mean(values):.2f} ± {(max(values) - min(values)) / 2:.2f} ({len(values)})"
 
 
-def table1(values: dict[str, list[float]]) -> str:
+def table1(values: dict[str, list[float]], test_set: str = "AFW") -> str:
     rows = []
     for mask in TABLE1_MASKS:
         tag = mask.replace(",", "")
@@ -58,17 +65,19 @@ def table1(values: dict[str, list[float]]) -> str:
         rows.append({"mask": mask, "finest": ",".join(reversed(mask.split(","))), "sumnet": cell(s), "rcn": cell(r),
                      "gap": f"{np.mean(r) - np.mean(s):+.2f}" if s and r else ""})
     return markdown_table(rows, [("mask", "mask (D,C,M,F: coarsest first)", ""),
-                                 ("finest", "branch_mask (finest first)", ""), ("sumnet", "SumNet AFW NME %", ""),
-                                 ("rcn", "RCN AFW NME %", ""), ("gap", "RCN - SumNet", "")])
+                                 ("finest", "branch_mask (finest first)", ""),
+                                 ("sumnet", f"SumNet {test_set} NME %", ""), ("rcn", f"RCN {test_set} NME %", ""),
+                                 ("gap", "RCN - SumNet", "")])
 
 
-def table2(values: dict[str, list[float]]) -> str:
+def table2(values: dict[str, list[float]], test_set: str = "AFW") -> str:
     rows = [{"model": "SumNet" if family == "sumnet" else "RCN", "branches": n,
              "on": cell(values.get(f"t2_{family}_{n}br_occ")), "off": cell(values.get(f"t2_{family}_{n}br_noocc"))}
             for family, counts in (("sumnet", (4, 5, 6)), ("rcn", (4, 5, 6, 7))) for n in counts]
     rows.append({"model": "RCN + skip", "branches": 6, "on": cell(values.get("t2_rcn_6br_skip_occ")), "off": ""})
     return markdown_table(rows, [("model", "model", ""), ("branches", "branches", ""),
-                                 ("on", "occlusion on: AFW NME %", ""), ("off", "occlusion off: AFW NME %", "")])
+                                 ("on", f"occlusion on: {test_set} NME %", ""),
+                                 ("off", f"occlusion off: {test_set} NME %", "")])
 
 
 def first_epoch_below(curve: list[float], threshold: float) -> int | None:
@@ -77,9 +86,11 @@ def first_epoch_below(curve: list[float], threshold: float) -> int | None:
     return hits[0] + 1 if hits else None
 
 
-def convergence(results: list[dict], out: pathlib.Path, updates_per_epoch: int) -> str:
-    """convergence.csv, convergence.png and a Markdown table of epochs/updates to each threshold."""
-    curves = {r["row"]: r["val_nme_curve"] for r in results if r["row"].startswith("conv_") and r["val_nme_curve"]}
+def convergence(results: list[dict], out: pathlib.Path, updates_per_epoch: int,
+                rows: tuple[str, ...] = ("conv_rcn_6br", "conv_sumnet_6br")) -> str:
+    """convergence.csv, convergence.png and a Markdown table of epochs/updates to each threshold, for the
+    validation curves of ``rows``."""
+    curves = {r["row"]: r["val_nme_curve"] for r in results if _base(r["row"]) in rows and r["val_nme_curve"]}
     if not curves:
         return "(convergence rows not finished)"
     n = max(len(c) for c in curves.values())
@@ -96,7 +107,7 @@ def convergence(results: list[dict], out: pathlib.Path, updates_per_epoch: int) 
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for k in names:
-        ax.plot(np.arange(1, len(curves[k]) + 1), curves[k], marker=".", label=k.replace("conv_", ""))
+        ax.plot(np.arange(1, len(curves[k]) + 1), curves[k], marker=".", label=k)
     ax.set_xlabel(f"epoch ({updates_per_epoch} updates of batch 64)")
     ax.set_ylabel("validation NME % (eye centres)")
     ax.set_yscale("log")
@@ -117,24 +128,32 @@ def convergence(results: list[dict], out: pathlib.Path, updates_per_epoch: int) 
                           + [(k, f"{k}: epoch (updates)", "") for k in names])
 
 
-def write_paper_report(results: list[dict], out: str | pathlib.Path, updates_per_epoch: int) -> pathlib.Path:
-    """paper_tables.md (Tables 1, 2, convergence next to the paper's claims) under ``out``."""
+def write_paper_report(exp: Experiment, results: list[dict], out: str | pathlib.Path,
+                       updates_per_epoch: int) -> pathlib.Path:
+    """paper_tables.md (Tables 1-3, convergence next to the paper's claims) under ``out``."""
     out = pathlib.Path(out)
     values = by_row(results)
-    md = ["# The paper's tables in miniature", "",
-          "5 points, train HELEN train (783 faces), select on its seed-7345 10 % split, test AFW (337 faces); "
-          "NME normalised by the eye-centre distance. Mean ± half-range over seeds (count) where a row has "
-          "several seeds.", "",
-          "## Table 1: branch masks (4 branches)", "", f"Paper: {PAPER_CLAIMS['table1']}.", "", table1(values), "",
+    test = exp.test_set
+    rcn, sumnet = (values.get(r) for r in ("t2_rcn_6br_occ", "t2_sumnet_6br_occ"))
+    table3 = markdown_table([{"model": "SumNet (6 branches)", "nme": cell(sumnet)},
+                             {"model": "RCN (6 branches)", "nme": cell(rcn)}],
+                            [("model", "model", ""), ("nme", f"{test} NME % (eye centres)", "")])
+    md = [f"# The paper's tables ({exp.name})", "",
+          f"{SETUPS.get(exp.name, exp.description)}; NME normalised by the eye-centre distance. Every row trains "
+          f"{exp.epochs} epochs ({exp.epochs * updates_per_epoch if exp.epochs else '?'} updates of batch 64). "
+          "Mean ± half-range over seeds (count) where a row has several seeds.", "",
+          "## Table 1: branch masks (4 branches)", "", f"Paper: {PAPER_CLAIMS['table1']}.", "",
+          table1(values, test), "",
           "## Table 2: branches, occlusion, skip connections", "", f"Paper: {PAPER_CLAIMS['table2']}.", "",
-          table2(values), "",
+          table2(values, test), "",
+          "## Table 3: SumNet vs RCN", "", f"Paper: {PAPER_CLAIMS['table3']}.", "", table3, "",
           "## Convergence (6 branches, validation NME per epoch)", "", f"Paper: {PAPER_CLAIMS['convergence']}.", "",
-          convergence(results, out, updates_per_epoch), ""]
+          convergence(results, out, updates_per_epoch, exp.convergence), ""]
     atomic_write_bytes(out / "paper_tables.md", "\n".join(md).encode())
     return out / "paper_tables.md"
 
 
-def write_for_experiment(results: list[dict], out: str | pathlib.Path) -> pathlib.Path:
+def write_for_experiment(exp: Experiment, results: list[dict], out: str | pathlib.Path) -> pathlib.Path:
     """`write_paper_report` with the updates per epoch of the rows' training runs (from their summary;
     runs of older versions, without it, reload their training split to count them)."""
     updates = results[0].get("steps_per_epoch")
@@ -142,4 +161,4 @@ def write_for_experiment(results: list[dict], out: str | pathlib.Path) -> pathli
         folder = pathlib.Path(out) / results[0]["row"]
         config = TrainConfig.load(folder / "config.json").with_overrides({"data.test_subsets": []})
         updates = config.updates_per_epoch(len(load_splits(config.data, config.num_keypoints).train))
-    return write_paper_report(results, out, updates)
+    return write_paper_report(exp, results, out, updates)

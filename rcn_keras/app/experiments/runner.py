@@ -21,7 +21,7 @@ from rcn_keras.data.sources import load_splits
 
 
 # Reports beyond the generic results table, per experiment name.
-EXTRA_REPORTS = {"paper-tables": write_for_experiment}
+EXTRA_REPORTS = {"paper-tables": write_for_experiment, "mtfl-tables": write_for_experiment}
 
 
 def expand_rows(exp: Experiment, rows: list[str] | None = None, seeds: tuple[int, ...] | None = None) -> list[Row]:
@@ -45,14 +45,15 @@ def row_config(exp: Experiment, row: Row, root: str, out: str | pathlib.Path, ca
                                   **({"epochs": n_epochs} if n_epochs else {})})
 
 
-def split_lists(exp: Experiment, root: str) -> dict[str, str]:
+def split_lists(exp: Experiment, root: str, cache_dir: str | None = None) -> dict[str, str]:
     """File name -> text listing the validation faces ("group/name" lines) of every distinct data set-up
-    of ``exp``, e.g. ``"300w_afw+helen_train_68pt_validation.txt"``."""
+    of ``exp``, e.g. ``"300w_afw+helen_train_68pt_validation.txt"``, ``"mtfl_5pt_validation.txt"``."""
     lists = {}
     for row in exp.rows:
-        config = row_config(exp, row, root, "unused")
+        config = row_config(exp, row, root, "unused", cache_dir)
         d = config.data
-        name = f"300w_{'+'.join(d.train_subsets)}_{config.num_keypoints}pt_validation.txt"
+        subsets = f"_{'+'.join(d.train_subsets)}" if d.source == "300w" else ""
+        name = f"{d.source}{subsets}_{config.num_keypoints}pt_validation.txt"
         if name not in lists:
             val = load_splits(config.data.__class__(**{**config.data.to_dict(), "test_subsets": []}),
                               config.num_keypoints).validation
@@ -143,7 +144,7 @@ def write_results(exp: Experiment, out: str | pathlib.Path, rows: list[Row] | No
         md += [f"## {table}", "", markdown_table(sel, cols), ""]
     md.append(f"{len(results)} of {len(rows)} rows finished.")
     if results and exp.name in EXTRA_REPORTS:
-        md.append(f"Paper-style tables: {EXTRA_REPORTS[exp.name](results, out).name}")
+        md.append(f"Paper-style tables: {EXTRA_REPORTS[exp.name](exp, results, out).name}")
     atomic_write_bytes(out / "results.md", "\n".join(md).encode())
     atomic_write_bytes(out / "results.json", json.dumps({"experiment": exp.name, "results": results},
                                                          indent=2).encode())
@@ -158,10 +159,10 @@ def run_experiment(experiment: str | Experiment, root: str, out: str | pathlib.P
     results table. Interrupt it at any time: the next call resumes the row it was in and skips finished ones."""
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     if not pathlib.Path(root).is_dir():
-        raise FileNotFoundError(f"{root}: no such dataset folder (a 300W layout with afw/, helen_train/); "
-                                f"pass --root")
+        raise FileNotFoundError(f"{root}: no such dataset folder (experiment {exp.name} reads a {exp.source} "
+                                f"layout: datasets/{exp.source}.md); pass --root")
     chosen = expand_rows(exp, rows, seeds)
-    for name, text in split_lists(exp, root).items():
+    for name, text in split_lists(exp, root, cache_dir).items():
         atomic_write_bytes(pathlib.Path(out) / "splits" / name, text.encode())
     for row in chosen:
         config = row_config(exp, row, root, out, cache_dir, budget_minutes, epochs, overrides)
