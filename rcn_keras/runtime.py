@@ -3,6 +3,7 @@ and a quiet TensorFlow start for the command line. No TensorFlow import at modul
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pathlib
@@ -47,6 +48,27 @@ def prepare_tensorflow_env(verbose: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
 
 
+@contextlib.contextmanager
+def quiet_stderr(quiet: bool = True):
+    """Keep what C++ libraries write to the process's stderr (file descriptor 2) off the terminal inside
+    the block: TensorFlow's start-up lines, LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice."""
+    if not quiet:
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow and Keras with the C++ start-up lines (absl's "All log messages before
     absl::InitializeLog()", oneDNN and CPU-feature notices) kept off stderr, and quiet their Python
@@ -55,17 +77,9 @@ def import_tensorflow_quietly() -> None:
     import warnings
 
     if "tensorflow" not in sys.modules:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
+        with quiet_stderr():
             import tensorflow  # noqa: F401
             import keras  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
     import logging
 
     for name in ("tensorflow", "absl", "keras"):

@@ -4,7 +4,9 @@ Candidates are the finished rows of `rcn experiment real-300w` plus any extra ru
 Each candidate is scored on its **validation** split with every read-out; the lowest validation NME
 picks the model and its read-out (never a test set). The 5-point winner is then scored once on AFW.
 Writes ``rcn_keras/weights/<name>.keras`` (a float32 `Landmarker` with the picked read-out, no
-optimizer state), ``<name>.json`` (model card data) and ``MODEL_CARD.md``. The preset of the same
+optimizer state), ``<name>.tflite`` (the same model as a float32 TFLite file of batch 1, which `rcn predict`
+runs with LiteRT without importing TensorFlow), ``<name>.json`` (model card data) and ``MODEL_CARD.md``.
+``--tflite-only`` re-writes the TFLite files of the shipped models as they are. The preset of the same
 name in `rcn_keras.presets` must then say the same read-out (a test checks it).
 
     python tools/ship_models.py --results runs/experiments/real-300w --extra runs/real_v2_68
@@ -179,8 +181,16 @@ def package_pretrained(model_path: str | os.PathLike, name: str, card: dict, rea
     folder = pathlib.Path(weights_dir)
     model = load_landmarker(model_path).to_float32().with_readout(readout).with_shape_prior(shape_prior)
     atomic_save_model(model, folder / f"{name}.keras")
+    write_tflite(folder / f"{name}.keras")
     atomic_write_bytes(folder / f"{name}.json", json.dumps({**card, "readout": readout}, indent=2).encode())
     return folder / f"{name}.keras"
+
+
+def write_tflite(keras_path: pathlib.Path) -> pathlib.Path:
+    """The TFLite twin of a shipped ``.keras`` model (float32, batch 1, its read-out and shape prior)."""
+    from rcn_keras.landmarker import load_landmarker
+
+    return load_landmarker(keras_path).export(keras_path.with_suffix(".tflite"), "tflite")
 
 
 def main() -> None:
@@ -193,9 +203,17 @@ def main() -> None:
                         help="also score each candidate with a shape prior of its training faces")
     parser.add_argument("--budget-note", action="append", default=[], metavar="RUN=TEXT",
                         help="training time of a run that did not record it, e.g. 'runs/x=about 53 min'")
+    parser.add_argument("--tflite-only", action="store_true",
+                        help="only re-write the TFLite twins of the shipped models (--only) from their .keras files")
     args = parser.parse_args()
 
     from rcn_keras.presets import WEIGHTS_DIR
+
+    if args.tflite_only:
+        for name in args.only:
+            path = write_tflite((pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR) / f"{name}.keras")
+            print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return
 
     from rcn_keras.app.training.config import TrainConfig
 

@@ -213,17 +213,35 @@ def load_image(path: PathLike, mode: str = "RGB", upright: bool = False) -> np.n
     PIL reads is scaled to 8 bits (a 16-bit PNG keeps its contrast); images larger than PIL's
     decompression-bomb limit are refused. ``upright``: apply the EXIF orientation (a phone photo as it
     is displayed); datasets keep the stored pixels, which their annotations refer to."""
+    return decode_image(path, mode, upright)[0]
+
+
+def decode_image(path: PathLike, mode: str = "RGB", upright: bool = False,
+                 min_side: int | None = None) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """`load_image`, optionally reduced: with ``min_side``, a JPEG is decoded at the smallest of its DCT
+    scales (1/2, 1/4, 1/8) whose long side is at least ``min_side`` (several times faster for a
+    large photo; other formats decode whole). Returns (pixels, original pixels per decoded pixel,
+    (width, height) of the whole image as returned, i.e. after ``upright``)."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataFormatError(path, "image file not found")
     try:
         with Image.open(path) as im:
+            full = im.size
+            if min_side is not None and max(full) > min_side:
+                k = min_side / max(full)
+                im.draft(im.mode if im.mode in ("L", "RGB") else "RGB",
+                         (max(1, math.ceil(full[0] * k)), max(1, math.ceil(full[1] * k))))
             im.load()
+            scale = full[0] / im.size[0]
             if upright:
-                im = ImageOps.exif_transpose(im)
+                turned = ImageOps.exif_transpose(im)
+                if turned.size != im.size:  # a quarter turn: the whole image turned as well
+                    full = full[::-1]
+                im = turned
             if im.mode in HIGH_DEPTH_MODES:
                 im = _to_8_bit(im)
-            return np.asarray(im.convert(mode))
+            return np.asarray(im.convert(mode)), scale, full
     except Image.DecompressionBombError:
         raise DataFormatError(path, f"image too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

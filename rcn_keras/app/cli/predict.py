@@ -19,12 +19,19 @@ from rcn_keras.models.config import READOUTS
 
 NAME = "predict"
 EXIT_SOME_FAILED = 2
+RUNTIMES = ("auto", "keras", "litert")
+EXPORTED_SUFFIXES = (".tflite", ".onnx")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help="keypoints of the faces in images, folders or globs (JSON, CSV, overlay PNGs)")
     p.add_argument("images", nargs="+", help="image or video files, folders (their images) or glob patterns")
-    p.add_argument("--model", required=True, help=".keras file, shipped model name, or joint:RCN,DENOISER")
+    p.add_argument("--model", required=True,
+                   help=".keras file, shipped model name, joint:RCN,DENOISER, or an exported .tflite / .onnx file")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="what runs the network: keras (TensorFlow), or litert (a shipped model's TFLite twin, "
+                        "starts without TensorFlow); auto: litert when it is installed and the options allow "
+                        "(no --flip, no --readout), else keras")
     p.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto",
                    help="how faces are found in images without a box: auto (the best installed), a detector, "
                         "or none (each image is one face crop)")
@@ -41,6 +48,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="flip test-time averaging: each face crop and its mirror image (twice the network time)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--no-overlay", action="store_true")
+    p.add_argument("--overlay-size", type=int, default=1600, metavar="PIXELS",
+                   help="long side of the overlay pictures (JPEG for JPEG photos, else PNG), at most the photo's; "
+                        "0: the photo's full size (decoded again, slower)")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar on stderr (auto: when stderr is a terminal)")
     p.add_argument("--no-smooth", action="store_true", help="videos: no One Euro smoothing of the points")
@@ -48,8 +58,35 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default="predictions",
                    help="output folder (locked while a run writes it; a new run replaces the keypoint files and "
                         "the earlier run's overlays, nothing else)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs_tensorflow=False)  # imported only when Keras runs the network
     return p
+
+
+def choose_runtime(args) -> str:
+    """"keras", "litert" or "exported" (a .tflite / .onnx file given) for ``args``; one line when the
+    choice cannot serve them."""
+    import importlib.util
+
+    from rcn_keras.presets import PRESETS
+
+    spec = str(args.model)
+    keras_only = [flag for flag, on in (("--flip", args.flip), ("--readout", args.readout)) if on]
+    if pathlib.Path(spec).suffix.lower() in EXPORTED_SUFFIXES:
+        if args.runtime == "keras":
+            raise ValueError(f"--runtime keras runs .keras models; {spec} is an exported file (use --runtime auto)")
+        if keras_only:
+            raise ValueError(f"{' and '.join(keras_only)}: fixed in the exported file {spec}; give a .keras model")
+        return "exported"
+    twin = PRESETS[spec].weights_path.with_suffix(".tflite") if spec in PRESETS and PRESETS[spec].weights else None
+    can_litert = twin is not None and twin.is_file() and importlib.util.find_spec("ai_edge_litert") is not None
+    if args.runtime == "litert":
+        if not can_litert:
+            raise ValueError(f"--runtime litert runs a shipped model's TFLite twin with the litert extra "
+                             f"(pip install 'rcn-keras[litert]'); {spec} has none here")
+        if keras_only:
+            raise ValueError(f"{' and '.join(keras_only)} need --runtime keras")
+        return "litert"
+    return "litert" if args.runtime == "auto" and can_litert and not keras_only else "keras"
 
 
 def expand_images(items: list[str]) -> list[str]:
@@ -95,8 +132,9 @@ def run(args) -> int:
     from rcn_keras.boxes import parse_box, read_boxes_file
     from rcn_keras.detection.registry import make_detector
     from rcn_keras.files import ensure_folder
-    from rcn_keras.landmarker import load_landmarker
 
+    if args.overlay_size < 0:
+        raise ValueError(f"--overlay-size {args.overlay_size}: give a number of pixels (0: full size)")
     images = expand_images(args.images)
     boxes = None
     if args.box:
@@ -104,7 +142,21 @@ def run(args) -> int:
     elif args.boxes:
         boxes = read_boxes_file(args.boxes)
     detector = None if args.box else make_detector(args.detector, min_score=args.min_score)
-    model = load_landmarker(args.model)
+    runtime = choose_runtime(args)
+    if runtime == "keras":
+        from rcn_keras.runtime import import_tensorflow_quietly
+
+        if not args.verbose:
+            import_tensorflow_quietly()
+        from rcn_keras.landmarker import load_landmarker
+
+        model = load_landmarker(args.model)
+    else:
+        from rcn_keras.presets import PRESETS
+        from rcn_keras.runtimes import ExportedLandmarker
+
+        path = args.model if runtime == "exported" else PRESETS[args.model].weights_path.with_suffix(".tflite")
+        model = ExportedLandmarker(path)
     out = pathlib.Path(args.out)
     created = not out.exists()
     ensure_folder(out)
@@ -120,10 +172,14 @@ def _predict(args, images: list[str], boxes, detector, model) -> int:
     import warnings
 
     from rcn_keras.boxes import parse_box
-    from rcn_keras.prediction_files import output_stems, write_predictions
+    from rcn_keras.prediction_files import OverlayWriter, output_stems, write_predictions
     from rcn_keras.video import is_video, predict_video
 
     bar = ProgressBar(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
+    options = dict(box_format=args.box_format, batch_size=args.batch_size, detector=detector or "none",
+                   max_faces=args.max_faces, level=not args.no_level)
+    if args.readout or args.flip:  # Keras only (`choose_runtime`)
+        options.update(readout=args.readout, flip=args.flip)
     videos = [i for i in images if is_video(i)]
     images = [i for i in images if not is_video(i)]
     for video, stem in zip(videos, output_stems(videos)):  # two videos of one name get distinct outputs
@@ -132,9 +188,7 @@ def _predict(args, images: list[str], boxes, detector, model) -> int:
             warnings.simplefilter("ignore")  # a truncated video: said below, from the document
             doc = predict_video(model, video, args.out, smooth=not args.no_smooth, overlay=not args.no_overlay,
                                 max_frames=args.max_frames, box=parse_box(args.box) if args.box else None,
-                                box_format=args.box_format, batch_size=args.batch_size,
-                                detector=detector or "none", max_faces=args.max_faces, level=not args.no_level,
-                                readout=args.readout, flip=args.flip, stem=stem)
+                                stem=stem, **options)
         if doc.get("warning"):
             print(f"rcn: warning: {doc['warning']}", file=sys.stderr)
         frames = len(doc["frames"])
@@ -143,15 +197,19 @@ def _predict(args, images: list[str], boxes, detector, model) -> int:
     if not images:
         return 0
     start = time.perf_counter()
-    results = model.predict(images, boxes=boxes, box_format=args.box_format, readout=args.readout,
-                            batch_size=args.batch_size, on_error="skip", detector=detector or "none",
-                            max_faces=args.max_faces, level=not args.no_level, progress=bar, flip=args.flip)
+    side = args.overlay_size or None
+    overlays = None if args.no_overlay else OverlayWriter(args.out, images, side)
+    try:
+        results = model.predict(images, boxes=boxes, on_error="skip", progress=bar,
+                                on_result=overlays.add if overlays else None, preview_side=side, **options)
+    finally:
+        written_overlays = overlays.close() if overlays else {}
     seconds = time.perf_counter() - start
     failed = [r for r in results if "error" in r]
     if len(failed) == len(results):
         raise ValueError(failed[0]["error"] + (f" (and {len(failed) - 1} more unreadable image(s))"
                                                if len(failed) > 1 else ""))
-    written = write_predictions(results, args.out, overlay=not args.no_overlay, model=args.model,
+    written = write_predictions(results, args.out, model=args.model, overlays=written_overlays,
                                 detector=detector.name if detector is not None else None)
     faces = 0
     for r in results:
