@@ -15,7 +15,7 @@ setup(
     packages=find_packages(include=["rcn_keras", "rcn_keras.*"]),
     # the shipped pretrained models (rcn_keras/weights: .keras + model card data)
     package_data={"rcn_keras": ["weights/*.keras", "weights/*.tflite", "weights/*.json", "weights/*.md",
-                                "detection/*.json"]},
+                                "detection/*.json", "preset_parameters.json"]},
     install_requires=[
         "keras>=3.10",
         "numpy>=1.26",

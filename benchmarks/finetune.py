@@ -56,7 +56,7 @@ def write_coco_subset(root: pathlib.Path, points: list[int], out: pathlib.Path) 
 
 def curve(run: pathlib.Path) -> list[dict]:
     with open(run / "log.csv") as f:
-        return [{"epoch": int(r["epoch"]) + 1, "val_nme": float(r["val_nme"]), "minutes": float(r["train_minutes"])}
+        return [{"epoch": int(r["epoch"]), "val_nme": float(r["val_nme"]), "minutes": float(r["train_minutes"])}
                 for r in csv.DictReader(f)]
 
 

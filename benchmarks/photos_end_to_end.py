@@ -8,7 +8,8 @@ Three sets, all made from the 300W validation split (120 faces of AFW + HELEN tr
 Per detector: faces found (a detection overlapping the true face), NME of the found faces (%, eye-corner
 midpoints, original-image pixels; the same faces from their landmark box for reference), ms per photo.
 Then the whole-process time of ``rcn predict FOLDER`` on the 1.5 MP folder against dlib's default
-pipeline (its HOG detector, upsample 1, then the ERT predictor) run as a script on the same folder.
+pipeline (its HOG detector, upsample 1, then the ERT predictor) run as a script on the same folder, and
+on a folder of 24 photos of 3-12 megapixels (`photo_profile.make_photos`).
 Writes results/photos_end_to_end.{json,md}.
 
     pip install -e ".[mtcnn,dlib,peers]"
@@ -197,7 +198,14 @@ def main() -> None:
     text = print_table(rows, columns)
     folder = whole_process(args.model, sets["1.5 MP photos"], "auto")
     print(folder)
+    from photo_profile import make_photos, whole_process as whole_process_big
+
+    with tempfile.TemporaryDirectory() as tmp:  # the big photos users have: 3-12 megapixels, default options
+        big_folder = pathlib.Path(tmp)
+        big = whole_process_big(big_folder, make_photos(big_folder, 24), args.model, None)
+    print_table(big, ["pipeline", "seconds", "x dlib", "found %", "NME %"])
     from rcn_keras.files import atomic_write_text
+    from rcn_keras.markdown import markdown_table
 
     atomic_write_text(RESULTS / "photos_end_to_end.md",
                       "# Photos in, landmarks out\n\n300W validation faces (120) as loose crops, pasted into group "
@@ -205,8 +213,11 @@ def main() -> None:
                       "includes detection, crops and the model (2 cores).\n\n" + text +
                       f"\n\nWhole process on a folder of {folder['photos']} photos of 1.5 MP: `rcn predict` "
                       f"{folder['rcn predict s']:.1f} s, dlib's HOG + ERT script "
-                      f"{folder['dlib pipeline s'] or float('nan'):.1f} s.\n")
-    write_results("photos_end_to_end", {"rows": rows, "folder": folder, "model": args.model,
+                      f"{folder['dlib pipeline s'] or float('nan'):.1f} s.\n\nWhole process on 24 photos of 3-12 "
+                      "megapixels (benchmarks/photo_profile.py makes them), default options:\n\n"
+                      + markdown_table([{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()}
+                                        for r in big], ["pipeline", "seconds", "x dlib", "found %", "NME %"]) + "\n")
+    write_results("photos_end_to_end", {"rows": rows, "folder": folder, "big_photos": big, "model": args.model,
                                         "environment": environment()})
 
 

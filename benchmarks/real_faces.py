@@ -123,7 +123,7 @@ def learning_curves(folders: list[pathlib.Path]) -> list[dict]:
         summary = folder / "summary.json"
         readout = json.loads(summary.read_text()).get("val_readout", "argmax") if summary.is_file() else "argmax"
         for r in read_log(folder / "log.csv"):
-            out.append({"run": folder.name, "epoch": int(r["epoch"]) + 1, "train_minutes": r.get("train_minutes"),
+            out.append({"run": folder.name, "epoch": int(r["epoch"]), "train_minutes": r.get("train_minutes"),
                         "val_nme": r.get("val_nme"), "loss": r.get("loss"), "val_occluded": config.augment.occlusion,
                         "val_readout": readout})
     return out

@@ -23,9 +23,11 @@ _EXPORTS = {
     "rcn_keras.metrics": ("NME",),
     "rcn_keras.export": ("export_saved_model", "export_tflite"),
     "rcn_keras.prediction_files": ("write_predictions",),
+    "rcn_keras.runtimes": ("ExportedLandmarker",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_SUBPACKAGES = ("data", "evaluation", "models")
+_SUBPACKAGES = ("data", "evaluation", "models", "detection", "runtimes", "inference", "export", "video",
+                "prediction_files", "keypoints", "boxes")
 
 __all__ = sorted(_WHERE) + ["__version__"]
 

@@ -5,6 +5,7 @@ post-training quantisation calibrated on representative faces) or ONNX. Outputs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import tempfile
@@ -104,6 +105,19 @@ def _write_saved_model(infer, folder: pathlib.Path, batch_size: int | None) -> N
     archive.write_out(str(folder), verbose=False)
 
 
+@contextlib.contextmanager
+def _quiet_converter():
+    """The TFLite converter's C++ log lines and the interpreter's deprecation warning kept off the screen
+    (unless TensorFlow's log level asks for them: ``rcn --verbose``)."""
+    import warnings
+
+    from rcn_keras.runtime import quiet_stderr
+
+    with quiet_stderr(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "2"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | None = None,
                   batch_size: int = 1, quantize: str = "none", representative=None) -> pathlib.Path:
     """TFLite flatbuffer for a **fixed** batch size, with the signature "serve" (image -> keypoints,
@@ -130,7 +144,8 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | No
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if quantize != "int8":
-            flatbuffer = converter.convert()
+            with _quiet_converter():
+                flatbuffer = converter.convert()
         else:
             def batches():
                 for start in range(0, len(representative) - batch_size + 1, batch_size):
@@ -138,10 +153,11 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | No
 
             converter.representative_dataset = batches
             # Selective quantisation: everything but FLOAT_OPS in int8 (TensorFlow's documented route).
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter, debug_dataset=batches,
-                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS)))
-            flatbuffer = debugger.get_nondebug_quantized_model()
+            with _quiet_converter():
+                debugger = tf.lite.experimental.QuantizationDebugger(
+                    converter=converter, debug_dataset=batches,
+                    debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS)))
+                flatbuffer = debugger.get_nondebug_quantized_model()
     atomic_write_bytes(path, flatbuffer)
     return pathlib.Path(path)
 

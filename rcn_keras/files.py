@@ -133,6 +133,11 @@ def atomic_write_with(path: PathLike, write: Callable[[pathlib.Path], None], suf
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # named by the file the user asked for, not the temporary one
+        tmp.unlink(missing_ok=True)
+        if type(exc).__module__ == "builtins" and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -15,6 +15,9 @@ import pathlib
 from rcn_keras.models.config import READOUTS, DenoiserConfig, ModelConfig
 
 WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
+# Parameter counts of the presets' networks, as data (`rcn models` lists them without TensorFlow;
+# tests/test_presets.py checks them against the built networks).
+PARAMETERS_FILE = pathlib.Path(__file__).resolve().parent / "preset_parameters.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +148,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            readout="soft_argmax", weights="sumnet-afw5.keras",
            description="shipped for the figures: SumNet trained as rcn-afw5 (SumNet vs RCN maps)"),
 )}
+
+
+def parameter_counts() -> dict[str, int]:
+    """Preset name -> parameters of its network (from `PARAMETERS_FILE`; empty when it is missing)."""
+    try:
+        return {str(k): int(v) for k, v in json.loads(PARAMETERS_FILE.read_text()).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def list_presets(shipped: bool | None = None, denoisers: bool | None = None) -> list[str]:

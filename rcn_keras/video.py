@@ -32,10 +32,12 @@ def _imageio():
 def read_frames(path: str | os.PathLike):
     """(frames per second, iterator over RGB uint8 frames, frames the file announces or ``None``) of a
     video file; a one-line error naming the file when it cannot be read."""
-    imageio = _imageio()
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video not found: {path}")
+    if path.suffix.lower() == ".gif":
+        return _gif_frames(path)
+    imageio = _imageio()
     try:
         reader = imageio.get_reader(path, "ffmpeg")
         meta = reader.get_meta_data()
@@ -56,6 +58,29 @@ def read_frames(path: str | os.PathLike):
             reader.close()
 
     return fps, frames(), announced
+
+
+def _gif_frames(path: pathlib.Path):
+    """`read_frames` of an animated GIF, with Pillow (frames per second from its first frame's duration)."""
+    from PIL import Image, ImageSequence
+
+    try:
+        image = Image.open(path)
+        duration = float(image.info.get("duration") or 40)
+        count = getattr(image, "n_frames", 1)
+    except Exception as exc:  # noqa: BLE001  (Pillow raises several types for a bad file)
+        raise ValueError(f"{path}: cannot read video ({first_line(exc)})") from None
+
+    def frames():
+        try:
+            for frame in ImageSequence.Iterator(image):
+                yield np.asarray(frame.convert("RGB"))
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"{path}: cannot decode video ({first_line(exc)})") from None
+        finally:
+            image.close()
+
+    return 1000.0 / max(duration, 1.0), frames(), count
 
 
 def truncation_warning(path, read: int, announced: int | None) -> str | None:

@@ -74,3 +74,15 @@ def test_model_card_says_what_a_model_was_distilled_from():
     text = card_markdown([{**card, "distilled_from": ["rcn-300w", "runs/b/best.keras"], "distill_weight": 1.0,
                            "distill_flip": True}])
     assert "also distilled from rcn-300w, runs/b/best.keras (weight 1.0, flip-averaged)." in text
+
+
+def test_listed_parameter_counts_are_the_built_networks():
+    """`rcn models` reads the counts from rcn_keras/preset_parameters.json: they must match the networks."""
+    from rcn_keras.models.denoising import build_denoiser
+    from rcn_keras.models.registry import build_model
+    from rcn_keras.presets import PRESETS, parameter_counts
+
+    counts = parameter_counts()
+    for name in list_presets():
+        built = build_denoiser(name) if PRESETS[name].is_denoiser else build_model(name)
+        assert counts.get(name) == built.count_params(), f"{name}: update rcn_keras/preset_parameters.json"

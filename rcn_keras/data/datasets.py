@@ -21,7 +21,7 @@ from rcn_keras.data.formats import (Annotation, DataFormatError, load_image, rea
 from rcn_keras.keypoints import NOT_ANNOTATED, afw5_from_68
 
 ON_ERROR = ("raise", "skip")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # 300W folders (relative to the dataset root) and the paper's groupings (docs/model.md 1.1, 7.3).
 SUBSETS_300W = {

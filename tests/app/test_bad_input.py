@@ -293,7 +293,7 @@ def test_more_epochs_on_resume_replan_the_cosine_schedule(tmp_path):
     model, _ = load_training_state(tmp_path / "run" / "state")
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
     rows = [r for r in csv_rows(tmp_path / "run" / "log.csv")]
-    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
     assert float(rows[1]["loss"]) != float(rows[2]["loss"])  # training went on (the rate was not zero)
 
 

@@ -132,7 +132,7 @@ def test_time_budget_stops_training_and_survives_resume(tmp_path):
     assert not (tmp_path / "run" / "maps").exists()
     again = train(config, resume=True, verbose=0)  # budget already spent: evaluates, trains nothing
     assert json.loads((tmp_path / "run" / "state" / "state.json").read_text())["epoch"] == 1
-    assert again["history"] == {} and again["best_epoch"] == 0
+    assert again["history"] == {} and again["best_epoch"] == 1
     with pytest.raises(ValueError, match="time_budget_minutes"):
         preset_train_config("rcn_mtfl", time_budget_minutes=0)
     with pytest.raises(ValueError, match="readout"):

@@ -12,7 +12,7 @@ import json
 import sys
 
 from rcn_keras.app.cli import data, evaluate, experiment, export, models, predict, train
-from rcn_keras.errors import first_line
+from rcn_keras.errors import first_line, os_error_line
 from rcn_keras.extras import MissingExtra
 from rcn_keras.runtime import import_tensorflow_quietly, prepare_tensorflow_env
 
@@ -73,7 +73,7 @@ def _run(args) -> int:
             import_tensorflow_quietly()
         return args.func(args)
     except (ValueError, OSError, KeyError, json.JSONDecodeError, MissingExtra) as exc:
-        message = first_line(exc, limit=1000)
+        message = os_error_line(exc) if isinstance(exc, OSError) else first_line(exc, limit=1000)
         print(f"rcn: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

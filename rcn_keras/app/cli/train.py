@@ -51,8 +51,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last epoch, with its own settings (alone: those of "
                         "--out/config.json); a changed network, data or recipe is refused, more --epochs are applied")
-    p.add_argument("--progress", type=int, default=1, choices=(0, 1, 2),
-                   help="Keras progress output: 0 none, 1 bars, 2 one line per epoch")
+    p.add_argument("--progress", type=int, default=None, choices=(0, 1, 2),
+                   help="Keras progress output: 0 none, 1 bars, 2 one line per epoch (default: bars on a terminal, "
+                        "one line per epoch in a log file)")
     p.set_defaults(func=run)
     return p
 
@@ -90,7 +91,8 @@ def run(args) -> int:
     if args.resume and not state.exists():
         print(f"rcn: nothing to resume in {config.output_dir}; starting a new run", file=sys.stderr)
     try:
-        summary = train(config, resume=args.resume, verbose=args.progress).summary
+        progress = args.progress if args.progress is not None else (1 if sys.stdout.isatty() else 2)
+        summary = train(config, resume=args.resume, verbose=progress).summary
     except KeyboardInterrupt:
         if state.exists():
             epoch = json.loads(state.read_text()).get("epoch", "?")
@@ -99,13 +101,31 @@ def run(args) -> int:
         else:
             print("\nrcn: interrupted before the first epoch finished; nothing was saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"\nbest validation NME {summary['best_val_nme']:.2f}% at epoch {summary['best_epoch'] + 1}"
-          if summary["best_epoch"] is not None else "\nno epoch improved the validation NME")
-    if "denoiser" in summary:
-        print(f"corrupted-point NME on test shapes: {summary['mean_shape_nme']:.2f}% noisy input -> "
-              f"{summary['test_nme']:.2f}% denoised")
-    else:
-        print(f"test NME {summary['test_nme']:.2f}% with read-out {summary['readout']}  "
-              f"(mean-shape baseline {summary['mean_shape_nme']:.2f}%)")
+    for line in summary_lines(summary):
+        print(line)
     print(f"report: {out / 'report.md'}   maps: {out / 'maps'}   best model: {out / 'best.keras'}")
     return 0
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """What a finished run says, each number with what it was measured on (epochs count from 1)."""
+    lines = [""]
+    if summary.get("best_epoch") is not None:
+        lines.append(f"best epoch {summary['best_epoch']}: validation NME {summary['best_val_nme']:.2f} % on jittered "
+                     f"validation crops (as in training: model selection)")
+    else:
+        lines.append("no epoch improved the validation NME")
+    if "denoiser" in summary:
+        lines.append(f"corrupted-point NME on test shapes: {summary['mean_shape_nme']:.2f} % noisy input -> "
+                     f"{summary['test_nme']:.2f} % denoised")
+        return lines
+    how = f"read-out {summary['readout']}{', shape prior' if summary.get('shape_prior') else ''}"
+    lines.append(f"validation NME {summary['validation_nme']:.2f} % ({summary['validation_faces']:,} faces, "
+                 f"un-jittered crops, {how})")
+    if summary.get("test_set"):
+        lines.append(f"test NME {summary['test_nme']:.2f} % ({summary['test_set']}, {summary['test_faces']:,} faces, "
+                     f"un-jittered crops, {how}; mean-shape baseline {summary['mean_shape_nme']:.2f} %)")
+    else:
+        lines.append(f"no test set: the numbers above are the validation split's (mean-shape baseline "
+                     f"{summary['mean_shape_nme']:.2f} %)")
+    return lines

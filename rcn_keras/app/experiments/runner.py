@@ -72,7 +72,7 @@ def run_row(config: TrainConfig, verbose: int | str = 2, start_from: pathlib.Pat
             raise ValueError(f"{out.name} continues {start_from}, which has not finished: run that row first")
         out.mkdir(parents=True, exist_ok=True)
         shutil.copytree(start_from / "state", out / "state", dirs_exist_ok=True)
-        for name in ("log.csv", "best.keras"):
+        for name in ("log.csv", "best.keras", "config.json"):  # config.json: the resume checks what changed
             shutil.copy2(start_from / name, out / name)
     return train(config, resume=(out / "state" / "state.json").is_file(), verbose=verbose).summary
 

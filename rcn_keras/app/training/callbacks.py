@@ -23,7 +23,8 @@ from rcn_keras.visualize import figure_to_png, presoftmax_grid
 
 class BestCheckpoint(keras.callbacks.Callback):
     """Keep the model of the lowest ``monitor`` epoch (model selection, docs/model.md 6). ``wrap`` turns
-    the trained map model into what is saved (the training run saves a float32 `Landmarker`)."""
+    the trained map model into what is saved (the training run saves a float32 `Landmarker`).
+    ``best_epoch`` counts from 1, as the screen, ``log.csv`` and ``summary.json`` do."""
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val_nme", best: float = math.inf,
                  wrap: Callable[[keras.Model], keras.Model] | None = None):
@@ -34,7 +35,7 @@ class BestCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is not None and float(value) < self.best:
-            self.best, self.best_epoch = float(value), epoch
+            self.best, self.best_epoch = float(value), epoch + 1
             atomic_save_model(self.wrap(self.model) if self.wrap else self.model, self.path)
 
 
@@ -76,7 +77,8 @@ class TrainingState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         atomic_save_model(self.model, self.directory / "last.keras")
-        state = {"epoch": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}
+        state = {"epoch": epoch + 1, "epochs_count_from": 1,
+                 "logs": {k: float(v) for k, v in (logs or {}).items()}}
         if self.best is not None:
             state.update(best=self.best.best, best_epoch=self.best.best_epoch)
         if self.budget is not None:
@@ -131,16 +133,19 @@ class MapVisualizer(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """The per-epoch log as CSV (``epoch`` then the sorted log keys), rewritten atomically after every
-    epoch so that a kill never leaves a torn line; a resumed run keeps the finished epochs' rows."""
+    """The per-epoch log as CSV (``epoch``, counted from 1, then the sorted log keys), rewritten atomically
+    after every epoch so that a kill never leaves a torn line; a resumed run keeps the finished epochs'
+    rows (a log of an older version, counted from 0, is renumbered)."""
 
     def __init__(self, path: str | os.PathLike, keep_epochs: int = 0):
         super().__init__()
         self.path = pathlib.Path(path)
-        self.rows = [{**r, "epoch": int(r["epoch"])} for r in read_log(self.path) if r["epoch"] < keep_epochs]
+        rows = read_log(self.path)
+        shift = 1 if any(r["epoch"] == 0 for r in rows) else 0
+        self.rows = [{**r, "epoch": int(r["epoch"]) + shift} for r in rows if r["epoch"] + shift <= keep_epochs]
 
     def on_epoch_end(self, epoch, logs=None):
-        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
         keys = ["epoch"] + sorted({k for r in self.rows for k in r} - {"epoch"})
         buf = io.StringIO()
         writer = csv.DictWriter(buf, keys, restval="")

@@ -95,6 +95,8 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
             model, state = restored
             initial_epoch, best = state["epoch"], state.get("best", float("inf"))
             best_epoch, spent = state.get("best_epoch"), state.get("train_seconds", 0.0)
+            if best_epoch is not None and state.get("epochs_count_from") != 1:  # saved by an older version
+                best_epoch += 1
             given = model.output_shape[-1]
             if not config.is_denoiser and given != config.num_keypoints:
                 raise ValueError(f"--resume: the saved run predicts {given} points, this configuration "
@@ -186,6 +188,16 @@ def choose_shape_prior(model: Landmarker, splits, config: TrainConfig, summary: 
             return model, False
     summary["shape_prior"] = True
     return candidate, True
+
+
+def test_set_name(config: TrainConfig) -> str:
+    """What the run's test faces are, in words (e.g. "AFLW (testing.txt)", "300W helen_test + ibug")."""
+    d = config.data
+    if d.source == "mtfl":
+        return "AFLW (MTFL testing.txt)"
+    if d.source == "300w":
+        return "300W " + " + ".join(d.test_subsets)
+    return str(d.test_root) if d.test_root else "synthetic test faces"
 
 
 def build_network(config: TrainConfig, source: Landmarker | None = None) -> keras.Model:
@@ -316,7 +328,7 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
             run = train_multiworker(config, splits, pipeline, build, make_optimizer, out, resume, strategy,
                                     verbose=1 if verbose else 0, wrap=wrap)
             history, best_value = run["history"], run["best"]
-            best_epoch = int(np.argmin(history["val_nme"])) if history.get("val_nme") else None
+            best_epoch = int(np.argmin(history["val_nme"])) + 1 if history.get("val_nme") else None
             model, seconds = run["model"], None
             if not is_chief():  # the chief evaluates and writes the report
                 summary = {"model": config.model, "strategy": config.strategy, "history": history,
@@ -356,6 +368,10 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
         if changed:
             atomic_save_model(best_model, best_path)
         summary["readout"] = best_model.readout
+        summary["test_set"] = test_set_name(config) if splits.test else None
+        summary["validation_faces"], summary["test_faces"] = len(splits.validation), len(test)
+        if splits.test is not None:  # the saved model on un-jittered validation crops (comparable to test)
+            summary["validation_nme"] = mean_nme(best_model, splits.validation, config.batch_size)
         pred, gt, _ = predict_faceset(best_model, test, config.batch_size)
         results = {"model": evaluate_predictions(pred, gt, test, scheme=scheme),
                    "mean shape": evaluate_predictions(mean_shape_baseline(splits.train, test), gt, test,
@@ -364,6 +380,8 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
                                               "readout": best_model.readout})
         first = lambda rows: next(r for r in rows if r["subset"] == "all")  # noqa: E731
         summary["test_nme"] = first(payload["results"]["model"])["nme"]
+        if splits.test is None:  # "test_nme" is then the validation split's (kept for older readers)
+            summary["validation_nme"] = summary["test_nme"]
         summary["mean_shape_nme"] = first(payload["results"]["mean shape"])["nme"]
         atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
         return TrainResult(best_model, summary)
