@@ -27,7 +27,7 @@ def test_shipped_weights_are_the_presets_that_name_them():
 
 
 def test_lists_and_unknown_names():
-    assert set(list_presets(shipped=True)) == {"rcn-300w", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5"}
+    assert set(list_presets(shipped=True)) == {"rcn-300w", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5", "rcn-mtfl"}
     assert "rcn_mtfl" in list_presets(shipped=False) and "denoiser_300w" in list_presets(denoisers=True)
     with pytest.raises(ValueError, match=r"unknown preset 'rcn_mtf'.*did you mean 'rcn_mtfl'"):
         get_preset("rcn_mtf")
@@ -86,3 +86,29 @@ def test_listed_parameter_counts_are_the_built_networks():
     for name in list_presets():
         built = build_denoiser(name) if PRESETS[name].is_denoiser else build_model(name)
         assert counts.get(name) == built.count_params(), f"{name}: update rcn_keras/preset_parameters.json"
+
+
+def test_rcn_mtfl_evaluates_on_mtfl_lists(tmp_path, capsys):
+    """The issue's command, `rcn evaluate --model rcn-mtfl --data mtfl --root DIR --list-file testing.txt`, on
+    a list in the published format."""
+    from data_fixtures import write_mtfl
+    from rcn_keras.app.cli import main as cli
+
+    write_mtfl(tmp_path / "mtfl", 6, "testing.txt")
+    assert cli.main(["evaluate", "--model", "rcn-mtfl", "--data", "mtfl", "--root", str(tmp_path / "mtfl"),
+                     "--list-file", "testing.txt", "--out", str(tmp_path / "ev")]) == 0
+    assert "| all | eye_centres | all points | 6 |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_rcn_mtfl_scores_its_card_on_the_real_aflw(shared_mtfl, tmp_path):
+    import json
+
+    from rcn_keras.app.cli import main as cli
+
+    assert cli.main(["evaluate", "--model", "rcn-mtfl", "--data", "mtfl", "--root", str(shared_mtfl),
+                     "--list-file", "testing.txt", "--out", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    row = next(r for r in report["results"]["rcn-mtfl"] if r["subset"] == "all" and r["normaliser"] == "eye_centres")
+    card = next(r for r in PRESETS["rcn-mtfl"].card()["test"] if r["normaliser"] == "eye_centres")
+    assert row["faces"] == 2995 and abs(row["nme"] - card["nme"]) < 0.01

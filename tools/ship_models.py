@@ -27,13 +27,16 @@ from _common import print_table  # noqa: E402
 
 from rcn_keras.presets import get_preset  # noqa: E402
 
-NAMES = ("rcn-300w", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5")
+NAMES = ("rcn-300w", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5", "rcn-mtfl")
+SHARED_300W = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
 
 
-def shipped_name(preset: str, k: int) -> str:
-    """The shipped model a run of ``preset`` with ``k`` keypoints competes for."""
+def shipped_name(preset: str, k: int, source: str = "300w") -> str:
+    """The shipped model a run of ``preset`` with ``k`` keypoints on data ``source`` competes for."""
     if k == 5:
-        return "sumnet-afw5" if get_preset(preset).model.family == "sumnet" else "rcn-afw5"
+        if get_preset(preset).model.family == "sumnet":
+            return "sumnet-afw5"
+        return "rcn-mtfl" if source == "mtfl" else "rcn-afw5"
     return "rcn-300w-fast" if get_preset(preset).model.layout == "fast" else "rcn-300w"
 
 RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm-up and cosine decay, flips, rotation 30, "
@@ -48,6 +51,12 @@ RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm
                             "(depthwise-separable convs with batch normalisation, 40x40 output upsampled)"}
 LICENCE = ("Trained on the 300W annotations of AFW and HELEN (ibug.doc.ic.ac.uk/resources/300-W), which are "
            "released for research use only: so are these weights. Not for commercial use.")
+LICENCES = {"mtfl": "Trained on MTFL (mmlab.ie.cuhk.edu.hk/projects/TCDCN.html), provided by its authors for research "
+                    "purposes only: so are these weights. Not for commercial use."}
+# What a shipped model is for, where it is not simply the best of its kind.
+PURPOSES = {"rcn-afw5": "RCN's half of the SumNet vs RCN figures (notebook 02), trained exactly as sumnet-afw5 on "
+                        "HELEN; for 5 points on photos use rcn-mtfl",
+            "sumnet-afw5": "SumNet's half of the SumNet vs RCN figures (notebook 02); not for use"}
 
 
 def run_folders(results: pathlib.Path, extra: list[str]) -> list[pathlib.Path]:
@@ -85,6 +94,7 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool 
             res = evaluate_predictions(pred, gt, splits.validation)
             allrows = headline_rows(res["rows"])
             rows.append({"run": str(folder), "model": config.model, "readout": readout, "config": config,
+                         "source": config.data.source,
                          "params": model.backbone.count_params(), "shape_prior": prior,
                          "k": config.num_keypoints, "splits": splits, "epochs": state["epoch"],
                          "train_minutes": state.get("train_seconds", 0.0) / 60.0,
@@ -119,12 +129,24 @@ def earlier_stages(config, run: str | None = None) -> list[dict]:
     return stages
 
 
-def test_rows(folder: str, readout: str, splits) -> list[dict]:
+def test_rows(folder: str, readout: str, faces, shape_prior=None) -> list[dict]:
+    """The whole-set rows of a run's best model (with ``readout`` and ``shape_prior``) on test ``faces``."""
     from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset
     from rcn_keras.landmarker import load_landmarker
 
-    pred, gt, _ = predict_faceset(load_landmarker(pathlib.Path(folder) / "best.keras"), splits.test, 64, readout)
-    return [r for r in evaluate_predictions(pred, gt, splits.test)["rows"] if r["subset"] == "all"]
+    model = load_landmarker(pathlib.Path(folder) / "best.keras")
+    model = model.with_shape_prior(shape_prior) if shape_prior is not None else model
+    pred, gt, _ = predict_faceset(model, faces, 64, readout)
+    return [r for r in evaluate_predictions(pred, gt, faces)["rows"] if r["subset"] == "all"]
+
+
+def data_text(data, splits) -> str:
+    """The training data of a model card, in words."""
+    if data.source == "mtfl":
+        return (f"MTFL training.txt ({len(splits.train)} training faces; validation = the last "
+                f"{len(splits.validation)} of the seed-7345 permutation, as the paper)")
+    return (f"300W {' + '.join(data.train_subsets)} ({len(splits.train)} training faces; validation = the seed-7345 "
+            f"{data.validation:.0%} split, {len(splits.validation)} faces)")
 
 
 def card_markdown(cards: list[dict]) -> str:
@@ -133,7 +155,8 @@ def card_markdown(cards: list[dict]) -> str:
     lines = ["# Shipped models", "",
              "Loadable by name: `rcn predict face.jpg --model rcn-300w`, `rcn_keras.Landmarker.from_preset(\"rcn-afw5\")`.",
              "Made by `tools/ship_models.py` from training runs; picked by",
-             "validation NME (model and read-out), never by a test set.", "", f"**Licence note.** {LICENCE}", ""]
+             "validation NME (model and read-out), never by a test set.", "", f"**Licence note.** {LICENCE} "
+             f"{LICENCES['mtfl']}", ""]
     for c in cards:
         options = ", ".join(f"{k}={v}" for k, v in c["model_options"].items())
         minutes = f"{c['train_minutes']:.0f} min" if c["train_minutes"] else c.get("budget_note", "time not recorded")
@@ -157,9 +180,13 @@ def card_markdown(cards: list[dict]) -> str:
         lines += [f"* Validation ({r['faces']} faces): NME {r['nme']:.2f} % ({r['normaliser']}), "
                   f"FR@8 {r['fr8']:.1f} %, FR@10 {r['fr10']:.1f} %, AUC@8 {r['auc8']:.3f}, AUC@10 {r['auc10']:.3f}."
                   for r in c["validation"]]
-        for t in headline_rows(c.get("test", [])):
-            lines.append(f"* Test {c['test_set']} ({t['faces']} faces): NME {t['nme']:.2f} % ({t['normaliser']}), "
-                         f"FR@10 {t['fr10']:.1f} %, AUC@8 {t['auc8']:.3f}.")
+        tests = ([{"set": c["test_set"], "rows": c["test"]}] if c.get("test") else []) + c.get("tests", [])
+        for test in tests:
+            for t in headline_rows(test["rows"]):
+                lines.append(f"* Test {test['set']} ({t['faces']} faces): NME {t['nme']:.2f} % ({t['normaliser']}), "
+                             f"FR@10 {t['fr10']:.1f} %, AUC@8 {t['auc8']:.3f}.")
+        if c.get("purpose") or c["name"] in PURPOSES:
+            lines.append(f"* Purpose: {c.get('purpose') or PURPOSES[c['name']]}.")
         if c["keypoints"] == 68:
             lines.append("* CED on the validation faces beside dlib's: ../../docs/figures/ced.png "
                          "(`python benchmarks/peer_dlib.py`, then `python tools/render_docs.py`).")
@@ -220,7 +247,8 @@ def main() -> None:
     cache: dict = {}
     candidates = [row for folder in run_folders(pathlib.Path(args.results), args.extra)
                   if shipped_name(TrainConfig.load(folder / "config.json").model,
-                                  TrainConfig.load(folder / "config.json").num_keypoints) in args.only
+                                  TrainConfig.load(folder / "config.json").num_keypoints,
+                                  TrainConfig.load(folder / "config.json").data.source) in args.only
                   for row in score_candidate(folder, cache, args.shape_prior)]
     print_table([{**{k: r[k] for k in ("run", "model", "readout", "epochs", "val_nme")},
                   "shape_prior": r["shape_prior"] is not None} for r in candidates],
@@ -228,7 +256,7 @@ def main() -> None:
     weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     cards = []
     for name in args.only:
-        pool = [r for r in candidates if shipped_name(r["model"], r["k"]) == name]
+        pool = [r for r in candidates if shipped_name(r["model"], r["k"], r["source"]) == name]
         if not pool:
             print(f"no candidate for {name}: not written")
             continue
@@ -240,9 +268,10 @@ def main() -> None:
                 "readout": best["readout"], "epochs": best["epochs"], "train_minutes": best["train_minutes"],
                 "optimizer": cfg.optimizer, "batch_size": cfg.batch_size, "source_run": best["run"],
                 "train_subsets": list(data.train_subsets), "test_subsets": list(data.test_subsets),
-                "data": (f"300W {' + '.join(data.train_subsets)} ({len(best['splits'].train)} training faces; "
-                         f"validation = the seed-7345 {data.validation:.0%} split, {len(best['splits'].validation)} faces)"),
-                "validation": best["validation"], "licence": LICENCE}
+                "data": data_text(data, best["splits"]), "source": data.source,
+                "validation": best["validation"], "licence": LICENCES.get(data.source, LICENCE)}
+        if name in PURPOSES:
+            card["purpose"] = PURPOSES[name]
         if best["shape_prior"] is not None:
             card["shape_prior"] = {"modes": best["shape_prior"].num_modes,
                                    "temperature": best["shape_prior"].temperature,
@@ -258,8 +287,14 @@ def main() -> None:
         if best["run"] in notes:
             card["budget_note"] = notes[best["run"]]
         if best["splits"].test is not None:
-            card["test_set"] = " + ".join(data.test_subsets)
-            card["test"] = test_rows(best["run"], best["readout"], best["splits"])
+            card["test_set"] = "AFLW (MTFL testing.txt)" if data.source == "mtfl" else " + ".join(data.test_subsets)
+            card["test"] = test_rows(best["run"], best["readout"], best["splits"].test, best["shape_prior"])
+        if data.source == "mtfl" and (SHARED_300W / "afw").is_dir():  # the paper's second 5-point test set
+            from rcn_keras.data.sources import load_faces
+
+            afw = load_faces("300w", str(SHARED_300W), 5, subsets=("afw",))
+            card["tests"] = [{"set": "AFW (300W afw, 5 points from the 68)",
+                              "rows": test_rows(best["run"], best["readout"], afw, best["shape_prior"])}]
         card["params"] = best["params"]
         path = package_pretrained(pathlib.Path(best["run"]) / "best.keras", name, card, best["readout"], weights_dir,
                                   best["shape_prior"])

@@ -497,3 +497,16 @@ def test_one_point_nme_is_relative_to_the_face_box():
     pred = gt + [[[0.01, 0.0]], [[0.0, 0.02]]]
     nme = per_sample_nme(pred, gt, scheme=KeypointScheme(1))
     assert np.allclose(nme, [0.01 / FACE_SIDE_IN_CROP, 0.02 / FACE_SIDE_IN_CROP])
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does():
+    import signal
+
+    previous = cli._stop_on_terminate()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)

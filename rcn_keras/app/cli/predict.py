@@ -143,11 +143,11 @@ def run(args) -> int:
         boxes = read_boxes_file(args.boxes)
     detector = None if args.box else make_detector(args.detector, min_score=args.min_score)
     runtime = choose_runtime(args)
-    if runtime == "keras":
-        from rcn_keras.runtime import import_tensorflow_quietly
+    from rcn_keras.runtime import import_tensorflow_quietly
 
-        if not args.verbose:
-            import_tensorflow_quietly()
+    if not args.verbose and (runtime == "keras" or getattr(detector, "name", None) == "mtcnn"):
+        import_tensorflow_quietly()  # Keras, or MTCNN (a TensorFlow model), without TensorFlow's log lines
+    if runtime == "keras":
         from rcn_keras.landmarker import load_landmarker
 
         model = load_landmarker(args.model)

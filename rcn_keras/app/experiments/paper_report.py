@@ -138,10 +138,12 @@ def write_paper_report(exp: Experiment, results: list[dict], out: str | pathlib.
     table3 = markdown_table([{"model": "SumNet (6 branches)", "nme": cell(sumnet)},
                              {"model": "RCN (6 branches)", "nme": cell(rcn)}],
                             [("model", "model", ""), ("nme", f"{test} NME % (eye centres)", "")])
+    epochs = sorted({int(r["epochs"]) for r in results if r.get("epochs")}) or ([exp.epochs] if exp.epochs else [])
+    budget = (" / ".join(f"{e} epochs ({e * updates_per_epoch:,} updates of batch 64)" for e in epochs)
+              if epochs else "an unknown number of epochs")
     md = [f"# The paper's tables ({exp.name})", "",
-          f"{SETUPS.get(exp.name, exp.description)}; NME normalised by the eye-centre distance. Every row trains "
-          f"{exp.epochs} epochs ({exp.epochs * updates_per_epoch if exp.epochs else '?'} updates of batch 64). "
-          "Mean ± half-range over seeds (count) where a row has several seeds.", "",
+          f"{SETUPS.get(exp.name, exp.description)}; NME normalised by the eye-centre distance. The rows trained "
+          f"{budget}. Mean ± half-range over seeds (count) where a row has several seeds.", "",
           "## Table 1: branch masks (4 branches)", "", f"Paper: {PAPER_CLAIMS['table1']}.", "",
           table1(values, test), "",
           "## Table 2: branches, occlusion, skip connections", "", f"Paper: {PAPER_CLAIMS['table2']}.", "",
