@@ -113,7 +113,7 @@ def _quiet_converter():
 
     from rcn_keras.runtime import quiet_stderr
 
-    with quiet_stderr(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "2"), warnings.catch_warnings():
+    with quiet_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
 

@@ -49,9 +49,13 @@ def prepare_tensorflow_env(verbose: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def quiet_stderr(quiet: bool = True):
+def quiet_stderr(quiet: bool | None = None):
     """Keep what C++ libraries write to the process's stderr (file descriptor 2) off the terminal inside
-    the block: TensorFlow's start-up lines, LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice."""
+    the block: TensorFlow's start-up lines, LiteRT's "Created TensorFlow Lite XNNPACK delegate" notice,
+    the TFLite converter's lines. ``None``: when TensorFlow's log level hides its own notices (the CLI
+    sets it; ``rcn --verbose`` shows them)."""
+    if quiet is None:
+        quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "2"
     if not quiet:
         yield
         return
@@ -77,7 +81,7 @@ def import_tensorflow_quietly() -> None:
     import warnings
 
     if "tensorflow" not in sys.modules:
-        with quiet_stderr():
+        with quiet_stderr(True):
             import tensorflow  # noqa: F401
             import keras  # noqa: F401
     import logging

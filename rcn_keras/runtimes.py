@@ -73,7 +73,7 @@ class ExportedLandmarker:
             self._outputs = [o.name for o in self._session.get_outputs()]
         else:
             raise ValueError(f"{self.path}: not an exported model (.tflite or .onnx)")
-        with quiet_stderr(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "2"):  # LiteRT's XNNPACK notice
+        with quiet_stderr():  # LiteRT's XNNPACK notice
             self.num_keypoints = self._probe_keypoints()
         self.standard = self.num_keypoints in (5, 68)
         self.box_formats = {str(n): tuple(float(v) for v in f)
