@@ -45,6 +45,9 @@ RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm
                               "and with rotation 15 (Adam 5e-4, warm-up and cosine decay, flips, photometric jitter, "
                               "bilinear targets)",
            "rcn_mtfl_real": "the real-face recipe (as rcn_300w_real)",
+           "rcn_mtfl": "the paper's recipe (the authors' README: Adadelta lr 1.0, rho 0.95, batch 64, rotation +-20, "
+                       "scale and translation +-10 %, one 20-50 px black block per face, arg-max read-out while "
+                       "training, best epoch on validation), then the read-out picked on validation",
            "sumnet_mtfl_real": "the real-face recipe of rcn-afw5 with the same data, epochs and time budget, on "
                                "SumNet: shipped small, for the SumNet vs RCN figures (notebook 02), not for use",
            "rcn_300w_fast": "the real-face recipe (as rcn_300w_real, batch 32, 300 epochs) on the fast layout "
