@@ -105,8 +105,6 @@ def stage_profile(paths: list[str], model_name: str) -> list[dict]:
     """Median ms per photo of each stage, before and after (see the module docstring)."""
     import io
 
-    from PIL import Image
-
     from rcn_keras.data.formats import load_image
     from rcn_keras.detection.registry import make_detector
     from rcn_keras.data.crop import STAGE_A_SIZE
