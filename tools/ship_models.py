@@ -290,7 +290,9 @@ def main() -> None:
         if best["run"] in notes:
             card["budget_note"] = notes[best["run"]]
         if best["splits"].test is not None:
-            card["test_set"] = "AFLW (MTFL testing.txt)" if data.source == "mtfl" else " + ".join(data.test_subsets)
+            from rcn_keras.app.training.fit import test_set_name
+
+            card["test_set"] = test_set_name(cfg)
             card["test"] = test_rows(best["run"], best["readout"], best["splits"].test, best["shape_prior"])
         if data.source == "mtfl" and (SHARED_300W / "afw").is_dir():  # the paper's second 5-point test set
             from rcn_keras.data.sources import load_faces
