@@ -13,7 +13,8 @@ from collections import Counter
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from rcn_keras.data.datasets import SUBSETS_300W, check_points, image_beside, list_pts
+from rcn_keras.data.datasets import (SUBSETS_300W, annotation_image, check_points, coco_image_folder, image_beside,
+                                    list_pts)
 from rcn_keras.data.formats import (DataFormatError, read_afw_anno, read_coco_keypoints, read_keypoint_csv,
                                     read_mtfl_list, read_pts)
 
@@ -184,16 +185,11 @@ def check_annotations(source: str, path: pathlib.Path) -> CheckReport:
             if source == "csv":
                 anns, base = read_keypoint_csv(path), path.parent
             else:
-                anns, _ = read_coco_keypoints(path)
-                base = path.parent
-                if not (base / anns[0].image).is_file() and (base / "images" / anns[0].image).is_file():
-                    base = base / "images"
+                anns = read_coco_keypoints(path)[0]
+                base = coco_image_folder(path, anns)
             for ann in anns:
                 def check(ann=ann):
-                    image = base / ann.image
-                    if not image.is_file():
-                        raise DataFormatError(ann.where, f"image {ann.image} not found (looked for {image})")
-                    w, h = image_size(image)
+                    w, h = image_size(annotation_image(base, ann))
                     check_points(ann.where, ann.keypoints[ann.annotated], w, h, ann.box is not None)
                 tally.face(path.name, check)
     except DataFormatError as exc:

@@ -242,6 +242,23 @@ def _check_count(where: str, found: int, num_keypoints: int | None) -> None:
         raise DataFormatError(where, f"{found} keypoints per face, but the keypoint scheme has {num_keypoints}")
 
 
+def annotation_image(base: pathlib.Path, ann: Annotation) -> pathlib.Path:
+    """The image file of a CSV / COCO annotation (relative to ``base``); a `DataFormatError` naming the
+    row or annotation when it is missing."""
+    path = base / ann.image
+    if not path.is_file():
+        raise DataFormatError(ann.where, f"image {ann.image} not found (looked for {path})")
+    return path
+
+
+def coco_image_folder(path: pathlib.Path, annotations: list[Annotation]) -> pathlib.Path:
+    """Where a COCO file's ``file_name``s are: its own folder, or an ``images/`` folder beside it."""
+    base = path.parent
+    if not (base / annotations[0].image).is_file() and (base / "images" / annotations[0].image).is_file():
+        base = base / "images"
+    return base
+
+
 def load_annotations(annotations: list[Annotation], base: pathlib.Path, groups: str | list[str],
                      num_keypoints: int | None, crop_rule: str, on_error: str, cache_name: str,
                      cache_files: list[pathlib.Path], cache_dir) -> FaceSet:
@@ -261,9 +278,7 @@ def load_annotations(annotations: list[Annotation], base: pathlib.Path, groups: 
 
     def process(item):
         path, name, group, ann = item
-        if not path.is_file():
-            raise DataFormatError(ann.where, f"image {ann.image} not found (looked for {path})")
-        image = load_image(path)
+        image = load_image(annotation_image(base, ann))
         h, w = image.shape[:2]
         check_points(ann.where, ann.keypoints[ann.annotated], w, h, has_box=ann.box is not None)
         codes = np.where(ann.annotated, 0, NOT_ANNOTATED).astype(np.int32)
@@ -289,10 +304,7 @@ def load_coco(path: str | os.PathLike, num_keypoints: int | None = None, crop_ru
     or to an ``images/`` folder beside it when the file is there)."""
     path = pathlib.Path(path)
     anns, _ = read_coco_keypoints(path)
-    base = path.parent
-    if not (base / anns[0].image).is_file() and (base / "images" / anns[0].image).is_file():
-        base = base / "images"
-    return load_annotations(anns, base, path.stem, num_keypoints, crop_rule, on_error, f"coco-{path.stem}",
+    return load_annotations(anns, coco_image_folder(path, anns), path.stem, num_keypoints, crop_rule, on_error, f"coco-{path.stem}",
                             [path], cache_dir)
 
 
