@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Sequence
 
 import numpy as np
@@ -320,7 +321,11 @@ def predict_images(run_crops, images, boxes, box_format: BoxFormat, finder=None,
     ``batch_size`` faces at a time run by ``run_crops`` (crops -> {"keypoints", "confidence"}), and
     the keypoints mapped back to image pixels. ``on_result(result, preview)``: called as each image is
     done, with its pixels as decoded for it, at most ``preview_side`` long (``(rgb, scale)``; ``None``
-    for an image that could not be read)."""
+    for an image that could not be read). ``images``: one path or array, or a list of them."""
+    if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
+        raise ValueError(f"max_faces={max_faces!r} must be a positive integer or None")
+    single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim <= 3)
+    images = [images] if single else list(images)
     per_image = boxes_per_image(images, boxes)
 
     def prepare(i):

@@ -283,10 +283,6 @@ class Landmarker(keras.Model):
             raise TypeError(f"Landmarker.predict takes images and boxes; unexpected {sorted(kwargs)} "
                             f"(use predict_crops for 80x80 crops)")
         self.mirror_permutation(flip)  # a scheme without a mirror fails before any image is read
-        if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
-            raise ValueError(f"max_faces={max_faces!r} must be a positive integer or None")
-        single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim <= 3)
-        images = [images] if single else list(images)
         given_format = self.box_format(box_format)
         finder = self.detector if detector is None else make_detector(detector)
         found_format = self.box_format(finder.name) if finder is not None else None

@@ -97,10 +97,6 @@ class ExportedLandmarker:
         from rcn_keras import inference
         from rcn_keras.detection.registry import make_detector
 
-        if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
-            raise ValueError(f"max_faces={max_faces!r} must be a positive integer or None")
-        single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim <= 3)
-        images = [images] if single else list(images)
         finder = make_detector(detector)
         found_format = self.box_format(finder.name) if finder is not None else None
         return inference.predict_images(self, images, boxes, self.box_format(box_format), finder, found_format,
