@@ -21,7 +21,8 @@ class FaceSet:
     * ``border_codes`` (N, K) int32 300W border codes (0 = not at an image border; MTFL all 0);
     * ``pads`` (N, 4) float32 pad ratios of the rectangle [left, top, right, bottom];
     * ``names`` file names (or ids), ``groups`` subset label per face (e.g. "afw", "helen");
-    * ``skipped`` (file, reason) for inputs skipped with ``on_error="skip"``.
+    * ``skipped`` (file, reason) for inputs skipped with ``on_error="skip"``;
+    * ``weights`` (N,) float32 loss weight of each face's labels (``None``: all 1; pseudo-labels weigh less).
     """
 
     images: np.ndarray
@@ -32,9 +33,14 @@ class FaceSet:
     names: list[str]
     groups: list[str]
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    weights: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.images)
+        if self.weights is not None:
+            self.weights = np.asarray(self.weights, np.float32).reshape(-1)
+            if len(self.weights) != n or not np.all(np.isfinite(self.weights)) or np.any(self.weights < 0):
+                raise ValueError(f"FaceSet.weights must be {n} finite values >= 0, got {len(self.weights)}")
         if self.images.shape[1:] != (STAGE_A_SIZE, STAGE_A_SIZE):
             raise ValueError(f"FaceSet images must be (N, {STAGE_A_SIZE}, {STAGE_A_SIZE}), got {self.images.shape}")
         for name in ("keypoints", "rects", "border_codes", "pads", "names", "groups"):
@@ -48,6 +54,15 @@ class FaceSet:
         return len(self.images)
 
     @property
+    def label_weights(self) -> np.ndarray:
+        """The loss weight of each face's labels, (N,) float32 (ones when ``weights`` is ``None``)."""
+        return np.ones(len(self), np.float32) if self.weights is None else self.weights
+
+    def weighted(self, weight: float) -> "FaceSet":
+        """The same faces with every face's labels weighing ``weight`` in the loss."""
+        return dataclasses.replace(self, weights=np.full(len(self), weight, np.float32))
+
+    @property
     def num_keypoints(self) -> int:
         return self.keypoints.shape[1]
 
@@ -56,7 +71,7 @@ class FaceSet:
         idx = np.asarray(indices, dtype=np.int64)
         return FaceSet(self.images[idx], self.keypoints[idx], self.rects[idx], self.border_codes[idx],
                        self.pads[idx], [self.names[i] for i in idx], [self.groups[i] for i in idx],
-                       list(self.skipped))
+                       list(self.skipped), None if self.weights is None else self.weights[idx])
 
     def where_group(self, *groups: str) -> "FaceSet":
         """Faces whose group is one of ``groups``."""
@@ -83,4 +98,6 @@ class FaceSet:
         cat = lambda name: np.concatenate([getattr(s, name) for s in sets])  # noqa: E731
         return FaceSet(cat("images"), cat("keypoints"), cat("rects"), cat("border_codes"), cat("pads"),
                        sum((s.names for s in sets), []), sum((s.groups for s in sets), []),
-                       sum((s.skipped for s in sets), []))
+                       sum((s.skipped for s in sets), []),
+                       None if all(s.weights is None for s in sets)
+                       else np.concatenate([s.label_weights for s in sets]))

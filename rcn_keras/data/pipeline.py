@@ -2,7 +2,8 @@
 reshuffled), validation (jittered and occluded once with a fixed seed), test (no jitter).
 
 Each element is ``(image, target)``: image (B, 80, 80, 1) float32 raw intensities 0-255 (LCN is
-inside the model), target (B, K, 3) = normalised x, y in [0, 1] and the 0/1 loss mask.
+inside the model), target (B, K, 3) = normalised x, y in [0, 1] and the loss mask: 0/1 times the face's
+label weight (`FaceSet.weights`: 1 for true labels, less for pseudo-labels).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, perm: l
             image = aug.photometric(image, seed + 5, config)
         if jitter and config.occlusion:
             image = aug.occlude(image, seed + 3, config)
-        mask = aug.label_mask(points, sample["border_codes"], mask_outside)
+        mask = aug.label_mask(points, sample["border_codes"], mask_outside) * sample["weight"]
         if perm is not None:
             do_flip = tf.random.stateless_uniform([], seed + 11) < 0.5
             image, points, mask = tf.cond(do_flip, lambda: aug.flip_sample(image, points, mask, perm),
@@ -78,7 +79,8 @@ def make_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64,
     if mask_outside is None:
         mask_outside = scheme.mask_outside
     tensors = {"image": faces.images, "keypoints": faces.keypoints, "rect": faces.rects,
-               "border_codes": faces.border_codes, "index": tf.range(len(faces), dtype=tf.int64)}
+               "border_codes": faces.border_codes, "weight": faces.label_weights,
+               "index": tf.range(len(faces), dtype=tf.int64)}
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     if mode == "train":
         ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)

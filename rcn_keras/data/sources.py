@@ -31,7 +31,9 @@ class DataConfig:
     (train on ``train_subsets``, split off ``validation``, test on ``test_subsets``); ``mtfl`` reads
     MTFL's ``training.txt`` (1,000 validation faces) and tests on ``testing.txt`` (AFLW). ``pts`` (a folder),
     ``csv`` and ``coco`` (the annotation file) read a user's keypoints from ``root``, split off
-    ``validation`` and test on ``test_root`` (same format) when given."""
+    ``validation`` and test on ``test_root`` (same format) when given. ``extra_train``: more training
+    faces (a keypoint CSV, a COCO JSON or a folder of ``.pts``: e.g. pseudo-labels, `rcn pseudo-label`),
+    their labels weighing ``extra_weight`` in the loss; never validation or test faces."""
 
     source: str = "synthetic"
     root: str | None = None
@@ -45,6 +47,8 @@ class DataConfig:
     seed: int = 0
     cache_dir: str | None = None
     on_error: str = "raise"
+    extra_train: tuple[str, ...] = ()
+    extra_weight: float = 1.0
 
     def __post_init__(self):
         if self.source not in DATA_SOURCES:
@@ -53,7 +57,7 @@ class DataConfig:
             raise ValueError(f"data.source={self.source!r} needs data.root ({root_kind(self.source)})")
         if self.test_root and self.source not in CUSTOM_SOURCES:
             raise ValueError(f"data.test_root is for the sources {CUSTOM_SOURCES}; {self.source!r} has its own test sets")
-        for name in ("train_subsets", "test_subsets"):
+        for name in ("train_subsets", "test_subsets", "extra_train"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
                 raise ValueError(f"data.{name}={value!r} must be a list of subset names")
@@ -67,6 +71,11 @@ class DataConfig:
                 raise ValueError(f"data.{name}={value!r} must be a positive integer")
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error={self.on_error!r} is not allowed; allowed: raise, skip")
+        w = self.extra_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= 1:
+            raise ValueError(f"data.extra_weight={w!r} must be a number in (0, 1]")
+        if self.extra_train and self.source == "synthetic":
+            raise ValueError("data.extra_train adds real faces to a real data source, not to synthetic faces")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -103,9 +112,24 @@ def load_faces(source: str, root: str | None = None, num_keypoints: int = 68, su
     return datasets.load_afw(root, on_error=on_error, cache_dir=cache_dir)
 
 
+def extra_source(path: str) -> str:
+    """The keypoint format of an ``extra_train`` entry: a folder of ``.pts``, a ``.json`` COCO file or a CSV."""
+    p = pathlib.Path(path)
+    return "pts" if p.is_dir() else "coco" if p.suffix.lower() == ".json" else "csv"
+
+
 def load_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None = None) -> Splits:
     """Train / validation / test face sets of ``data`` for a model of ``num_keypoints`` (``crop_rule``: the
-    keypoint scheme's, for a user's keypoints)."""
+    keypoint scheme's, for a user's keypoints), with the ``extra_train`` faces added to the training set."""
+    splits = _source_splits(data, num_keypoints, crop_rule)
+    if not data.extra_train:
+        return splits
+    common = dict(num_keypoints=num_keypoints, on_error=data.on_error, cache_dir=data.cache_dir, crop_rule=crop_rule)
+    extras = [load_faces(extra_source(p), p, **common).weighted(data.extra_weight) for p in data.extra_train]
+    return Splits(FaceSet.concat([splits.train, *extras]), splits.validation, splits.test)
+
+
+def _source_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None) -> Splits:
     d, k = data, num_keypoints
     if d.source == "synthetic":
         return Splits(synthetic_faces(d.synthetic_train, k, seed=d.seed),

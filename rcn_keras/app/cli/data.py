@@ -1,10 +1,13 @@
 """``rcn data check``: a dataset's layout checked before training: faces per subset against the published
-counts, and one line per missing image, unreadable image or bad annotation (exit code 2 if any)."""
+counts, and one line per missing image, unreadable image or bad annotation (exit code 2 if any).
+``rcn data pseudo-label``: a 68-point model's points for MTFL's 5-point faces, checked against and anchored
+to their true points, as a keypoint CSV that training adds with ``data.extra_train`` (self-training)."""
 
 from __future__ import annotations
 
 import argparse
 
+from rcn_keras.app.cli.common import finite_float, positive_int
 from rcn_keras.data.check import CHECK_SOURCES
 
 NAME = "data"
@@ -27,6 +30,23 @@ def add_parser(sub) -> argparse.ArgumentParser:
     check.add_argument("--root", required=True, help="dataset folder (mtfl, 300w, afw, pts) or annotation file "
                                                      "(csv, coco)")
     check.set_defaults(func=run, needs_tensorflow=False)
+    label = actions.add_parser("pseudo-label", help="a 68-point model's points for MTFL's faces, kept where they "
+                                                    "agree with the 5 true points (training adds them with "
+                                                    "--set data.extra_train='[\"CSV\"]')")
+    label.add_argument("--model", default="rcn-300w", help="the 68-point model: .keras file or shipped name "
+                                                            "(its shape prior gives the first crops)")
+    label.add_argument("--root", required=True, help="MTFL folder (datasets/mtfl.md)")
+    label.add_argument("--list-file", default="training.txt", help="MTFL list of the faces to label")
+    label.add_argument("--out", required=True, help="the keypoint CSV to write (a JSON summary goes beside it)")
+    label.add_argument("--max-error", type=finite_float, default=10.0,
+                       help="keep faces whose points are within this %% of the eye distance of the true 5")
+    label.add_argument("--no-anchor", action="store_true", help="keep the model's points as they are (default: "
+                                                                "moved onto the true 5 points)")
+    label.add_argument("--no-flip", action="store_true", help="no flip test-time averaging")
+    label.add_argument("--rounds", type=positive_int, default=2, help="crops: the first from the true points, "
+                                                                      "each next from the previous points")
+    label.add_argument("--batch-size", type=positive_int, default=64)
+    label.set_defaults(func=run_pseudo_label)
     return p
 
 
@@ -45,4 +65,61 @@ def run(args) -> int:
               ("" if report.problems else ": no faces found"))
         return 2
     print(f"layout ok; next: {NEXT[args.data].format(root=args.root)}")
+    return 0
+
+
+def _is_keypoint_csv(path) -> bool:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.readline().startswith("image,x1,y1")
+
+
+def run_pseudo_label(args) -> int:
+    import json
+    import pathlib
+
+    import keras
+    import numpy as np
+
+    from rcn_keras.data.formats import read_mtfl_list
+    from rcn_keras.files import atomic_write_text, check_output
+    from rcn_keras.landmarker import load_landmarker
+    from rcn_keras.pseudo_labels import pseudo_labels, write_pseudo_labels
+
+    if pathlib.Path(args.list_file).name == "testing.txt":
+        raise ValueError("--list-file testing.txt is MTFL's test set (AFLW): never train on it; label training.txt")
+    if not args.max_error > 0:
+        raise ValueError(f"--max-error {args.max_error} must be a positive percentage")
+    out = check_output(args.out, "file", "keypoint CSV", _is_keypoint_csv)
+    model = load_landmarker(args.model)
+    if model.num_keypoints != 68 or not model.keypoints.is_standard:
+        raise ValueError(f"--model {args.model} predicts {model.num_keypoints} points; pseudo-labels need a "
+                         f"model of the 68 iBUG points")
+    if model.shape_prior is None:
+        raise ValueError(f"--model {args.model} has no shape prior (its mean shape places the first crops): "
+                         f"train with --set shape_prior=on")
+    root = pathlib.Path(args.root)
+    records = read_mtfl_list(root / args.list_file)
+    images = [str(root / r.image) for r in records]
+    points5 = np.stack([r.keypoints for r in records])
+    mean = np.asarray(keras.ops.convert_to_numpy(model.shape_prior.mean), np.float64)  # only its shape is used
+
+    def predict(part, boxes):
+        return model.predict(part, boxes, box_format="landmarks", flip=not args.no_flip,
+                             batch_size=args.batch_size)
+
+    def progress(done, total):
+        if done == total or done % 2048 < 256:
+            print(f"rcn: {done} / {total} crops", flush=True)
+
+    labels = pseudo_labels(predict, images, points5, mean, args.max_error, not args.no_anchor, args.rounds,
+                           progress)
+    write_pseudo_labels(out, labels)
+    summary = {"model": str(args.model), "list": str(root / args.list_file), "anchored": not args.no_anchor,
+               "flip": not args.no_flip, "rounds": args.rounds, **labels.summary(),
+               "per_face": [{"image": i, "agreement": round(float(a), 3)} for i, a in zip(labels.images, labels.agreement)]}
+    atomic_write_text(out.with_suffix(".json"), json.dumps(summary, indent=2))
+    print(f"kept {summary['kept']} of {summary['faces']} faces within {args.max_error:g} % of the eye distance "
+          f"(median {summary['agreement_median']:.2f} %); wrote {out}")
+    print(f"next: rcn train --init {args.model} --data 300w --root ROOT --set data.extra_train='[\"{out}\"]' "
+          f"--set data.extra_weight=0.5 --out runs/self_trained")
     return 0
