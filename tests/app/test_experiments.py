@@ -1,6 +1,7 @@
 """`rcn experiment`: row definitions, the resumable runner and its results table, the time budget."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -116,6 +117,25 @@ def test_cli_experiment_report_only_and_bad_name(tmp_path, capsys):
     assert "0 of 6 rows finished" in capsys.readouterr().out
     assert cli.main(["experiment", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_previous_results_join_the_tables_where_their_rows_are_not_on_disk(tmp_path, capsys):
+    committed = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "mtfl_paper_tables_results.json"
+    rows = json.loads(committed.read_text())["results"]
+    assert cli.main(["experiment", "mtfl-tables", "--out", str(tmp_path / "out"), "--report-only",
+                     "--previous", str(committed)]) == 0
+    joined = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    assert sorted(r["row"] for r in joined) == sorted(r["row"] for r in rows)
+    tables = (tmp_path / "out" / "paper_tables.md").read_text()
+    assert "| RCN (6 branches) | 6.40 |" in tables and "| SumNet (6 branches) | 7.63 |" in tables
+    (tmp_path / "other.json").write_text(json.dumps({"experiment": "paper-tables", "results": []}))
+    (tmp_path / "bad.json").write_text("{")
+    capsys.readouterr()
+    for name, message in (("other.json", "holds the results of 'paper-tables', not 'mtfl-tables'"),
+                          ("bad.json", "not JSON")):
+        assert cli.main(["experiment", "mtfl-tables", "--out", str(tmp_path / "out"), "--report-only",
+                         "--previous", str(tmp_path / name)]) == 2
+        assert message in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -24,6 +24,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a training option of every row, e.g. optimizer=adam (use a new --out)")
     p.add_argument("--report-only", action="store_true", help="only re-make the tables from finished rows")
+    p.add_argument("--previous", metavar="RESULTS_JSON",
+                   help="an earlier results.json: its rows join the tables where they are not in --out")
     p.add_argument("--progress", type=int, default=2, choices=(0, 1, 2))
     p.set_defaults(func=run)
     return p
@@ -37,12 +39,29 @@ def run(args) -> int:
     out = args.out or f"runs/experiments/{args.name}"
     exp = get_experiment(args.name)
     root = args.root or os.environ.get(f"RCN_{exp.source.upper()}_ROOT", f"../shared/data/{exp.source}")
+    previous = read_previous(args.previous, exp.name) if args.previous else None
     if args.report_only:
         chosen = expand_rows(exp, args.rows, tuple(args.seeds or ()) or None) if args.rows or args.seeds else None
-        path = write_results(exp, out, chosen)
+        path = write_results(exp, out, chosen, previous)
     else:
         overrides = dict(parse_override(s) for s in args.set or [])
         path = run_experiment(exp, root, out, args.rows, tuple(args.seeds or ()) or None,
-                              args.budget_minutes, args.epochs, args.cache_dir, args.progress, overrides)
+                              args.budget_minutes, args.epochs, args.cache_dir, args.progress, overrides, previous)
     print(pathlib.Path(path).read_text())
     return 0
+
+
+def read_previous(path: str, name: str) -> list[dict]:
+    """The rows of an earlier results.json of experiment ``name``; one line naming the file otherwise."""
+    import json
+
+    try:
+        data = json.loads(pathlib.Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--previous {path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list) or \
+            not all(isinstance(r, dict) and "row" in r for r in data["results"]):
+        raise ValueError(f"--previous {path}: not an experiment's results.json")
+    if data.get("experiment") != name:
+        raise ValueError(f"--previous {path} holds the results of {data.get('experiment')!r}, not {name!r}")
+    return data["results"]

@@ -129,12 +129,16 @@ def rows_on_disk(exp: Experiment, out: str | pathlib.Path) -> list[Row]:
     return list(exp.rows) + [r for r in extra if r not in exp.rows]
 
 
-def write_results(exp: Experiment, out: str | pathlib.Path, rows: list[Row] | None = None) -> pathlib.Path:
+def write_results(exp: Experiment, out: str | pathlib.Path, rows: list[Row] | None = None,
+                  previous: list[dict] | None = None) -> pathlib.Path:
     """results.md (one table per keypoint count / table group) and results.json under ``out``, for
-    ``rows`` (default: all rows and seeds found on disk)."""
+    ``rows`` (default: all rows and seeds found on disk) and the ``previous`` results (an earlier
+    results.json's, e.g. of rows trained on another machine) of rows not on disk."""
     out = pathlib.Path(out)
     rows = rows if rows is not None else rows_on_disk(exp, out)
     results = collect(exp, out, rows)
+    done = {(r["row"], r.get("seed")) for r in results}
+    results += [r for r in previous or [] if (r["row"], r.get("seed")) not in done]
     md = [f"# Experiment {exp.name}", "", exp.description, ""]
     for table in dict.fromkeys(r.table for r in rows):
         sel = [r for r in results if r["table"] == table]
@@ -154,7 +158,7 @@ def write_results(exp: Experiment, out: str | pathlib.Path, rows: list[Row] | No
 def run_experiment(experiment: str | Experiment, root: str, out: str | pathlib.Path, rows: list[str] | None = None,
                    seeds: tuple[int, ...] | None = None, budget_minutes: float | None = None,
                    epochs: int | None = None, cache_dir: str | None = None, verbose: int | str = 2,
-                   overrides: dict | None = None) -> pathlib.Path:
+                   overrides: dict | None = None, previous: list[dict] | None = None) -> pathlib.Path:
     """Train every (chosen) row of ``experiment`` (a name or an `Experiment`) in turn, then write the
     results table. Interrupt it at any time: the next call resumes the row it was in and skips finished ones."""
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
@@ -180,5 +184,5 @@ def run_experiment(experiment: str | Experiment, root: str, out: str | pathlib.P
         except FolderInUse:
             print(f"[{exp.name}] {row.name}: being trained by another process, skipped", flush=True)
             continue
-        write_results(exp, out)
-    return write_results(exp, out)
+        write_results(exp, out, previous=previous)
+    return write_results(exp, out, previous=previous)
