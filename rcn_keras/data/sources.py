@@ -32,7 +32,7 @@ class DataConfig:
     MTFL's ``training.txt`` (1,000 validation faces) and tests on ``testing.txt`` (AFLW). ``pts`` (a folder),
     ``csv`` and ``coco`` (the annotation file) read a user's keypoints from ``root``, split off
     ``validation`` and test on ``test_root`` (same format) when given. ``extra_train``: more training
-    faces (a keypoint CSV, a COCO JSON or a folder of ``.pts``: e.g. pseudo-labels, `rcn pseudo-label`),
+    faces (a keypoint CSV, a COCO JSON or a folder of ``.pts``: e.g. pseudo-labels, `rcn data pseudo-label`),
     their labels weighing ``extra_weight`` in the loss; never validation or test faces."""
 
     source: str = "synthetic"
@@ -60,7 +60,8 @@ class DataConfig:
         for name in ("train_subsets", "test_subsets", "extra_train"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
-                raise ValueError(f"data.{name}={value!r} must be a list of subset names")
+                what = "annotation files or folders" if name == "extra_train" else "subset names"
+                raise ValueError(f"data.{name}={value!r} must be a list of {what}")
             setattr(self, name, tuple(value))
         v = self.validation
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < 1 or (v >= 1 and v == int(v))):
