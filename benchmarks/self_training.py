@@ -1,0 +1,89 @@
+"""68-point models with and without MTFL's faces (issues 32, 33): each model on the 300W validation split
+(the seed-7345 10 % of AFW + HELEN train, which no shipped 68-point model trained on), read four ways:
+the read-out alone, with its shape prior (one fitted on the 1,087 training faces where the model has
+none), flip-averaged with the prior, and from detector-like boxes with the prior; beside its parameters,
+training faces and time. Writes results/self_training.{json,md}.
+
+    python benchmarks/self_training.py rcn-300w runs/st1 rcn-300w-fast runs/fast_st1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _common import RESULTS, environment, print_table, write_results  # noqa: E402
+from real_faces import jittered  # noqa: E402
+
+SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
+COLUMNS = ["model", "params", "train faces", "train min", "read-out alone", "shape prior", "flip + prior",
+           "detector-like box + prior"]
+
+
+def describe(spec: str) -> tuple[str, dict]:
+    """The model file of ``spec`` (a shipped name or a run folder) and what is known of its training."""
+    folder = pathlib.Path(spec)
+    if (folder / "best.keras").is_file():
+        summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+        return str(folder / "best.keras"), {"train faces": summary.get("train_faces"),
+                                            "train min": (summary.get("train_seconds") or 0) / 60 or None}
+    from rcn_keras.presets import get_preset
+
+    card = get_preset(spec).card() or {}
+    return spec, {"train faces": 1087, "train min": card.get("train_minutes")}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("models", nargs="+", help="shipped model names or training run folders")
+    p.add_argument("--root", default=str(SHARED))
+    args = p.parse_args(argv)
+    if not pathlib.Path(args.root).is_dir():
+        print(f"skipped: {args.root} not found (the 300W data is research-only and not shipped)")
+        return 0
+    from rcn_keras.app.training.fit import training_shapes
+    from rcn_keras.data.sources import DataConfig, load_splits
+    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
+    from rcn_keras.landmarker import load_landmarker
+    from rcn_keras.models.shape_prior import ShapePrior
+
+    splits = load_splits(DataConfig(source="300w", root=args.root), 68)
+    val, moved = splits.validation, jittered(splits.validation)
+    fitted = None
+    rows = []
+    for spec in args.models:
+        path, info = describe(spec)
+        model = load_landmarker(path)
+        prior = model.shape_prior
+        if prior is None:
+            fitted = fitted or ShapePrior.from_shapes(training_shapes(splits.train))
+            prior = fitted
+        plain, with_prior = model.with_shape_prior(None), model.with_shape_prior(prior)
+
+        def nme(m, faces, flip=False):
+            pred, gt, _ = predict_faceset(m, faces, flip=flip)
+            return headline_rows(evaluate_predictions(pred, gt, faces)["rows"])[0]["nme"]
+
+        rows.append({"model": spec, "params": int(model.backbone.count_params()), **info,
+                     "own prior": model.shape_prior is not None,
+                     "read-out alone": nme(plain, val), "shape prior": nme(with_prior, val),
+                     "flip + prior": nme(with_prior, val, True), "detector-like box + prior": nme(with_prior, moved)})
+    print(f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints")
+    table = print_table(rows, COLUMNS)
+    from rcn_keras.files import atomic_write_text
+
+    atomic_write_text(RESULTS / "self_training.md", "# 68 points with and without MTFL's faces\n\n"
+                      f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints "
+                      "(`python benchmarks/self_training.py`).\n\n" + table + "\n")
+    print(f"wrote {write_results('self_training', {'rows': rows, 'environment': environment()})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
