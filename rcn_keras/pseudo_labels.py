@@ -23,6 +23,7 @@ import numpy as np
 
 from rcn_keras.files import atomic_write_text
 from rcn_keras.keypoints import FIVE_FROM_68
+from rcn_keras.models.shape_prior import fit_similarity
 
 EYES = (0, 1)  # rows of the two eye centres among the 5 points
 
@@ -48,19 +49,9 @@ class PseudoLabels:
                 "agreement_p90": float(np.percentile(a, 90)), "bias_eye_distance": self.bias.round(4).tolist()}
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[complex, complex]:
-    """The least-squares similarity z -> a z + b (complex form) taking points ``src`` (M, 2) onto ``dst``."""
-    zs, zd = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
-    ms, md = zs.mean(), zd.mean()
-    a = np.vdot(zs - ms, zd - md) / max(np.vdot(zs - ms, zs - ms).real, 1e-12)
-    return a, md - a * ms
-
-
 def place_shape(shape: np.ndarray, points5: np.ndarray) -> np.ndarray:
     """``shape`` (68, 2) moved by the similarity that best takes its 5 derived points onto ``points5``."""
-    a, b = similarity(FIVE_FROM_68 @ shape, points5)
-    z = a * (shape[:, 0] + 1j * shape[:, 1]) + b
-    return np.stack([z.real, z.imag], axis=-1)
+    return fit_similarity(FIVE_FROM_68 @ shape, points5)(shape)
 
 
 def tight_box(points: np.ndarray) -> tuple[float, float, float, float]:

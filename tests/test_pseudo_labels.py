@@ -126,15 +126,17 @@ def test_rcn_data_pseudo_label_refuses_the_test_set_a_model_without_a_prior_and_
     prior = ["--model", str(tiny_68 / "prior.keras")]
     foreign = tmp_path / "notes.csv"
     foreign.write_text("mine\n")
+    (tmp_path / "d.json").write_text("{}")
     cases = [(prior + ["--list-file", "testing.txt", "--out", str(tmp_path / "a.csv")], "test set (AFLW)"),
              (["--model", str(tiny_68 / "plain.keras"), "--out", str(tmp_path / "b.csv")], "has no shape prior"),
              (prior + ["--out", str(foreign)], "is not a keypoint CSV"),
+             (prior + ["--out", str(tmp_path / "d.csv")], "d.json exists and is not a pseudo-label summary"),
              (prior + ["--out", str(tmp_path / "c.csv"), "--max-error", "0"], "must be a positive")]
     for extra, message in cases:
         assert cli.main(base + extra) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
-    assert foreign.read_text() == "mine\n"
+    assert foreign.read_text() == "mine\n" and (tmp_path / "d.json").read_text() == "{}"
 
 
 def test_extra_training_faces_are_added_with_their_weight(tmp_path):

@@ -220,11 +220,18 @@ def procrustes_pca(shapes: np.ndarray, num_modes: int, rounds: int = 5):
     return mean, vt[:num_modes].reshape(num_modes, *mean.shape), np.maximum(variances, 1e-12)
 
 
-def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """``src`` (K, 2) moved by the least-squares similarity onto ``dst``."""
+def fit_similarity(src: np.ndarray, dst: np.ndarray):
+    """The least-squares similarity (scale, rotation, shift) taking points ``src`` (M, 2) onto ``dst``, as a
+    function of points (..., 2)."""
     ms, md = src.mean(0), dst.mean(0)
     s, d = src - ms, dst - md
-    den = (s * s).sum()
+    den = max(float((s * s).sum()), 1e-12)
     a = (s * d).sum() / den
     b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / den
-    return s @ np.array([[a, b], [-b, a]]) + md
+    matrix = np.array([[a, b], [-b, a]])
+    return lambda points: (np.asarray(points) - ms) @ matrix + md
+
+
+def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``src`` (K, 2) moved by the least-squares similarity onto ``dst``."""
+    return fit_similarity(src, dst)(src)

@@ -77,6 +77,16 @@ def _is_keypoint_csv(path) -> bool:
         return f.readline().startswith("image,x1,y1")
 
 
+def _is_label_summary(path) -> bool:
+    import json
+
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "per_face" in data and "max_error" in data
+
+
 def run_pseudo_label(args) -> int:
     import json
     import pathlib
@@ -94,6 +104,7 @@ def run_pseudo_label(args) -> int:
     if not args.max_error > 0:
         raise ValueError(f"--max-error {args.max_error} must be a positive percentage")
     out = check_output(args.out, "file", "keypoint CSV", _is_keypoint_csv)
+    summary_path = check_output(out.with_suffix(".json"), "file", "pseudo-label summary", _is_label_summary)
     model = load_landmarker(args.model)
     if model.num_keypoints != 68 or not model.keypoints.is_standard:
         raise ValueError(f"--model {args.model} predicts {model.num_keypoints} points; pseudo-labels need a "
@@ -121,7 +132,7 @@ def run_pseudo_label(args) -> int:
     summary = {"model": str(args.model), "list": str(root / args.list_file), "anchored": not args.no_anchor,
                "flip": not args.no_flip, "rounds": args.rounds, **labels.summary(),
                "per_face": [{"image": i, "agreement": round(float(a), 3)} for i, a in zip(labels.images, labels.agreement)]}
-    atomic_write_text(out.with_suffix(".json"), json.dumps(summary, indent=2))
+    atomic_write_text(summary_path, json.dumps(summary, indent=2))
     print(f"kept {summary['kept']} of {summary['faces']} faces within {args.max_error:g} % of the eye distance "
           f"(median {summary['agreement_median']:.2f} %); wrote {out}")
     print(f"next: rcn train --init {args.model} --data 300w --root ROOT --set data.extra_train='[\"{out}\"]' "
