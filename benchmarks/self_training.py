@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -36,7 +37,9 @@ def describe(spec: str) -> tuple[str, dict]:
     from rcn_keras.presets import get_preset
 
     card = get_preset(spec).card() or {}
-    return spec, {"train faces": 1087, "train min": card.get("train_minutes")}
+    faces = re.search(r"(\d[\d,]*) training faces", card.get("data", ""))  # e.g. "(1087 training faces; ..."
+    return spec, {"train faces": int(faces.group(1).replace(",", "")) if faces else None,
+                  "train min": card.get("train_minutes")}
 
 
 def main(argv=None) -> int:
