@@ -337,6 +337,30 @@ def read_keypoint_csv(path: PathLike) -> list[Annotation]:
     return out
 
 
+KEYPOINT_CSV_HEADER = "image,x1,y1"  # how a keypoint CSV written by `write_keypoint_csv` starts
+
+
+def write_keypoint_csv(path: PathLike, images: list[str], points: np.ndarray) -> None:
+    """Write one face per image as a keypoint CSV (`read_keypoint_csv`: a header, then ``image, x1, y1,
+    ...`` as 0-based pixel centres), atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    k = np.asarray(points).shape[1]
+    writer.writerow(["image"] + [f"{c}{i}" for i in range(1, k + 1) for c in "xy"])
+    for image, p in zip(images, points):
+        writer.writerow([image] + [f"{v:.2f}" for v in np.asarray(p, np.float64).reshape(-1)])
+    atomic_write_text(path, buf.getvalue())
+
+
+def is_keypoint_csv(path: PathLike) -> bool:
+    """Whether ``path`` starts as a keypoint CSV `write_keypoint_csv` writes (what an output may replace)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.readline().startswith(KEYPOINT_CSV_HEADER)
+
+
 def read_coco_keypoints(path: PathLike) -> tuple[list[Annotation], list[str] | None]:
     """Read a COCO keypoints JSON: ``images`` (id, file_name), ``annotations`` (image_id, ``keypoints``
     [x, y, v] * K, optional ``bbox`` x, y, w, h) and optionally ``categories[0].keypoints`` (the point

@@ -12,9 +12,6 @@ from rcn_keras.data.check import CHECK_SOURCES
 
 NAME = "data"
 SHOWN_PROBLEMS = 30
-# Pseudo-label threshold: rcn-300w's validation faces within 5 % keep 90 % of them at 4.53 % NME, those
-# beyond score 8.54 % (benchmarks/results/pseudo_label_threshold.json).
-MAX_ERROR = 5.0
 # What to run once a layout checks out (datasets/*.md explain each).
 NEXT = {"mtfl": "rcn train --preset rcn_mtfl_real --data mtfl --root {root} --out runs/mtfl",
         "300w": "rcn train --preset rcn_300w_real --data 300w --root {root} --out runs/300w",
@@ -41,9 +38,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     label.add_argument("--root", required=True, help="MTFL folder (datasets/mtfl.md)")
     label.add_argument("--list-file", default="training.txt", help="MTFL list of the faces to label")
     label.add_argument("--out", required=True, help="the keypoint CSV to write (a JSON summary goes beside it)")
-    label.add_argument("--max-error", type=finite_float, default=MAX_ERROR,
+    label.add_argument("--max-error", type=finite_float, default=None,
                        help="keep faces whose 5 derived points are within this %% of the eye distance of the true "
-                            "5 (default: picked on 300W validation faces, benchmarks/pseudo_label_threshold.py)")
+                            "5 (default 5, picked on 300W validation faces: benchmarks/pseudo_label_threshold.py)")
     label.add_argument("--no-anchor", action="store_true", help="keep the model's points as they are (default: "
                                                                 "moved onto the true 5 points)")
     label.add_argument("--no-flip", action="store_true", help="no flip test-time averaging")
@@ -72,11 +69,6 @@ def run(args) -> int:
     return 0
 
 
-def _is_keypoint_csv(path) -> bool:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return f.readline().startswith("image,x1,y1")
-
-
 def _is_label_summary(path) -> bool:
     import json
 
@@ -94,16 +86,17 @@ def run_pseudo_label(args) -> int:
     import keras
     import numpy as np
 
-    from rcn_keras.data.formats import read_mtfl_list
+    from rcn_keras.data.formats import is_keypoint_csv, read_mtfl_list
     from rcn_keras.files import atomic_write_text, check_output
     from rcn_keras.landmarker import load_landmarker
-    from rcn_keras.pseudo_labels import pseudo_labels, write_pseudo_labels
+    from rcn_keras.pseudo_labels import MAX_ERROR, pseudo_labels, write_pseudo_labels
 
     if pathlib.Path(args.list_file).name == "testing.txt":
         raise ValueError("--list-file testing.txt is MTFL's test set (AFLW): never train on it; label training.txt")
-    if not args.max_error > 0:
-        raise ValueError(f"--max-error {args.max_error} must be a positive percentage")
-    out = check_output(args.out, "file", "keypoint CSV", _is_keypoint_csv)
+    max_error = MAX_ERROR if args.max_error is None else args.max_error
+    if not max_error > 0:
+        raise ValueError(f"--max-error {max_error} must be a positive percentage")
+    out = check_output(args.out, "file", "keypoint CSV", is_keypoint_csv)
     summary_path = check_output(out.with_suffix(".json"), "file", "pseudo-label summary", _is_label_summary)
     model = load_landmarker(args.model)
     if model.num_keypoints != 68 or not model.keypoints.is_standard:
@@ -126,14 +119,14 @@ def run_pseudo_label(args) -> int:
         if done == total or done % 2048 < 256:
             print(f"rcn: {done} / {total} crops", flush=True)
 
-    labels = pseudo_labels(predict, images, points5, mean, args.max_error, not args.no_anchor, args.rounds,
+    labels = pseudo_labels(predict, images, points5, mean, max_error, not args.no_anchor, args.rounds,
                            progress)
     write_pseudo_labels(out, labels)
     summary = {"model": str(args.model), "list": str(root / args.list_file), "anchored": not args.no_anchor,
                "flip": not args.no_flip, "rounds": args.rounds, **labels.summary(),
                "per_face": [{"image": i, "agreement": round(float(a), 3)} for i, a in zip(labels.images, labels.agreement)]}
     atomic_write_text(summary_path, json.dumps(summary, indent=2))
-    print(f"kept {summary['kept']} of {summary['faces']} faces within {args.max_error:g} % of the eye distance "
+    print(f"kept {summary['kept']} of {summary['faces']} faces within {max_error:g} % of the eye distance "
           f"(median {summary['agreement_median']:.2f} %); wrote {out}")
     print(f"next: rcn train --init {args.model} --data 300w --root ROOT --set data.extra_train='[\"{out}\"]' "
           f"--set data.extra_weight=0.5 --out runs/self_trained")
