@@ -44,6 +44,15 @@ BOX_MIN_POINTS = 3
 FACE_SIDE_IN_CROP = 1 / 1.3
 # Border code of a keypoint that is not annotated (COCO visibility 0): masked in the loss and the NME.
 NOT_ANNOTATED = -1
+# Border code of a keypoint annotated only through its group's mean: it holds that mean (e.g. MTFL's eye
+# centre on each of the six eye points of a 68-point face, `partial_68`); the loss trains the mean of the
+# group's soft-argmax points there (`rcn_keras.losses.PixelNLL` ``groups``), never the point alone.
+GROUP_MEAN = -2
+
+
+def is_annotated(codes) -> np.ndarray:
+    """Whether each point of ``codes`` (border codes) carries its own true position (codes 0-4)."""
+    return np.asarray(codes) >= 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +239,42 @@ def _five_from_68() -> np.ndarray:
 
 # The paper's 5 points as weights over the 68 iBUG points (rows: left eye, right eye, nose, mouth corners).
 FIVE_FROM_68 = _five_from_68()
+# The 68 points whose mean is one of the 5 (the eyes' six points each): the loss groups of `partial_68`.
+GROUPS_68 = tuple(tuple(int(i) for i in np.flatnonzero(row)) for row in FIVE_FROM_68 if np.count_nonzero(row) > 1)
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray):
+    """The least-squares similarity (scale, rotation, shift) taking points ``src`` (M, 2) onto ``dst``, as a
+    function of points (..., 2)."""
+    ms, md = src.mean(0), dst.mean(0)
+    s, d = src - ms, dst - md
+    den = max(float((s * s).sum()), 1e-12)
+    a = (s * d).sum() / den
+    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / den
+    matrix = np.array([[a, b], [-b, a]])
+    return lambda points: (np.asarray(points) - ms) @ matrix + md
+
+
+def place_shape(shape: np.ndarray, points5: np.ndarray) -> np.ndarray:
+    """A 68-point ``shape`` moved by the similarity that best takes its 5 derived points onto ``points5``."""
+    shape = np.asarray(shape, np.float64)
+    return fit_similarity(FIVE_FROM_68 @ shape, np.asarray(points5, np.float64))(shape)
+
+
+def partial_68(points5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A face with only the paper's 5 points as a 68-point face (issue 32): (68, 2) points and border codes.
+    Nose tip and mouth corners are points 31, 49, 55 (1-based) themselves; each eye centre is held by the
+    eye's six points as their group mean (`GROUP_MEAN`); every other point is `NOT_ANNOTATED`."""
+    p5 = np.asarray(points5, np.float64)
+    if p5.shape != (5, 2):
+        raise ValueError(f"partial_68 needs the 5 points (5, 2), got shape {p5.shape}")
+    points = np.zeros((68, 2))
+    codes = np.full(68, NOT_ANNOTATED, np.int32)
+    for row, weights in zip(p5, FIVE_FROM_68):
+        members = np.flatnonzero(weights)
+        points[members] = row
+        codes[members] = GROUP_MEAN if len(members) > 1 else 0
+    return points, codes
 
 
 def afw5_from_68(points68: np.ndarray) -> np.ndarray:

@@ -1,9 +1,11 @@
 """The training loss: masked per-keypoint negative log-likelihood of the true pixel (docs/model.md, 5.2),
 float32 and log-softmax based, or its sub-pixel (bilinear target) variant, optionally plus the distance
-of the soft-argmax read-out from the true point and the divergence from a teacher's maps (distillation).
+of the soft-argmax read-out from the true point, the distance of a group's mean point from its label
+(partial labels) and the divergence from a teacher's maps (distillation).
 
-Targets are (B, K, 3): normalised x, y in [0, 1] and a 0/1 mask, discretised by `rcn_keras.grid`; with
-a teacher, (B, K, 3 + H*W): the teacher's per-keypoint pixel probabilities follow (`rcn_keras.distillation`).
+Targets are (B, K, 3): normalised x, y in [0, 1] and a mask (> 0: the point's weight; < 0: the point holds
+its group's mean, `keypoints.GROUP_MEAN`), discretised by `rcn_keras.grid`; with a teacher, (B, K, 3 + H*W):
+the teacher's per-keypoint pixel probabilities follow (`rcn_keras.distillation`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def bilinear_labels(coords, size: int):
     return labels, weights
 
 
+def _distance(points, target, size: int):
+    """Euclidean distance in map pixels between normalised (..., 2) ``points`` and ``target``."""
+    offset = (points - target) * size
+    return ops.sqrt(ops.sum(offset * offset, axis=-1) + 1e-6)
+
+
 def teacher_divergence(teacher, logp):
     """KL(teacher || model) per keypoint, (B, K): ``teacher`` (B, K, H*W) probabilities, ``logp`` the
     model's (B, K, H*W) log-softmax; 0 where they agree (the cross-entropy less the teacher's entropy)."""
@@ -56,10 +64,14 @@ class PixelNLL(keras.losses.Loss):
     ``distill_weight`` > 0 adds, per point, that weight times KL(teacher || model) over the pixels when
     ``y_true`` carries a teacher's probabilities after (x, y, mask); targets without them (validation)
     give the plain loss, so validation losses stay comparable across runs.
+    ``groups`` (tuples of point indices, e.g. `keypoints.GROUPS_68`): where a face's points of a group
+    have a negative mask (they hold the group's mean label, MTFL's eye centre), the distance in map
+    pixels between the mean of their soft-argmax points and that label, times the mask's size, counts
+    as one more point; such points have no loss of their own.
     """
 
     def __init__(self, target: str = "pixel", name: str = "pixel_nll", reduction: str = "sum_over_batch_size",
-                 dtype=None, coordinate_weight: float = 0.0, distill_weight: float = 0.0):
+                 dtype=None, coordinate_weight: float = 0.0, distill_weight: float = 0.0, groups=()):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         if target not in TARGETS:
             raise ValueError(f"target={target!r} is not allowed; allowed: {TARGETS}")
@@ -67,15 +79,19 @@ class PixelNLL(keras.losses.Loss):
             raise ValueError(f"coordinate_weight={coordinate_weight!r} must be >= 0")
         if not distill_weight >= 0:
             raise ValueError(f"distill_weight={distill_weight!r} must be >= 0")
+        groups = tuple(tuple(int(i) for i in g) for g in groups)
+        if any(not g or min(g) < 0 for g in groups):
+            raise ValueError(f"groups={groups!r} must be non-empty lists of point indices")
         self.target = target
         self.coordinate_weight = float(coordinate_weight)
         self.distill_weight = float(distill_weight)
+        self.groups = groups
 
     def call(self, y_true, y_pred):
         size = y_pred.shape[1]
         k = y_pred.shape[-1]
         y_true = ops.cast(y_true, "float32")
-        mask = y_true[..., 2]
+        mask = ops.maximum(y_true[..., 2], 0.0)
         logp = pixel_log_softmax(y_pred)  # (B, K, H*W)
         if self.target == "pixel":
             labels = discretise(y_true[..., :2], size)
@@ -83,17 +99,25 @@ class PixelNLL(keras.losses.Loss):
         else:
             labels, weights = bilinear_labels(y_true[..., :2], size)
             nll = -ops.sum(weights * ops.take_along_axis(logp, labels, axis=-1), axis=-1)
-        if self.coordinate_weight:
+        if self.coordinate_weight or self.groups:
             centres = pixel_centres(ops.arange(size * y_pred.shape[2]), y_pred.shape[2])  # (H*W, 2)
             expected = ops.matmul(ops.exp(logp), centres)  # (B, K, 2), normalised
-            offset = (expected - y_true[..., :2]) * size
-            nll = nll + self.coordinate_weight * ops.sqrt(ops.sum(offset * offset, axis=-1) + 1e-6)
+        if self.coordinate_weight:
+            nll = nll + self.coordinate_weight * _distance(expected, y_true[..., :2], size)
         if self.distill_weight and y_true.shape[-1] > 3:
             nll = nll + self.distill_weight * teacher_divergence(y_true[..., 3:], logp)
+        total, count = ops.sum(mask * nll, axis=-1), ops.sum(mask, axis=-1)
+        group_mask = ops.maximum(-y_true[..., 2], 0.0)
+        for members in self.groups:  # each group with a mean label counts as one point
+            idx = list(members)
+            weight = ops.mean(ops.take(group_mask, idx, axis=1), axis=1)
+            mean_of = lambda points: ops.mean(ops.take(points, idx, axis=1), axis=1)  # noqa: E731
+            total = total + weight * _distance(mean_of(expected), mean_of(y_true[..., :2]), size)
+            count = count + weight
         batch = ops.cast(ops.shape(mask)[0], "float32")
-        mean_mask = ops.sum(mask) / batch
-        return k * ops.sum(mask * nll, axis=-1) / (mean_mask + 1e-8)
+        return k * total / (ops.sum(count) / batch + 1e-8)
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction, "target": self.target,
-                "coordinate_weight": self.coordinate_weight, "distill_weight": self.distill_weight}
+                "coordinate_weight": self.coordinate_weight, "distill_weight": self.distill_weight,
+                "groups": [list(g) for g in self.groups]}

@@ -30,7 +30,7 @@ class NME(keras.metrics.Mean):
         norm = scheme.check_normaliser(self.normaliser)
         y_true = ops.cast(y_true, "float32")
         pred = self._read.call(ops.cast(y_pred, "float32"))["keypoints"]
-        gt, mask = y_true[..., :2], y_true[..., 2]
+        gt, mask = y_true[..., :2], ops.maximum(y_true[..., 2], 0.0)  # < 0: a group-mean label, no point
         if norm == BOX_NORMALISER and scheme.num_keypoints < BOX_MIN_POINTS:
             iod = ops.full((ops.shape(gt)[0],), FACE_SIDE_IN_CROP)
         elif norm == BOX_NORMALISER:

@@ -20,8 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rcn_keras.data.formats import write_keypoint_csv
-from rcn_keras.keypoints import FIVE_FROM_68
-from rcn_keras.models.shape_prior import fit_similarity
+from rcn_keras.keypoints import FIVE_FROM_68, place_shape
 
 EYES = (0, 1)  # rows of the two eye centres among the 5 points
 # The default threshold (% of the eye distance): rcn-300w's validation faces within 5 % keep 90 % of them
@@ -48,11 +47,6 @@ class PseudoLabels:
         return {"faces": len(a), "kept": int(self.kept.sum()), "max_error": self.max_error,
                 "agreement_mean": float(a.mean()), "agreement_median": float(np.median(a)),
                 "agreement_p90": float(np.percentile(a, 90)), "bias_eye_distance": self.bias.round(4).tolist()}
-
-
-def place_shape(shape: np.ndarray, points5: np.ndarray) -> np.ndarray:
-    """``shape`` (68, 2) moved by the similarity that best takes its 5 derived points onto ``points5``."""
-    return fit_similarity(FIVE_FROM_68 @ shape, points5)(shape)
 
 
 def tight_box(points: np.ndarray) -> tuple[float, float, float, float]:
@@ -96,7 +90,7 @@ def label_faces(predict: Callable, images: Sequence, points5: np.ndarray, mean_s
     ``mean_shape`` (68, 2) any frame: the first crop is its tight box placed on the true points."""
     if rounds < 1:
         raise ValueError(f"rounds={rounds!r} must be at least 1")
-    points = np.stack([place_shape(np.asarray(mean_shape, np.float64), p) for p in np.asarray(points5, np.float64)])
+    points = np.stack([place_shape(mean_shape, p) for p in np.asarray(points5, np.float64)])
     for r in range(rounds):
         out = []
         for start in range(0, len(images), chunk):

@@ -14,11 +14,11 @@ from rcn_keras.app.cli import main as cli
 from rcn_keras.data.pipeline import make_dataset
 from rcn_keras.data.sources import DataConfig, load_splits
 from rcn_keras.data.synthetic import synthetic_faces
-from rcn_keras.keypoints import afw5_from_68
+from rcn_keras.keypoints import afw5_from_68, place_shape
 from rcn_keras.landmarker import Landmarker
 from rcn_keras.models.registry import build_model
 from rcn_keras.models.shape_prior import ShapePrior
-from rcn_keras.pseudo_labels import agreement, anchor, label_faces, place_shape, tight_box
+from rcn_keras.pseudo_labels import agreement, anchor, label_faces, tight_box
 
 
 def faces68(n=12, seed=0):

@@ -13,6 +13,7 @@ import math
 import tensorflow as tf
 
 from rcn_keras.grid import MAP_SIZE as OUT_SIZE
+from rcn_keras.keypoints import GROUP_MEAN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,12 +162,13 @@ def occlude(image, seed, config: AugmentConfig):
 
 
 def label_mask(points_norm, border_codes, mask_outside: bool):
-    """1 for keypoints that train: border code 0, and (if ``mask_outside``) inside [0, 1) (docs/model.md 1.7)."""
-    mask = tf.equal(border_codes, 0)
+    """1 for keypoints that train: border code 0, and (if ``mask_outside``) inside [0, 1) (docs/model.md 1.7);
+    -1 for those that train only through their group's mean (`GROUP_MEAN`, same rule); else 0."""
+    own, group = tf.equal(border_codes, 0), tf.equal(border_codes, GROUP_MEAN)
     if mask_outside:
         inside = tf.reduce_all((points_norm >= 0.0) & (points_norm < 1.0), axis=-1)
-        mask = mask & inside
-    return tf.cast(mask, tf.float32)
+        own, group = own & inside, group & inside
+    return tf.cast(own, tf.float32) - tf.cast(group, tf.float32)
 
 
 def flip_sample(image, points_norm, mask, perm):

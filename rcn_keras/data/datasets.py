@@ -18,7 +18,7 @@ from rcn_keras.data.cache import cached
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.formats import (Annotation, DataFormatError, load_image, read_afw_anno, read_coco_keypoints,
                                     read_keypoint_csv, read_mtfl_list, read_pts)
-from rcn_keras.keypoints import NOT_ANNOTATED, afw5_from_68
+from rcn_keras.keypoints import NOT_ANNOTATED, afw5_from_68, partial_68, place_shape
 
 ON_ERROR = ("raise", "skip")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -208,6 +208,33 @@ def load_mtfl(root: str | os.PathLike, list_file: str = "training.txt", on_error
     items = [(root / r.image, r) for r in records]
     return cached(cache_dir, f"mtfl-{pathlib.Path(list_file).stem}", [root / list_file] + [p for p, _ in items],
                   {"loader": "mtfl", "list": list_file, "on_error": on_error},
+                  lambda: _build(items, lambda it: process(it[1]), on_error))
+
+
+def load_mtfl_partial68(root: str | os.PathLike, mean_shape: np.ndarray, on_error: str = "raise",
+                        cache_dir: str | os.PathLike | None = None) -> FaceSet:
+    """MTFL's ``training.txt`` faces as partially labelled 68-point faces (`keypoints.partial_68`, issue 32),
+    each cropped as a 68-point face is: from the tight box of ``mean_shape`` (68, 2, any frame) placed on
+    its 5 points. Never ``testing.txt``: that is the AFLW test set."""
+    _check_on_error(on_error)
+    root = pathlib.Path(root)
+    records = read_mtfl_list(root / "training.txt")
+    mean_shape = np.asarray(mean_shape, np.float64)
+    if mean_shape.shape != (68, 2) or not np.all(np.isfinite(mean_shape)):
+        raise ValueError(f"load_mtfl_partial68 needs a finite (68, 2) mean shape, got {mean_shape.shape}")
+
+    def process(rec):
+        image = load_image(root / rec.image)
+        edge5 = rec.keypoints + 0.5
+        check_points(root / rec.image, edge5, image.shape[1], image.shape[0])
+        placed = place_shape(mean_shape, edge5)
+        lo, hi = placed.min(0), placed.max(0)
+        points, codes = partial_68(edge5)
+        return rec.image, "mtfl", _face_from_points(image, points, codes, box=(*lo, *(hi - lo)))
+
+    items = [(root / r.image, r) for r in records]
+    options = {"loader": "mtfl-partial68", "mean_shape": np.round(mean_shape, 3).tolist(), "on_error": on_error}
+    return cached(cache_dir, "mtfl-training-partial68", [root / "training.txt"] + [p for p, _ in items], options,
                   lambda: _build(items, lambda it: process(it[1]), on_error))
 
 

@@ -3,7 +3,8 @@ reshuffled), validation (jittered and occluded once with a fixed seed), test (no
 
 Each element is ``(image, target)``: image (B, 80, 80, 1) float32 raw intensities 0-255 (LCN is
 inside the model), target (B, K, 3) = normalised x, y in [0, 1] and the loss mask: 0/1 times the face's
-label weight (`FaceSet.weights`: 1 for true labels, less for pseudo-labels).
+label weight (`FaceSet.weights`: 1 for true labels, less for pseudo-labels); a negative mask marks a point
+that holds its group's mean (`keypoints.GROUP_MEAN`: trained only through that mean).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def make_denoiser_dataset(faces: FaceSet, mode: str = "train", batch_size: int =
         points = aug.warp_points(sample["keypoints"], tl, kk, c, sn) / aug.OUT_SIZE
         labels = discretise(points, aug.OUT_SIZE)
         noisy, chosen = corrupt_keypoints(labels, n_corrupt, s + 13)
-        mask = aug.label_mask(points, sample["border_codes"], mask_outside) * chosen
+        mask = tf.maximum(aug.label_mask(points, sample["border_codes"], mask_outside), 0.0) * chosen
         return one_hot_maps(noisy), tf.concat([points, mask[:, None]], axis=-1)
 
     tensors = {"keypoints": faces.keypoints, "rect": faces.rects, "border_codes": faces.border_codes,

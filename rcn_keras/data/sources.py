@@ -8,9 +8,12 @@ import dataclasses
 import pathlib
 from dataclasses import dataclass
 
+import numpy as np
+
 from rcn_keras.data import datasets
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.synthetic import synthetic_faces
+from rcn_keras.keypoints import is_annotated
 
 # A user's own keypoints, any count (`rcn_keras.data.datasets`): a folder of .pts files, a CSV, COCO JSON.
 CUSTOM_SOURCES = ("pts", "csv", "coco")
@@ -32,8 +35,9 @@ class DataConfig:
     MTFL's ``training.txt`` (1,000 validation faces) and tests on ``testing.txt`` (AFLW). ``pts`` (a folder),
     ``csv`` and ``coco`` (the annotation file) read a user's keypoints from ``root``, split off
     ``validation`` and test on ``test_root`` (same format) when given. ``extra_train``: more training
-    faces (a keypoint CSV, a COCO JSON or a folder of ``.pts``: e.g. pseudo-labels, `rcn data pseudo-label`),
-    their labels weighing ``extra_weight`` in the loss; never validation or test faces."""
+    faces (a keypoint CSV, a COCO JSON or a folder of ``.pts``: e.g. pseudo-labels, `rcn data pseudo-label`;
+    or an MTFL folder: its ``training.txt`` faces, as partial labels for a 68-point model), their labels
+    weighing ``extra_weight`` in the loss; never validation or test faces."""
 
     source: str = "synthetic"
     root: str | None = None
@@ -114,9 +118,26 @@ def load_faces(source: str, root: str | None = None, num_keypoints: int = 68, su
 
 
 def extra_source(path: str) -> str:
-    """The keypoint format of an ``extra_train`` entry: a folder of ``.pts``, a ``.json`` COCO file or a CSV."""
+    """The keypoint format of an ``extra_train`` entry: an MTFL folder (it holds ``training.txt``), a folder
+    of ``.pts``, a ``.json`` COCO file or a CSV."""
     p = pathlib.Path(path)
-    return "pts" if p.is_dir() else "coco" if p.suffix.lower() == ".json" else "csv"
+    if p.is_dir():
+        return "mtfl" if (p / "training.txt").is_file() else "pts"
+    return "coco" if p.suffix.lower() == ".json" else "csv"
+
+
+def has_partial_labels(data: DataConfig, num_keypoints: int) -> bool:
+    """Whether training adds faces labelled only through group means: MTFL's faces for 68 points."""
+    return num_keypoints == 68 and any(extra_source(p) == "mtfl" for p in data.extra_train)
+
+
+def annotated_mean_shape(faces: FaceSet) -> np.ndarray:
+    """The mean (K, 2) of the faces' own annotated points, in the crop frame."""
+    own = is_annotated(faces.border_codes)[..., None]
+    counts = own.sum(0)
+    if not counts.all():
+        raise ValueError("a mean shape needs every point annotated on at least one face")
+    return (np.where(own, faces.keypoints, 0.0).sum(0) / counts).astype(np.float64)
 
 
 def load_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None = None) -> Splits:
@@ -125,8 +146,22 @@ def load_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None = No
     splits = _source_splits(data, num_keypoints, crop_rule)
     if not data.extra_train:
         return splits
-    common = dict(num_keypoints=num_keypoints, on_error=data.on_error, cache_dir=data.cache_dir, crop_rule=crop_rule)
-    extras = [load_faces(extra_source(p), p, **common).weighted(data.extra_weight) for p in data.extra_train]
+    common = dict(on_error=data.on_error, cache_dir=data.cache_dir)
+    extras = []
+    for path in data.extra_train:
+        kind = extra_source(path)
+        if kind != "mtfl":
+            faces = load_faces(kind, path, num_keypoints=num_keypoints, crop_rule=crop_rule, **common)
+        elif data.source == "mtfl" and pathlib.Path(path).resolve() == pathlib.Path(data.root).resolve():
+            raise ValueError(f"data.extra_train: {path} is the data source itself (its validation faces would train)")
+        elif num_keypoints == 5:
+            faces = datasets.load_mtfl(path, "training.txt", **common)
+        elif num_keypoints == 68:
+            faces = datasets.load_mtfl_partial68(path, annotated_mean_shape(splits.train), **common)
+        else:
+            raise ValueError(f"data.extra_train: the MTFL folder {path} has 5 points (partial labels for 68); "
+                             f"the model predicts {num_keypoints}")
+        extras.append(faces.weighted(data.extra_weight))
     return Splits(FaceSet.concat([splits.train, *extras]), splits.validation, splits.test)
 
 

@@ -14,7 +14,7 @@ from rcn_keras.data.faceset import FaceSet
 from rcn_keras.files import atomic_write_bytes
 from rcn_keras.data.pipeline import make_dataset
 from rcn_keras.evaluation import nme as N
-from rcn_keras.keypoints import FACE_68, NOT_ANNOTATED, POINTS_49, KeypointScheme, as_scheme, standard_scheme
+from rcn_keras.keypoints import FACE_68, POINTS_49, KeypointScheme, as_scheme, is_annotated, standard_scheme
 from rcn_keras.markdown import markdown_table
 from rcn_keras.models.head import KeypointReadout, as_map_model, mirrored_readout
 
@@ -67,7 +67,7 @@ def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode:
                          border_projection: bool = True, scheme: KeypointScheme | None = None) -> dict:
     """Per-sample errors and summaries for every normaliser of the keypoint ``scheme`` (default: the
     `standard_scheme` of K), every subset and (68 points) the 49-point variant. Points that are not
-    annotated (`NOT_ANNOTATED`) are left out of the means.
+    annotated on their own (`keypoints.is_annotated`) are left out of the means.
 
     For the 68-point scheme the predictions are first projected to the image border as docs/model.md 5.4.
     """
@@ -77,7 +77,7 @@ def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode:
     if face68 and border_projection:
         bp = np.stack([border_pixels(p) for p in faces.pads])
         pred = N.project_to_border(pred * N.MAP_SIZE, faces.border_codes, bp) / N.MAP_SIZE
-    annotated = np.asarray(faces.border_codes) != NOT_ANNOTATED
+    annotated = is_annotated(faces.border_codes)
     mask = None if annotated.all() else annotated.astype(np.float64)
     groups = np.asarray(faces.groups)
     subsets = {g: groups == g for g in dict.fromkeys(faces.groups)}

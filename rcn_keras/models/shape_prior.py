@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 from rcn_keras.grid import mirror_points
+from rcn_keras.keypoints import fit_similarity
 from rcn_keras.models.layers import PACKAGE
 
 DEFAULT_TEMPERATURE = 1.5  # logits x 1.5 before the moments: picked on rcn-300w validation faces
@@ -218,18 +219,6 @@ def procrustes_pca(shapes: np.ndarray, num_modes: int, rounds: int = 5):
     _, singular, vt = np.linalg.svd(flat, full_matrices=False)
     variances = singular[:num_modes] ** 2 / len(flat)
     return mean, vt[:num_modes].reshape(num_modes, *mean.shape), np.maximum(variances, 1e-12)
-
-
-def fit_similarity(src: np.ndarray, dst: np.ndarray):
-    """The least-squares similarity (scale, rotation, shift) taking points ``src`` (M, 2) onto ``dst``, as a
-    function of points (..., 2)."""
-    ms, md = src.mean(0), dst.mean(0)
-    s, d = src - ms, dst - md
-    den = max(float((s * s).sum()), 1e-12)
-    a = (s * d).sum() / den
-    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / den
-    matrix = np.array([[a, b], [-b, a]])
-    return lambda points: (np.asarray(points) - ms) @ matrix + md
 
 
 def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

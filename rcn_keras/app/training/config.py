@@ -11,8 +11,8 @@ import pathlib
 from dataclasses import dataclass, field
 
 from rcn_keras.data.augment import AugmentConfig
-from rcn_keras.data.sources import DataConfig
-from rcn_keras.keypoints import KeypointScheme, as_scheme
+from rcn_keras.data.sources import DataConfig, has_partial_labels
+from rcn_keras.keypoints import FACE_68, GROUPS_68, KeypointScheme, as_scheme
 from rcn_keras.losses import TARGETS, PixelNLL
 from rcn_keras.models.config import READOUTS, DenoiserConfig, ModelConfig
 from rcn_keras.options import check_fields
@@ -164,6 +164,9 @@ class TrainConfig:
             raise ValueError("distill_from is for keypoint networks, not the denoising model")
         if self.distill_from and self.distill_flip and self.scheme().flip is None:
             raise ValueError("distill_flip needs a keypoint scheme with a mirror (flip); set distill_flip=false")
+        if has_partial_labels(self.data, self.num_keypoints) and (self.is_denoiser or self.scheme() != FACE_68):
+            raise ValueError("data.extra_train: MTFL's faces are partial labels for the 68-point iBUG scheme "
+                             "of a keypoint network, not for the denoising model or another scheme")
         if self.time_budget_minutes is not None:
             _number("time_budget_minutes", self.time_budget_minutes, 0.0, low_inclusive=False)
         if isinstance(self.visualize_every, bool) or not isinstance(self.visualize_every, int) \
@@ -202,7 +205,8 @@ class TrainConfig:
     def loss(self, reduction: str = "sum_over_batch_size") -> PixelNLL:
         """The run's training loss: its target, coordinate term and (with teachers) distillation term."""
         return PixelNLL(self.loss_target, reduction=reduction, coordinate_weight=self.coordinate_loss,
-                        distill_weight=self.distill_weight if self.distill_from else 0.0)
+                        distill_weight=self.distill_weight if self.distill_from else 0.0,
+                        groups=GROUPS_68 if has_partial_labels(self.data, self.num_keypoints) else ())
 
     @property
     def num_keypoints(self) -> int:

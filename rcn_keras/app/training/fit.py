@@ -80,8 +80,11 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> keras.optim
 
 
 def mean_shape_baseline(train: FaceSet, test: FaceSet) -> np.ndarray:
-    """Predict the training set's mean (un-jittered) crop shape for every test face."""
-    mean = np.concatenate([y.numpy()[..., :2] for _, y in make_dataset(train, "test", 256)]).mean(0)
+    """Predict the training set's mean (un-jittered) crop shape for every test face (the mean of each
+    point over the faces where it trains: not annotated and group-mean points are left out)."""
+    y = np.concatenate([y.numpy() for _, y in make_dataset(train, "test", 256)])
+    own = y[..., 2:3] > 0
+    mean = np.where(own, y[..., :2], 0.0).sum(0) / np.maximum(own.sum(0), 1)
     return np.broadcast_to(mean, (len(test),) + mean.shape).copy()
 
 
