@@ -53,6 +53,14 @@ def test_mtfl_tables_rows_train_as_the_paper_on_mtfl(tmp_path):
     md = write_paper_report(exp, results, tmp_path, updates_per_epoch=141).read_text()
     assert "test AFLW (2,995 faces)" in md and "AFLW NME %" in md and "2 epochs (282 updates" in md
     assert "| RCN (6 branches) | 6.00 |" in md and "| < 7 | 2 (282) | not in 2 |" in md
+    assert "Rows of this table" not in md  # one budget: said once
+    # a table trained on another budget says its own
+    md = write_paper_report(exp, results + [{"row": "t1_rcn_1111", "nme[eye_centres]": 7.0, "epochs": 1}], tmp_path,
+                            updates_per_epoch=141).read_text()
+    assert "trained 1 epoch (141 updates of batch 64) / 2 epochs (282 updates" in md
+    table1, table2 = md.split("## Table 2")[0].split("## Table 1")[1], md.split("## Table 2")[1].split("## Table 3")[0]
+    assert "Rows of this table trained 1 epoch (141 updates" in table1
+    assert "Rows of this table trained 2 epochs (282 updates" in table2
 
 
 def test_real_300w_rows_have_budgets_and_the_issue_splits(tmp_path):

@@ -138,16 +138,24 @@ def write_paper_report(exp: Experiment, results: list[dict], out: str | pathlib.
     table3 = markdown_table([{"model": "SumNet (6 branches)", "nme": cell(sumnet)},
                              {"model": "RCN (6 branches)", "nme": cell(rcn)}],
                             [("model", "model", ""), ("nme", f"{test} NME % (eye centres)", "")])
-    epochs = sorted({int(r["epochs"]) for r in results if r.get("epochs")}) or ([exp.epochs] if exp.epochs else [])
-    budget = (" / ".join(f"{e} epochs ({e * updates_per_epoch:,} updates of batch 64)" for e in epochs)
-              if epochs else "an unknown number of epochs")
+    def budget(prefix: str = "") -> str:
+        epochs = sorted({int(r["epochs"]) for r in results if r.get("epochs") and r["row"].startswith(prefix)})
+        epochs = epochs or ([exp.epochs] if exp.epochs and not prefix else [])
+        return (" / ".join(f"{e} epoch{'s' * (e != 1)} ({e * updates_per_epoch:,} updates of batch 64)" for e in epochs)
+                if epochs else "an unknown number of epochs")
+
+    def budget_line(prefix: str) -> list[str]:
+        """Where the tables' budgets differ, each table states its own."""
+        return [f"Rows of this table trained {budget(prefix)}.", ""] if budget(prefix) != budget() \
+            and any(r["row"].startswith(prefix) for r in results) else []
+
     md = [f"# The paper's tables ({exp.name})", "",
           f"{SETUPS.get(exp.name, exp.description)}; NME normalised by the eye-centre distance. The rows trained "
-          f"{budget}. Mean ± half-range over seeds (count) where a row has several seeds.", "",
+          f"{budget()}. Mean ± half-range over seeds (count) where a row has several seeds.", "",
           "## Table 1: branch masks (4 branches)", "", f"Paper: {PAPER_CLAIMS['table1']}.", "",
-          table1(values, test), "",
+          *budget_line("t1_"), table1(values, test), "",
           "## Table 2: branches, occlusion, skip connections", "", f"Paper: {PAPER_CLAIMS['table2']}.", "",
-          table2(values, test), "",
+          *budget_line("t2_"), table2(values, test), "",
           "## Table 3: SumNet vs RCN", "", f"Paper: {PAPER_CLAIMS['table3']}.", "", table3, "",
           "## Convergence (6 branches, validation NME per epoch)", "", f"Paper: {PAPER_CLAIMS['convergence']}.", "",
           convergence(results, out, updates_per_epoch, exp.convergence), ""]
