@@ -46,7 +46,8 @@ def test_mtfl_tables_rows_train_as_the_paper_on_mtfl(tmp_path):
     assert exp.source == "mtfl" and set(exp.convergence) <= {r.name for r in exp.rows}
     for row in exp.rows:
         config = row_config(exp, row, str(tmp_path), tmp_path / "out")
-        assert config.data.source == "mtfl" and config.epochs == exp.epochs and config.optimizer == "adadelta"
+        epochs = 60 if row.name.startswith("conv_") else exp.epochs  # the convergence rows train on
+        assert config.data.source == "mtfl" and config.epochs == epochs and config.optimizer == "adadelta"
         assert config.augment.rotation == 20 and config.time_budget_minutes is None
     results = [{"row": "t2_rcn_6br_occ", "nme[eye_centres]": 6.0, "val_nme_curve": [9.0, 6.5], "epochs": 2},
                {"row": "t2_sumnet_6br_occ", "nme[eye_centres]": 7.0, "val_nme_curve": [12.0, 8.0], "epochs": 2}]
@@ -54,6 +55,11 @@ def test_mtfl_tables_rows_train_as_the_paper_on_mtfl(tmp_path):
     assert "test AFLW (2,995 faces)" in md and "AFLW NME %" in md and "2 epochs (282 updates" in md
     assert "| RCN (6 branches) | 6.00 |" in md and "| < 7 | 2 (282) | not in 2 |" in md
     assert "Rows of this table" not in md  # one budget: said once
+    # a row trained on replaces the curve it started from
+    longer = results + [{"row": "conv_rcn_6br", "val_nme_curve": [9.0, 6.5, 6.2, 5.9], "epochs": 4}]
+    md = write_paper_report(exp, longer, tmp_path, updates_per_epoch=141).read_text()
+    assert "| < 7 | 2 (282) | not in 2 |" in md and "conv_rcn_6br: epoch" in md and "t2_rcn_6br_occ: epoch" not in md
+    assert exp.row("conv_rcn_6br").continues == "t2_rcn_6br_occ"
     # a table trained on another budget says its own
     md = write_paper_report(exp, results + [{"row": "t1_rcn_1111", "nme[eye_centres]": 7.0, "epochs": 1}], tmp_path,
                             updates_per_epoch=141).read_text()

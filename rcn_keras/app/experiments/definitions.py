@@ -101,29 +101,35 @@ def _table_rows(data: dict) -> list[Row]:
     return rows
 
 
+def _convergence_rows(data: dict, epochs: int) -> list[Row]:
+    """The 6-branch Table 2 rows (occlusion on) trained on to ``epochs``, validation NME logged per epoch."""
+    return [Row(f"conv_{family}_6br", f"{family}_mtfl", {**data, "epochs": epochs}, "Convergence",
+                f"6 branches, occlusion on, {epochs} epochs", continues=f"t2_{family}_6br_occ")
+            for family in ("rcn", "sumnet")]
+
+
 def _paper_tables() -> Experiment:
-    rows = _table_rows(DATA_5)
-    # Convergence: the 6-branch Table 2 rows trained on to more epochs, validation NME logged per epoch.
-    for family in ("rcn", "sumnet"):
-        rows.append(Row(f"conv_{family}_6br", f"{family}_mtfl", {**DATA_5, "epochs": CONVERGENCE_EPOCHS},
-                        "Convergence", f"6 branches, occlusion on, {CONVERGENCE_EPOCHS} epochs",
-                        continues=f"t2_{family}_6br_occ"))
+    rows = _table_rows(DATA_5) + _convergence_rows(DATA_5, CONVERGENCE_EPOCHS)
     return Experiment("paper-tables", "Issue 9: the paper's Tables 1 and 2 in miniature on real faces (5 points: "
                       "HELEN train, test AFW), every row with the same number of epochs.",
                       tuple(rows), epochs=8, overrides=dict(TABLES_OPTIMIZER))
 
 
 MTFL_EPOCHS = 20
+# The paper: RCN under 7 % after 15 epochs, SumNet after 110; on MTFL here neither is in 15 epochs.
+MTFL_CONVERGENCE_EPOCHS = 60
 
 
 def _mtfl_tables() -> Experiment:
     # The paper's own data and recipe (the presets: Adadelta, rotation 20, one occluding block per face);
-    # Table 2's 6-branch rows with occlusion are also Table 3 (SumNet vs RCN) and the convergence pair.
+    # Table 2's 6-branch rows with occlusion are also Table 3 (SumNet vs RCN) and, trained on, the
+    # convergence pair (each curve shown is the longest of its family).
     return Experiment("mtfl-tables", "Issue 31: the paper's Tables 1-3 and its convergence claim on MTFL as the "
                       "paper ran them (train 9,000, select on the 1,000 validation faces, test AFLW 2,995), "
                       f"the paper's recipe, every row {MTFL_EPOCHS} epochs.",
-                      tuple(_table_rows(DATA_MTFL)), epochs=MTFL_EPOCHS, source="mtfl", test_set="AFLW",
-                      convergence=("t2_rcn_6br_occ", "t2_sumnet_6br_occ"))
+                      tuple(_table_rows(DATA_MTFL) + _convergence_rows(DATA_MTFL, MTFL_CONVERGENCE_EPOCHS)),
+                      epochs=MTFL_EPOCHS, source="mtfl", test_set="AFLW",
+                      convergence=("t2_rcn_6br_occ", "t2_sumnet_6br_occ", "conv_rcn_6br", "conv_sumnet_6br"))
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (_real_300w(), _paper_tables(), _mtfl_tables())}

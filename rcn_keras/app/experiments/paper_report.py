@@ -89,8 +89,11 @@ def first_epoch_below(curve: list[float], threshold: float) -> int | None:
 def convergence(results: list[dict], out: pathlib.Path, updates_per_epoch: int,
                 rows: tuple[str, ...] = ("conv_rcn_6br", "conv_sumnet_6br")) -> str:
     """convergence.csv, convergence.png and a Markdown table of epochs/updates to each threshold, for the
-    validation curves of ``rows``."""
+    validation curves of ``rows``; a curve that is the start of another shown one (a row trained on by a
+    longer row) is left out."""
     curves = {r["row"]: r["val_nme_curve"] for r in results if _base(r["row"]) in rows and r["val_nme_curve"]}
+    curves = {k: c for k, c in curves.items()
+              if not any(len(o) > len(c) and np.allclose(o[:len(c)], c) for o in curves.values())}
     if not curves:
         return "(convergence rows not finished)"
     n = max(len(c) for c in curves.values())
