@@ -62,8 +62,11 @@ class PixelNLL(keras.losses.Loss):
     (the softmax's expected pixel centre) and the true point: the error the soft-argmax read-out makes,
     the numerator of the NME, trained directly (as in integral regression, Sun et al. 2018).
     ``distill_weight`` > 0 adds, per point, that weight times KL(teacher || model) over the pixels when
-    ``y_true`` carries a teacher's probabilities after (x, y, mask); targets without them (validation)
-    give the plain loss, so validation losses stay comparable across runs.
+    ``y_true`` carries a teacher's probabilities after (x, y, mask): on every point of a face, labelled or
+    not (MTFL's partially labelled faces learn all 68 points from the teacher), at the face's weight (the
+    largest mask size of its points), each point counted once; targets without them (validation) give
+    the plain loss, so validation losses stay comparable across runs. ``label_weight`` scales the terms
+    of the true labels (0: the teachers' maps alone).
     ``groups`` (tuples of point indices, e.g. `keypoints.GROUPS_68`): where a face's points of a group
     have a negative mask (they hold the group's mean label, MTFL's eye centre), the distance in map
     pixels between the mean of their soft-argmax points and that label, times the mask's size, counts
@@ -71,7 +74,8 @@ class PixelNLL(keras.losses.Loss):
     """
 
     def __init__(self, target: str = "pixel", name: str = "pixel_nll", reduction: str = "sum_over_batch_size",
-                 dtype=None, coordinate_weight: float = 0.0, distill_weight: float = 0.0, groups=()):
+                 dtype=None, coordinate_weight: float = 0.0, distill_weight: float = 0.0, groups=(),
+                 label_weight: float = 1.0):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         if target not in TARGETS:
             raise ValueError(f"target={target!r} is not allowed; allowed: {TARGETS}")
@@ -79,12 +83,15 @@ class PixelNLL(keras.losses.Loss):
             raise ValueError(f"coordinate_weight={coordinate_weight!r} must be >= 0")
         if not distill_weight >= 0:
             raise ValueError(f"distill_weight={distill_weight!r} must be >= 0")
+        if not label_weight >= 0:
+            raise ValueError(f"label_weight={label_weight!r} must be >= 0")
         groups = tuple(tuple(int(i) for i in g) for g in groups)
         if any(not g or min(g) < 0 for g in groups):
             raise ValueError(f"groups={groups!r} must be non-empty lists of point indices")
         self.target = target
         self.coordinate_weight = float(coordinate_weight)
         self.distill_weight = float(distill_weight)
+        self.label_weight = float(label_weight)
         self.groups = groups
 
     def call(self, y_true, y_pred):
@@ -104,15 +111,18 @@ class PixelNLL(keras.losses.Loss):
             expected = ops.matmul(ops.exp(logp), centres)  # (B, K, 2), normalised
         if self.coordinate_weight:
             nll = nll + self.coordinate_weight * _distance(expected, y_true[..., :2], size)
+        total, points = self.label_weight * ops.sum(mask * nll, axis=-1), mask
         if self.distill_weight and y_true.shape[-1] > 3:
-            nll = nll + self.distill_weight * teacher_divergence(y_true[..., 3:], logp)
-        total, count = ops.sum(mask * nll, axis=-1), ops.sum(mask, axis=-1)
+            face = ops.max(ops.abs(y_true[..., 2]), axis=-1, keepdims=True) * ops.ones_like(mask)
+            total = total + self.distill_weight * ops.sum(face * teacher_divergence(y_true[..., 3:], logp), axis=-1)
+            points = ops.maximum(mask, face)
+        count = ops.sum(points, axis=-1)
         group_mask = ops.maximum(-y_true[..., 2], 0.0)
         for members in self.groups:  # each group with a mean label counts as one point
             idx = list(members)
             weight = ops.mean(ops.take(group_mask, idx, axis=1), axis=1)
             mean_of = lambda points: ops.mean(ops.take(points, idx, axis=1), axis=1)  # noqa: E731
-            total = total + weight * _distance(mean_of(expected), mean_of(y_true[..., :2]), size)
+            total = total + self.label_weight * weight * _distance(mean_of(expected), mean_of(y_true[..., :2]), size)
             count = count + weight
         batch = ops.cast(ops.shape(mask)[0], "float32")
         return k * total / (ops.sum(count) / batch + 1e-8)
@@ -120,4 +130,4 @@ class PixelNLL(keras.losses.Loss):
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction, "target": self.target,
                 "coordinate_weight": self.coordinate_weight, "distill_weight": self.distill_weight,
-                "groups": [list(g) for g in self.groups]}
+                "groups": [list(g) for g in self.groups], "label_weight": self.label_weight}

@@ -249,4 +249,7 @@ def test_flip_averaged_teachers_need_a_mirror():
     with pytest.raises(ValueError, match="distill_flip needs a keypoint scheme with a mirror"):
         preset_train_config("rcn_mtfl", keypoints=scheme, distill_from="rcn-300w")
     plain = preset_train_config("rcn_mtfl", keypoints=scheme, distill_from="rcn-300w", distill_flip=False)
+    with pytest.raises(ValueError, match="label_weight=0 leaves nothing to learn from"):
+        preset_train_config("rcn_mtfl", label_weight=0)
+    assert preset_train_config("rcn_mtfl", distill_from="rcn-afw5", label_weight=0).loss().label_weight == 0
     assert plain.loss().distill_weight == 1.0 and preset_train_config("rcn_mtfl").loss().distill_weight == 0.0

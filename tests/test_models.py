@@ -204,12 +204,23 @@ def test_distillation_adds_the_teachers_divergence_and_only_with_teacher_targets
     logp = flat - np.log(np.exp(flat).sum(-1, keepdims=True))
     kl = (teacher * (np.log(teacher) - logp)).sum(-1)
     m = y[..., 2]
+    labelled = base * m.sum() / 3  # the sum of the labelled points' NLL
+    # the teacher trains every point, the one without a label too, each point counted once
     loss = float(rcn_keras.PixelNLL("bilinear", distill_weight=0.5)(packed, logits))
-    assert loss - base == pytest.approx(3 * 0.5 * (m * kl).sum() / m.sum(), rel=1e-4)
+    assert loss == pytest.approx(3 * (labelled + 0.5 * kl.sum()) / 6, rel=1e-4)
+    alone = float(rcn_keras.PixelNLL("bilinear", distill_weight=0.5, label_weight=0)(packed, logits))
+    assert alone == pytest.approx(3 * 0.5 * kl.sum() / 6, rel=1e-4)
+    # a face's weight (its largest mask) weighs its teacher term
+    half = packed.copy()
+    half[1, :, 2] *= 0.5
+    weighted = float(rcn_keras.PixelNLL("bilinear", distill_weight=0.5, label_weight=0)(half, logits))
+    assert weighted == pytest.approx(3 * 0.5 * (kl[0].sum() + 0.5 * kl[1].sum()) / (3 + 1.5), rel=1e-4)
     own = np.exp(logp).astype("float32")  # a teacher equal to the model: nothing to learn from it
     assert np.abs(keras.ops.convert_to_numpy(teacher_divergence(own, logp.astype("float32")))).max() < 1e-4
     with pytest.raises(ValueError, match="distill_weight=-1"):
         rcn_keras.PixelNLL(distill_weight=-1)
+    with pytest.raises(ValueError, match="label_weight=-1"):
+        rcn_keras.PixelNLL(label_weight=-1)
 
 
 def test_teacher_targets_average_teachers_and_mirror_images(rng):

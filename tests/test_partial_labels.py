@@ -70,6 +70,20 @@ def test_the_loss_trains_a_groups_mean_point_and_not_its_members():
         PixelNLL(groups=[()])
 
 
+def test_a_teacher_trains_every_point_of_a_partially_labelled_face():
+    from rcn_keras.losses import teacher_divergence
+    from rcn_keras.models.head import pixel_log_softmax
+
+    logits = peaked([(0.3125, 0.5625), (0.8125, 0.5625), (0.1875, 0.1875)])
+    target = np.array([[[0.5625, 0.5625, -0.5], [0.5625, 0.5625, -0.5], [0.1875, 0.1875, 0.0]]], np.float32)
+    teacher = np.full((1, 3, 64), 1 / 64, np.float32)  # a flat teacher: every point is far from it
+    packed = tf.constant(np.concatenate([target, teacher], -1))
+    kl = teacher_divergence(teacher, pixel_log_softmax(logits)).numpy()[0]
+    alone = PixelNLL(groups=[(0, 1)], distill_weight=1.0, label_weight=0, reduction="none")(packed, logits)
+    # the unlabelled point 2 learns from the teacher as the group's points do, at the face's weight 0.5
+    assert alone.numpy()[0] == pytest.approx(3 * 0.5 * kl.sum() / (3 * 0.5 + 0.5), rel=1e-4)
+
+
 def test_group_mean_points_flip_into_the_other_eye_and_the_nme_skips_them():
     five = np.array([[0.3, 0.4], [0.7, 0.42], [0.5, 0.55], [0.35, 0.7], [0.65, 0.71]])
     points, codes = partial_68(five)

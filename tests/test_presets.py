@@ -74,6 +74,9 @@ def test_model_card_says_what_a_model_was_distilled_from():
     text = card_markdown([{**card, "distilled_from": ["rcn-300w", "runs/b/best.keras"], "distill_weight": 1.0,
                            "distill_flip": True}])
     assert "also distilled from rcn-300w, runs/b/best.keras (weight 1.0, flip-averaged)." in text
+    alone = card_markdown([{**card, "distilled_from": ["rcn-300w"], "distill_weight": 1.0, "distill_flip": False,
+                            "label_weight": 0.0}])
+    assert "also distilled from rcn-300w (weight 1.0; true labels weight 0.0)." in alone
 
 
 def test_listed_parameter_counts_are_the_built_networks():

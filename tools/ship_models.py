@@ -166,7 +166,9 @@ def card_markdown(cards: list[dict]) -> str:
         before = "".join(f"{s['epochs']} epochs of `{s['preset']}` ({s['train_minutes']:.0f} min), then "
                          for s in c.get("stages", []))
         distilled = (f"; also distilled from {', '.join(c['distilled_from'])} (weight {c['distill_weight']}"
-                     f"{', flip-averaged' if c.get('distill_flip') else ''})" if c.get("distilled_from") else "")
+                     f"{', flip-averaged' if c.get('distill_flip') else ''}"
+                     f"{'; true labels weight ' + str(c['label_weight']) if c.get('label_weight', 1.0) != 1.0 else ''})"
+                     if c.get("distilled_from") else "")
         lines += [f"## {c['name']}", "",
                   f"* Network: preset `{c['preset']}`{' with ' + options if options else ''} ({c['params']:,} parameters, {c['keypoints']} keypoints, "
                   f"80x80 grey input), read-out `{c['readout']}`.",
@@ -282,7 +284,7 @@ def main() -> None:
                                    "shapes": f"the {len(best['splits'].train)} training faces"}
         if cfg.distill_from:
             card.update(distilled_from=list(cfg.distill_from), distill_weight=cfg.distill_weight,
-                        distill_flip=cfg.distill_flip)
+                        distill_flip=cfg.distill_flip, label_weight=cfg.label_weight)
         stages = earlier_stages(cfg, best["run"])
         if stages:
             card["stages"] = stages

@@ -72,7 +72,8 @@ class TrainConfig:
     ``init_points`` (one index per new point) when given, else starting at zero. ``distill_from``: trained
     models (`.keras` files or shipped names) whose averaged pixel probabilities on each training crop,
     flip-averaged when ``distill_flip``, are a second target, weighted by ``distill_weight``
-    (`rcn_keras.distillation`). ``shape_prior``: after training, fit a `ShapePrior` to the training
+    (`rcn_keras.distillation`), on every point of every training face; ``label_weight`` weighs the true
+    labels' loss (0: the student learns from the teachers alone). ``shape_prior``: after training, fit a `ShapePrior` to the training
     faces' keypoints and save it with the model (``"on"``), keep it only if it lowers the validation
     NME (``"auto"``), or not (``"off"``)."""
 
@@ -98,6 +99,7 @@ class TrainConfig:
     distill_from: list[str] | None = None
     distill_weight: float = 1.0
     distill_flip: bool = True
+    label_weight: float = 1.0
     jit_compile: str = "auto"
     precision: str = "auto"
     strategy: str = "default"
@@ -160,6 +162,9 @@ class TrainConfig:
         _number("warmup_epochs", self.warmup_epochs)
         _number("coordinate_loss", self.coordinate_loss)
         _number("distill_weight", self.distill_weight)
+        _number("label_weight", self.label_weight)
+        if self.label_weight == 0 and not self.distill_from:
+            raise ValueError("label_weight=0 leaves nothing to learn from; it is for distillation (distill_from)")
         if self.distill_from and self.is_denoiser:
             raise ValueError("distill_from is for keypoint networks, not the denoising model")
         if self.distill_from and self.distill_flip and self.scheme().flip is None:
@@ -206,7 +211,8 @@ class TrainConfig:
         """The run's training loss: its target, coordinate term and (with teachers) distillation term."""
         return PixelNLL(self.loss_target, reduction=reduction, coordinate_weight=self.coordinate_loss,
                         distill_weight=self.distill_weight if self.distill_from else 0.0,
-                        groups=GROUPS_68 if has_partial_labels(self.data, self.num_keypoints) else ())
+                        groups=GROUPS_68 if has_partial_labels(self.data, self.num_keypoints) else (),
+                        label_weight=self.label_weight)
 
     @property
     def num_keypoints(self) -> int:
