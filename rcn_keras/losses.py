@@ -111,17 +111,17 @@ class PixelNLL(keras.losses.Loss):
             expected = ops.matmul(ops.exp(logp), centres)  # (B, K, 2), normalised
         if self.coordinate_weight:
             nll = nll + self.coordinate_weight * _distance(expected, y_true[..., :2], size)
-        total, points = self.label_weight * ops.sum(mask * nll, axis=-1), mask
+        total, counted = self.label_weight * ops.sum(mask * nll, axis=-1), mask
         if self.distill_weight and y_true.shape[-1] > 3:
             face = ops.max(ops.abs(y_true[..., 2]), axis=-1, keepdims=True) * ops.ones_like(mask)
             total = total + self.distill_weight * ops.sum(face * teacher_divergence(y_true[..., 3:], logp), axis=-1)
-            points = ops.maximum(mask, face)
-        count = ops.sum(points, axis=-1)
+            counted = ops.maximum(mask, face)
+        count = ops.sum(counted, axis=-1)
         group_mask = ops.maximum(-y_true[..., 2], 0.0)
         for members in self.groups:  # each group with a mean label counts as one point
             idx = list(members)
             weight = ops.mean(ops.take(group_mask, idx, axis=1), axis=1)
-            mean_of = lambda points: ops.mean(ops.take(points, idx, axis=1), axis=1)  # noqa: E731
+            mean_of = lambda p: ops.mean(ops.take(p, idx, axis=1), axis=1)  # noqa: E731
             total = total + self.label_weight * weight * _distance(mean_of(expected), mean_of(y_true[..., :2]), size)
             count = count + weight
         batch = ops.cast(ops.shape(mask)[0], "float32")

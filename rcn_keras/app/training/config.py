@@ -73,9 +73,9 @@ class TrainConfig:
     models (`.keras` files or shipped names) whose averaged pixel probabilities on each training crop,
     flip-averaged when ``distill_flip``, are a second target, weighted by ``distill_weight``
     (`rcn_keras.distillation`), on every point of every training face; ``label_weight`` weighs the true
-    labels' loss (0: the student learns from the teachers alone). ``shape_prior``: after training, fit a `ShapePrior` to the training
-    faces' keypoints and save it with the model (``"on"``), keep it only if it lowers the validation
-    NME (``"auto"``), or not (``"off"``)."""
+    labels' loss (0: the student learns from the teachers alone). ``shape_prior``: after training, fit a
+    `ShapePrior` to the training faces' keypoints and save it with the model (``"on"``), keep it only if
+    it lowers the validation NME (``"auto"``), or not (``"off"``)."""
 
     model: str = "rcn_mtfl"
     model_options: dict = field(default_factory=dict)
