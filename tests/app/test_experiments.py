@@ -12,7 +12,7 @@ from rcn_keras.app.experiments.definitions import get_experiment
 from rcn_keras.app.experiments.runner import run_experiment
 from rcn_keras.app.experiments.definitions import TABLE1_MASKS, Experiment, Row, finest_first, with_seed
 from rcn_keras.app.experiments.runner import expand_rows, row_config
-from rcn_keras.app.training.config import preset_train_config
+from rcn_keras.app.training.config import preset_train_config, resume_changes
 
 TINY_5 = {"data.source": "300w", "data.train_subsets": ["helen_train"], "data.test_subsets": ["afw"],
           "data.validation": 0.25, "batch_size": 8, "model_options.branches": 4}
@@ -60,6 +60,11 @@ def test_mtfl_tables_rows_train_as_the_paper_on_mtfl(tmp_path):
     md = write_paper_report(exp, longer, tmp_path, updates_per_epoch=141).read_text()
     assert "| < 7 | 2 (282) | not in 2 |" in md and "conv_rcn_6br: epoch" in md and "t2_rcn_6br_occ: epoch" not in md
     assert exp.row("conv_rcn_6br").continues == "t2_rcn_6br_occ"
+    for name in ("conv_rcn_6br", "conv_sumnet_6br"):  # a row trained on resumes its start's run as it was
+        row = exp.row(name)
+        safe, refused = resume_changes(row_config(exp, exp.row(row.continues), "r", tmp_path / row.continues),
+                                       row_config(exp, row, "r", tmp_path / row.continues))
+        assert not refused and set(safe) == {"epochs"}, (name, refused)
     # a table trained on another budget says its own
     md = write_paper_report(exp, results + [{"row": "t1_rcn_1111", "nme[eye_centres]": 7.0, "epochs": 1}], tmp_path,
                             updates_per_epoch=141).read_text()

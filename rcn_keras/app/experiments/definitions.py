@@ -101,15 +101,19 @@ def _table_rows(data: dict) -> list[Row]:
     return rows
 
 
-def _convergence_rows(data: dict, epochs: int) -> list[Row]:
-    """The 6-branch Table 2 rows (occlusion on) trained on to ``epochs``, validation NME logged per epoch."""
-    return [Row(f"conv_{family}_6br", f"{family}_mtfl", {**data, "epochs": epochs}, "Convergence",
+def _convergence_rows(table_rows: list[Row], epochs: int) -> list[Row]:
+    """The 6-branch Table 2 rows (occlusion on) trained on to ``epochs``, validation NME logged per epoch:
+    each keeps the settings of the row it continues, so that run resumes with only its epochs changed."""
+    start = {row.name: row for row in table_rows}
+    return [Row(f"conv_{family}_6br", start[f"t2_{family}_6br_occ"].model,
+                {**start[f"t2_{family}_6br_occ"].overrides, "epochs": epochs}, "Convergence",
                 f"6 branches, occlusion on, {epochs} epochs", continues=f"t2_{family}_6br_occ")
             for family in ("rcn", "sumnet")]
 
 
 def _paper_tables() -> Experiment:
-    rows = _table_rows(DATA_5) + _convergence_rows(DATA_5, CONVERGENCE_EPOCHS)
+    table = _table_rows(DATA_5)
+    rows = table + _convergence_rows(table, CONVERGENCE_EPOCHS)
     return Experiment("paper-tables", "Issue 9: the paper's Tables 1 and 2 in miniature on real faces (5 points: "
                       "HELEN train, test AFW), every row with the same number of epochs.",
                       tuple(rows), epochs=8, overrides=dict(TABLES_OPTIMIZER))
@@ -124,10 +128,11 @@ def _mtfl_tables() -> Experiment:
     # The paper's own data and recipe (the presets: Adadelta, rotation 20, one occluding block per face);
     # Table 2's 6-branch rows with occlusion are also Table 3 (SumNet vs RCN) and, trained on, the
     # convergence pair (each curve shown is the longest of its family).
+    table = _table_rows(DATA_MTFL)
     return Experiment("mtfl-tables", "Issue 31: the paper's Tables 1-3 and its convergence claim on MTFL as the "
                       "paper ran them (train 9,000, select on the 1,000 validation faces, test AFLW 2,995), "
                       f"the paper's recipe, every row {MTFL_EPOCHS} epochs.",
-                      tuple(_table_rows(DATA_MTFL) + _convergence_rows(DATA_MTFL, MTFL_CONVERGENCE_EPOCHS)),
+                      tuple(table + _convergence_rows(table, MTFL_CONVERGENCE_EPOCHS)),
                       epochs=MTFL_EPOCHS, source="mtfl", test_set="AFLW",
                       convergence=("t2_rcn_6br_occ", "t2_sumnet_6br_occ", "conv_rcn_6br", "conv_sumnet_6br"))
 
