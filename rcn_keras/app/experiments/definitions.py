@@ -104,10 +104,10 @@ def _table_rows(data: dict) -> list[Row]:
 def _convergence_rows(table_rows: list[Row], epochs: int) -> list[Row]:
     """The 6-branch Table 2 rows (occlusion on) trained on to ``epochs``, validation NME logged per epoch:
     each keeps the settings of the row it continues, so that run resumes with only its epochs changed."""
-    start = {row.name: row for row in table_rows}
-    return [Row(f"conv_{family}_6br", start[f"t2_{family}_6br_occ"].model,
-                {**start[f"t2_{family}_6br_occ"].overrides, "epochs": epochs}, "Convergence",
-                f"6 branches, occlusion on, {epochs} epochs", continues=f"t2_{family}_6br_occ")
+    rows = {row.name: row for row in table_rows}
+    return [dataclasses.replace(rows[f"t2_{family}_6br_occ"], name=f"conv_{family}_6br", table="Convergence",
+                                overrides={**rows[f"t2_{family}_6br_occ"].overrides, "epochs": epochs},
+                                note=f"6 branches, occlusion on, {epochs} epochs", continues=f"t2_{family}_6br_occ")
             for family in ("rcn", "sumnet")]
 
 
