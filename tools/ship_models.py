@@ -272,9 +272,10 @@ def main() -> None:
         card = {"name": name, "preset": cfg.model, "model_options": cfg.model_options, "keypoints": k,
                 "readout": best["readout"], "epochs": best["epochs"], "train_minutes": best["train_minutes"],
                 "optimizer": cfg.optimizer, "batch_size": cfg.batch_size, "source_run": best["run"],
-                "train_subsets": list(data.train_subsets), "test_subsets": list(data.test_subsets),
                 "data": data_text(data, best["splits"]), "source": data.source,
                 "validation": best["validation"], "licence": LICENCES.get(data.source, LICENCE)}
+        if data.source == "300w":  # the 300W subsets it learned from and was tested on (not MTFL's)
+            card.update(train_subsets=list(data.train_subsets), test_subsets=list(data.test_subsets))
         if name in PURPOSES:
             card["purpose"] = PURPOSES[name]
         if best["shape_prior"] is not None:
