@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras import ops
 
 from rcn_keras.grid import flatten_maps
+from rcn_keras.metrics import NME
 from rcn_keras.models.head import as_map_model
 
 
@@ -56,3 +57,35 @@ def with_teacher_targets(dataset: tf.data.Dataset, teachers: Sequence[keras.Mode
         return crops, tf.concat([tf.cast(targets, tf.float32), probs], axis=-1)
 
     return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def probability_maps(probs, height: int, width: int):
+    """(B, K, H*W) pixel probabilities as (B, H, W, K) log-probability maps, read like a network's
+    pre-softmax maps (their softmax gives the probabilities back)."""
+    maps = ops.reshape(ops.log(ops.maximum(probs, 1e-30)), (-1, probs.shape[1], height, width))
+    return ops.transpose(maps, (0, 2, 3, 1))
+
+
+def teacher_check(dataset: tf.data.Dataset, scheme, readout: str, student: keras.Model | None = None,
+                  batches: int = 4) -> dict:
+    """NME (%) against the true labels, on the first ``batches`` batches of a `with_teacher_targets`
+    dataset, of what the student is taught (the teachers' averaged maps) and of ``student`` (the network a
+    run starts from, when given), both read by ``readout``. A teacher no better than the student on the
+    crops it is shown (an augmentation it was not trained for, such as occlusion) teaches worse maps."""
+    taught, own = NME(scheme=scheme, readout=readout), NME(scheme=scheme, readout=readout)
+    student = as_map_model(student) if student is not None else None
+    crops_seen = 0
+    for crops, targets in dataset.take(batches):
+        size = int(targets.shape[-1]) - 3
+        height = width = int(round(size ** 0.5))
+        if height * width != size:
+            raise ValueError(f"teacher targets hold {size} pixels per point, not a square map")
+        labels = targets[..., :3]
+        taught.update_state(labels, probability_maps(targets[..., 3:], height, width))
+        if student is not None:
+            own.update_state(labels, ops.cast(student(crops, training=False), "float32"))
+        crops_seen += int(crops.shape[0])
+    result = {"crops": crops_seen, "teacher_nme": float(taught.result())}
+    if student is not None:
+        result["student_nme"] = float(own.result())
+    return result

@@ -248,6 +248,32 @@ def test_teacher_targets_average_teachers_and_mirror_images(rng):
     np.testing.assert_allclose(packed[..., 3:], p, atol=1e-5)
 
 
+def test_teacher_check_scores_the_taught_maps_and_the_starting_network(rng):
+    """A teacher whose probabilities sit on the true pixels scores ~0 % NME; a random network does not;
+    the log-probability maps give the probabilities back."""
+    import tensorflow as tf
+    from rcn_keras.distillation import probability_maps, teacher_check
+    from rcn_keras.keypoints import FACE_5
+
+    face = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]])  # eyes 0.4 apart
+    points = (face + rng.uniform(-0.02, 0.02, (4, 5, 2))).astype("float32")
+    cells = (np.floor(points[..., 1] * 80) * 80 + np.floor(points[..., 0] * 80)).astype(int)
+    sharp = np.full((4, 5, 6400), 1e-9, "float32")
+    np.put_along_axis(sharp, cells[..., None], 1.0, axis=-1)
+    sharp /= sharp.sum(-1, keepdims=True)
+    targets = np.concatenate([points, np.ones((4, 5, 1), "float32"), sharp], -1)
+    crops = rng.uniform(0, 255, (4, 80, 80, 1)).astype("float32")
+    ds = tf.data.Dataset.from_tensors((crops, targets)).repeat(3)
+    student = rcn_keras.build_model("rcn_mtfl", branches=4, width=0.25)
+    checked = teacher_check(ds, FACE_5, "argmax", student, batches=2)
+    assert checked["crops"] == 8
+    # the pixel centres the teacher's arg-max reads are within half a pixel's diagonal (2.2 % of 0.4)
+    assert checked["teacher_nme"] < 2.3 and checked["student_nme"] > 10.0
+    assert "student_nme" not in teacher_check(ds, FACE_5, "argmax", batches=1)
+    back = keras.ops.convert_to_numpy(keras.ops.softmax(rcn_keras.grid.flatten_maps(probability_maps(sharp, 80, 80))))
+    np.testing.assert_allclose(back, sharp, atol=1e-6)
+
+
 def test_nme_metric_scores_the_models_readout(rng):
     """The in-training NME (best-epoch selection) reads points as the saved model will."""
     from rcn_keras.evaluation.nme import per_sample_nme

@@ -217,18 +217,26 @@ def test_widened_fine_tuning_with_coordinate_loss(trained_run, tmp_path):
                                atol=1e-3, rtol=1e-3)  # a learning rate of ~0: still the source's maps
 
 
-def test_distillation_from_the_model_itself_adds_only_its_flip_disagreement(trained_run, tmp_path):
+def test_distillation_from_the_model_itself_adds_only_its_flip_disagreement(trained_run, tmp_path, capsys):
     """A student that starts as its teacher (learning rate ~0) has nothing to learn from it: the training
     loss equals the plain run's; from the flip-averaged teacher it grows by the model's left-right
-    disagreement. Validation losses never carry the term."""
+    disagreement. Validation losses never carry the term. The teacher check scores the teacher's maps and
+    the starting network alike on the same crops, and warns that such a teacher is no better."""
     out, _, _ = trained_run
     common = dict(epochs=1, steps_per_epoch=2, init_from=str(out / "best.keras"),
                   **{**TINY, "visualize_every": 0, "learning_rate": 1e-12})
-    runs = {}
+    runs, summaries = {}, {}
     for name, extra in (("plain", {}), ("same", {"distill_from": str(out / "best.keras"), "distill_flip": False}),
                         ("flipped", {"distill_from": [str(out / "best.keras")], "distill_weight": 2.0})):
         config = preset_train_config("rcn_mtfl", output_dir=str(tmp_path / name), **common, **extra)
-        runs[name] = train(config, verbose=0)["history"]
+        capsys.readouterr()
+        summaries[name] = train(config, verbose=0).summary
+        runs[name] = summaries[name]["history"]
+        if name == "same":
+            assert "teachers are no better than the network" in capsys.readouterr().err
+    check = summaries["same"]["teacher_check"]
+    assert check["crops"] > 0 and check["teacher_nme"] == pytest.approx(check["student_nme"], abs=1e-3)
+    assert "teacher_check" not in summaries["plain"]
     assert runs["same"]["loss"][0] == pytest.approx(runs["plain"]["loss"][0], rel=1e-4)
     assert runs["flipped"]["loss"][0] > runs["plain"]["loss"][0] + 1e-3
     assert runs["flipped"]["val_loss"][0] == pytest.approx(runs["plain"]["val_loss"][0], rel=1e-4)

@@ -22,7 +22,7 @@ from rcn_keras.app.training.distributed import is_chief, make_strategy, train_mu
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.pipeline import make_dataset, make_denoiser_dataset
 from rcn_keras.data.sources import load_splits
-from rcn_keras.distillation import with_teacher_targets
+from rcn_keras.distillation import teacher_check, with_teacher_targets
 from rcn_keras.evaluation.denoiser import denoiser_table, evaluate_denoiser
 from rcn_keras.evaluation.nme import per_sample_nme
 from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
@@ -235,6 +235,20 @@ def load_teachers(config: TrainConfig) -> list[Landmarker]:
     return teachers
 
 
+def check_teachers(config: TrainConfig, dataset, source: Landmarker | None) -> dict:
+    """The teachers' maps and the starting network (with ``--init``) scored on a few training crops
+    (`teacher_check`), said on stderr, with a warning where the teachers are no better."""
+    checked = teacher_check(dataset, config.scheme(), config.working_readout(), source)
+    line = (f"rcn: on {checked['crops']} training crops the teachers' maps score {checked['teacher_nme']:.2f} % NME"
+            + (f", the starting network {checked['student_nme']:.2f} %" if "student_nme" in checked else ""))
+    print(line, file=sys.stderr)
+    if checked.get("student_nme", float("inf")) <= checked["teacher_nme"]:
+        print("rcn: warning: the teachers are no better than the network on these crops, so distilling them "
+              "teaches worse maps; train with the augmentation the teachers learned (e.g. augment.occlusion=false)",
+              file=sys.stderr)
+    return checked
+
+
 def calibrate_detectors(model: Landmarker, faces: FaceSet) -> dict:
     """For a keypoint scheme of the user's own: each installed detector's box format for the model's crops,
     measured on the training faces (kept where it finds at least half of them); the measurements."""
@@ -326,6 +340,11 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
                     ds = with_teacher_targets(ds, teachers, scheme.flip if config.distill_flip else None)
                 return ds
 
+            if teachers:
+                start = source if source is not None and source.num_keypoints == config.num_keypoints else None
+                checked = check_teachers(config, pipeline(splits.train, "train", config.batch_size, config.seed),
+                                         start)
+
         wrap = float32_copy if config.is_denoiser else landmarker_for(config, network_of(config, source))
         if config.strategy == "multiworker":
             run = train_multiworker(config, splits, pipeline, build, make_optimizer, out, resume, strategy,
@@ -347,6 +366,8 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
                    "train_seconds": seconds, "strategy": config.strategy,
                    "precision": policy, "train_faces": len(splits.train),
                    "steps_per_epoch": config.updates_per_epoch(len(splits.train)), "history": {k: [float(v) for v in vals] for k, vals in history.items()}}
+        if not config.is_denoiser and teachers:
+            summary["teacher_check"] = checked
         test = splits.test or splits.validation
         if config.is_denoiser:
             rows = evaluate_denoiser(best_model, test, batch_size=config.batch_size)
