@@ -67,9 +67,10 @@ def run_folders(results: pathlib.Path, extra: list[str]) -> list[pathlib.Path]:
     return found + [pathlib.Path(e) for e in extra]
 
 
-def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool = False) -> list[dict]:
+def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool | None = False) -> list[dict]:
     """Validation (and test) NME of one run's best model under each read-out; with ``shape_prior``, also
-    with a `ShapePrior` fitted to the run's training faces (the model's own prior, if saved, counts too)."""
+    with a `ShapePrior` fitted to the run's training faces (the model's own prior, if saved, counts too);
+    ``shape_prior=None``: the network alone, without the prior it saved (for speed)."""
     from rcn_keras.app.training.config import TrainConfig
     from rcn_keras.data.sources import load_splits
     from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
@@ -82,7 +83,7 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool 
         splits_cache[key] = load_splits(config.data, config.num_keypoints)
     splits = splits_cache[key]
     model = load_landmarker(folder / "best.keras")
-    priors = [model.shape_prior]
+    priors = [None] if shape_prior is None else [model.shape_prior]
     if shape_prior and model.shape_prior is None:
         from rcn_keras.app.training.fit import training_shapes
         from rcn_keras.models.shape_prior import ShapePrior
@@ -233,11 +234,16 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES), help="shipped models to (re)make")
     parser.add_argument("--shape-prior", action="store_true",
                         help="also score each candidate with a shape prior of its training faces")
+    parser.add_argument("--no-shape-prior", action="store_true",
+                        help="score and ship each candidate's network alone, without the prior its run saved "
+                             "(the fast model: the prior costs more time per face than the network)")
     parser.add_argument("--budget-note", action="append", default=[], metavar="RUN=TEXT",
                         help="training time of a run that did not record it, e.g. 'runs/x=about 53 min'")
     parser.add_argument("--tflite-only", action="store_true",
                         help="only re-write the TFLite twins of the shipped models (--only) from their .keras files")
     args = parser.parse_args()
+    if args.shape_prior and args.no_shape_prior:
+        parser.error("--shape-prior and --no-shape-prior exclude each other")
 
     from rcn_keras.presets import WEIGHTS_DIR
 
@@ -254,7 +260,7 @@ def main() -> None:
                   if shipped_name(TrainConfig.load(folder / "config.json").model,
                                   TrainConfig.load(folder / "config.json").num_keypoints,
                                   TrainConfig.load(folder / "config.json").data.source) in args.only
-                  for row in score_candidate(folder, cache, args.shape_prior)]
+                  for row in score_candidate(folder, cache, None if args.no_shape_prior else args.shape_prior)]
     print_table([{**{k: r[k] for k in ("run", "model", "readout", "epochs", "val_nme")},
                   "shape_prior": r["shape_prior"] is not None} for r in candidates],
                 ["run", "model", "readout", "shape_prior", "epochs", "val_nme"])

@@ -242,3 +242,29 @@ def test_distillation_from_the_model_itself_adds_only_its_flip_disagreement(trai
     assert runs["flipped"]["val_loss"][0] == pytest.approx(runs["plain"]["val_loss"][0], rel=1e-4)
     saved = json.loads((tmp_path / "flipped" / "config.json").read_text())
     assert saved["distill_from"] == [str(out / "best.keras")] and saved["distill_weight"] == 2.0
+
+
+def test_ship_models_scores_the_network_alone_without_its_saved_prior(trained_run, tmp_path):
+    """`tools/ship_models.py --no-shape-prior`: a run whose best model saved a shape prior competes (and
+    ships) as its network alone, under every read-out; by default with its own prior."""
+    import pathlib
+    import shutil
+
+    from rcn_keras.app.training.fit import training_shapes
+    from rcn_keras.data.sources import load_splits
+    from rcn_keras.models.config import READOUTS
+    from rcn_keras.models.shape_prior import ShapePrior
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tools"))
+    from ship_models import score_candidate
+
+    out, config, _ = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    prior = ShapePrior.from_shapes(training_shapes(load_splits(config.data, config.num_keypoints).train))
+    load_landmarker(out / "best.keras").with_shape_prior(prior).save(run / "best.keras")
+    own = score_candidate(run, {})
+    assert len(own) == 1 and own[0]["shape_prior"] is not None
+    alone = score_candidate(run, {}, None)
+    assert [r["readout"] for r in alone] == list(READOUTS) and all(r["shape_prior"] is None for r in alone)
+    assert own[0]["val_nme"] != alone[0]["val_nme"]
