@@ -42,18 +42,34 @@ def teacher_probabilities(teachers: Sequence[keras.Model], crops, flip: Sequence
     return total / float(len(teachers) * (2 if flip is not None else 1))
 
 
+def pooled_probabilities(probs, side: int, size: int):
+    """(B, K, side*side) pixel probabilities summed over blocks into (B, K, size*size): a teacher's maps
+    on a student's coarser grid (80x80 -> 40x40: each 2x2 block's mass on the pixel that covers it)."""
+    if size == side:
+        return probs
+    if size > side or side % size:
+        raise ValueError(f"teacher maps of {side}x{side} cannot teach {size}x{size} maps (a divisor of {side} is needed)")
+    f = side // size
+    blocks = ops.reshape(probs, (-1, probs.shape[1], size, f, size, f))
+    return ops.reshape(ops.sum(blocks, axis=(3, 5)), (-1, probs.shape[1], size * size))
+
+
 def with_teacher_targets(dataset: tf.data.Dataset, teachers: Sequence[keras.Model],
-                         flip: Sequence[int] | None = None) -> tf.data.Dataset:
+                         flip: Sequence[int] | None = None, size: int | None = None) -> tf.data.Dataset:
     """A batched ``(crops, targets (B, K, 3))`` dataset with the teachers' probabilities appended to each
-    keypoint's target: ``(crops, (B, K, 3 + H*W))``, the layout `PixelNLL` distils from."""
+    keypoint's target: ``(crops, (B, K, 3 + S*S))``, the layout `PixelNLL` distils from; ``size``: the
+    student's map side S when coarser than the teachers' (their probabilities pooled onto it)."""
     nets = [as_map_model(t) for t in teachers]
     for net in nets[1:]:
         if tuple(net.output.shape[1:]) != tuple(nets[0].output.shape[1:]):
             raise ValueError(f"teachers disagree on their maps: {tuple(nets[0].output.shape[1:])} vs "
                              f"{tuple(net.output.shape[1:])}")
+    side = int(nets[0].output.shape[1])
+    size = side if size is None else int(size)
+    pooled_probabilities(tf.zeros((1, 1, side * side)), side, size)  # refuses a grid the teachers cannot fill
 
     def add(crops, targets):
-        probs = teacher_probabilities(nets, crops, flip)
+        probs = pooled_probabilities(teacher_probabilities(nets, crops, flip), side, size)
         return crops, tf.concat([tf.cast(targets, tf.float32), probs], axis=-1)
 
     return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

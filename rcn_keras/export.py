@@ -66,7 +66,8 @@ def _readout_of(model: keras.Model, readout: str | None) -> str:
 def export_saved_model(model: keras.Model, path: str | os.PathLike, readout: str | None = None,
                        batch_size: int | None = None) -> pathlib.Path:
     """SavedModel with endpoints ``serve`` (image -> {"keypoints": (B, K, 2) in [0, 1] of the crop,
-    "confidence": (B, K) peak probability}) and ``presoftmax`` (image -> (B, 80, 80, K) maps).
+    "confidence": (B, K) peak probability}) and ``presoftmax`` (image -> (B, S, S, K) maps: S = 80, or 40 for
+    a network whose maps are not upsampled).
 
     ``image`` is float32 (B, 80, 80, 1) raw grey intensities, B any size unless ``batch_size`` fixes
     it; it loads with plain TensorFlow. ``model``: a `Landmarker` (its read-out unless ``readout``, and

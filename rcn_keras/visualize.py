@@ -44,7 +44,7 @@ def presoftmax_grid(images: np.ndarray, maps: np.ndarray, pred: np.ndarray | Non
     each chosen keypoint (true point marked). ``pred``/``gt`` are normalised (N, K, 2) coordinates."""
     plt = _plt()
     images, maps = np.asarray(images), np.asarray(maps)
-    n, size, k = len(images), maps.shape[1], maps.shape[-1]
+    n, size, k = len(images), images.shape[1], maps.shape[-1]  # points and maps drawn on the crop's pixels
     keypoints = list(range(k)) if keypoints is None else list(keypoints)
     if len(keypoints) > 8:
         keypoints = keypoints[:: max(1, len(keypoints) // 8)][:8]

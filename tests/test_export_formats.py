@@ -37,6 +37,25 @@ def test_tflite_files_give_the_keras_keypoints(model_and_faces, tmp_path, quanti
     assert np.median(np.abs(out["keypoints"] - expected)) < tolerance
 
 
+def test_tflite_file_of_40x40_maps_gives_the_keras_keypoints(model_and_faces, tmp_path):
+    """A fast network whose maps are not upsampled (40x40) exports like any: the file's keypoints are the
+    Keras model's, with its read-out and shape prior."""
+    from rcn_keras.models.registry import build_model
+    from rcn_keras.models.shape_prior import ShapePrior
+
+    _, crops = model_and_faces
+    net = build_model("rcn_300w_fast", num_keypoints=5, upsample_maps=False)
+    rng = np.random.default_rng(3)
+    for layer in net.layers:  # trained-looking maps: not flat
+        layer.set_weights([w + rng.normal(0, 0.05, w.shape).astype(np.float32) for w in layer.get_weights()])
+    prior = ShapePrior.from_shapes(rng.uniform(0.3, 0.7, (20, 5, 2)))
+    for model in (Landmarker(net, readout="soft_argmax"), Landmarker(net, readout="soft_argmax", shape_prior=prior)):
+        runner = ExportedLandmarker(model.export(tmp_path / "m.tflite", "tflite", batch_size=1), threads=1)
+        got, expected = runner(crops[:3])["keypoints"], model.predict_crops(crops[:3])["keypoints"]
+        assert got.shape == (3, 5, 2) and np.median(np.abs(got - expected)) < 1e-4
+        assert np.abs(got - expected).max() < 1e-3  # 0.08 px of the crop: the float kernels' rounding
+
+
 @pytest.mark.skipif(not HAS_ONNX, reason="the onnx extra (tf2onnx, onnxruntime) is not installed")
 def test_onnx_file_gives_the_keras_keypoints_at_any_batch(model_and_faces, tmp_path):
     model, crops = model_and_faces

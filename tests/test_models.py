@@ -348,6 +348,67 @@ def test_fast_layout_is_separable_normalised_and_emits_40x40_maps():
         rcn_keras.model_config("rcn_300w", output_level=3)
 
 
+def test_fast_maps_without_upsampling_are_the_40x40_maps_read_and_saved_as_any(rng, tmp_path):
+    """``upsample_maps=False``: the same network (the same weights fit) emitting its 40x40 maps, which the
+    read-out, the loss, the shape prior, a saved Landmarker and the map drawing take as 80x80 ones."""
+    from rcn_keras.models.head import as_map_model, is_map_side
+    from rcn_keras.models.shape_prior import ShapePrior
+    from rcn_keras.models.transfer import for_keypoints
+    from rcn_keras.visualize import presoftmax_grid
+
+    up = rcn_keras.build_model("rcn_300w_fast", num_keypoints=5)
+    config = up.rcn_config.replace(upsample_maps=False)
+    assert config.map_size == 40 and up.rcn_config.map_size == 80
+    low, fresh = for_keypoints(up, config, 5)
+    assert fresh == [] and low.output.shape[1:] == (40, 40, 5) and low.count_params() == up.count_params()
+    x = rng.uniform(0, 255, (2, 80, 80, 1)).astype(np.float32)
+    coarse = keras.Model(up.input, up.get_layer("fout").output).predict(x, verbose=0)
+    np.testing.assert_allclose(low.predict(x, verbose=0), coarse, rtol=1e-5, atol=1e-5)
+    y = np.concatenate([rng.uniform(0.3, 0.7, (2, 5, 2)), np.ones((2, 5, 1))], -1).astype("float32")
+    assert np.isfinite(float(rcn_keras.PixelNLL("bilinear", coordinate_weight=1.0)(y, coarse)))
+    prior = ShapePrior.from_shapes(rng.uniform(0.3, 0.7, (20, 5, 2)))
+    model = rcn_keras.Landmarker(low, readout="soft_argmax", shape_prior=prior)
+    model.save(tmp_path / "m.keras")
+    again = rcn_keras.load_landmarker(tmp_path / "m.keras")
+    assert again.network_config().map_size == 40
+    out = again(x)
+    assert out["presoftmax"].shape[1:] == (40, 40, 5) and out["keypoints"].shape == (2, 5, 2)
+    np.testing.assert_allclose(out["keypoints"], model(x)["keypoints"], atol=1e-5)
+    presoftmax_grid(x, coarse, y[..., :2], y[..., :2])  # drawn on the crop's pixels
+    assert is_map_side(80, 80) and is_map_side(40, 40) and not is_map_side(30, 30) and not is_map_side(40, 20)
+    with pytest.raises(ValueError, match="not a landmark model"):
+        image = keras.Input((80, 80, 1))
+        as_map_model(keras.Model(image, keras.layers.AveragePooling2D(3)(image)))  # 26x26 maps
+    with pytest.raises(ValueError, match="upsample_maps=False is not allowed; allowed: true, or false with output_level=1"):
+        rcn_keras.model_config("rcn_300w", upsample_maps=False)
+
+
+def test_teacher_maps_pooled_onto_a_coarser_student(rng):
+    """An 80x80 teacher teaches a 40x40 student each 2x2 block's probability mass."""
+    import tensorflow as tf
+    from rcn_keras.distillation import pooled_probabilities, teacher_probabilities, with_teacher_targets
+
+    probs = rng.uniform(size=(2, 3, 6400)).astype("float32")
+    probs /= probs.sum(-1, keepdims=True)
+    pooled = keras.ops.convert_to_numpy(pooled_probabilities(probs, 80, 40))
+    blocks = probs.reshape(2, 3, 40, 2, 40, 2).sum(axis=(3, 5)).reshape(2, 3, 1600)
+    np.testing.assert_allclose(pooled, blocks, rtol=1e-5)
+    np.testing.assert_allclose(pooled.sum(-1), 1.0, rtol=1e-5)
+    assert pooled_probabilities(probs, 80, 80) is probs
+    with pytest.raises(ValueError, match="cannot teach 30x30"):
+        pooled_probabilities(probs, 80, 30)
+    teacher = rcn_keras.build_model("rcn_mtfl", branches=4, width=0.25)
+    crops = rng.uniform(0, 255, (2, 80, 80, 1)).astype("float32")
+    targets = rng.uniform(size=(2, 5, 3)).astype("float32")
+    _, packed = next(iter(with_teacher_targets(tf.data.Dataset.from_tensors((crops, targets)), [teacher], size=40)))
+    assert packed.shape == (2, 5, 3 + 1600)
+    full = keras.ops.convert_to_numpy(teacher_probabilities([teacher], crops))
+    np.testing.assert_allclose(packed[..., 3:], full.reshape(2, 5, 40, 2, 40, 2).sum(axis=(3, 5)).reshape(2, 5, -1),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="cannot teach 30x30"):
+        with_teacher_targets(tf.data.Dataset.from_tensors((crops, targets)), [teacher], size=30)
+
+
 def test_a_few_steps_reduce_the_loss(rng):
     model = rcn_keras.build_model("rcn_mtfl", branches=5)
     x = rng.uniform(0, 255, (8, 80, 80, 1)).astype("float32")

@@ -32,7 +32,10 @@ class ModelConfig:
     ``layout`` picks the channel / kernel tables: "mtfl" (3x3 decoder, 16-48 channels),
     "300w" (64 channels, 5x5 + 1x1 decoder) or "fast" (RCN only: depthwise-separable convs, 8-64
     channels growing towards the coarse levels, for a CPU at batch 1); ``width`` scales every hidden channel count (1.0 = the
-    paper; 0.5 costs about a quarter). L2 coefficients follow docs/model.md 5.5's three groups.
+    paper; 0.5 costs about a quarter). ``output_level=1`` ends the decoder at 40x40, its maps upsampled
+    bilinearly to 80x80 unless ``upsample_maps=False`` (40x40 maps: the read-out's softmax over a quarter of
+    the pixels, about half of the fast model's time per face). L2 coefficients follow docs/model.md 5.5's
+    three groups.
     """
 
     family: str = "rcn"
@@ -48,6 +51,7 @@ class ModelConfig:
     dropout: bool = False
     width: float = 1.0
     output_level: int = 0
+    upsample_maps: bool = True
     lcn: bool = True
     lcn_floor: str = "image"
     l2_encoder: float = 0.0
@@ -89,6 +93,10 @@ class ModelConfig:
             bad("output_level", self.output_level, f"{OUTPUT_LEVELS} (0 = F, 80x80; 1 = M, 40x40 upsampled)")
         if self.output_level and self.family != "rcn":
             bad("output_level", self.output_level, "0 for family='sumnet' (each branch has its own output)")
+        if not isinstance(self.upsample_maps, bool):
+            bad("upsample_maps", self.upsample_maps, "true or false")
+        if not self.upsample_maps and not self.output_level:
+            bad("upsample_maps", self.upsample_maps, "true, or false with output_level=1 (maps at 40x40)")
         if self.skip and self.family != "rcn":
             bad("skip", self.skip, "True only for family='rcn'")
         if self.zero_non_pooled and self.family != "rcn":
@@ -103,6 +111,11 @@ class ModelConfig:
     def mask(self) -> tuple[int, ...]:
         """Branch mask, finest first, with ``None`` expanded to all ones."""
         return self.branch_mask or (1,) * self.branches
+
+    @property
+    def map_size(self) -> int:
+        """Side of the keypoint maps the network emits: 80, or its output level's (40) without upsampling."""
+        return LEVEL_SIZES[0] if self.upsample_maps else LEVEL_SIZES[self.output_level]
 
     @property
     def top_level(self) -> int:

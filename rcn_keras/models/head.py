@@ -118,11 +118,17 @@ def as_map_model(model: keras.Model) -> keras.Model:
         if "presoftmax" not in out:
             raise ValueError(f"model {model.name!r} has outputs {sorted(out)} but no 'presoftmax' maps")
         return keras.Model(model.input, out["presoftmax"], name=model.name)
-    if isinstance(out, (list, tuple)) or len(out.shape) != 4 or tuple(out.shape[1:3]) != (MAP_SIZE, MAP_SIZE):
+    if isinstance(out, (list, tuple)) or len(out.shape) != 4 or not is_map_side(out.shape[1], out.shape[2]):
         shape = [tuple(o.shape) for o in out] if isinstance(out, (list, tuple)) else tuple(out.shape)
-        raise ValueError(f"model {model.name!r} outputs {shape}, not (None, {MAP_SIZE}, {MAP_SIZE}, K) "
-                         f"keypoint maps: not a landmark model")
+        raise ValueError(f"model {model.name!r} outputs {shape}, not (None, S, S, K) keypoint maps with S "
+                         f"{MAP_SIZE} or a divisor of it: not a landmark model")
     return model
+
+
+def is_map_side(height, width) -> bool:
+    """Whether maps of ``height`` x ``width`` are keypoint maps: square, of the crop's side (80) or a
+    divisor of it (40x40: the fast model without upsampling), so that pixel centres map onto the crop."""
+    return height == width and isinstance(height, int) and height > 0 and MAP_SIZE % height == 0
 
 
 def with_readout(model: keras.Model, readout: str = "argmax", prior=None) -> keras.Model:

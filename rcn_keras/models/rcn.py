@@ -17,7 +17,8 @@ def build_rcn(config: ModelConfig) -> keras.Model:
     Branch mask (our interpretation, docs/model.md 4.6): a 0 at level r drops the trunk (lateral) features
     concatenated there; the decoder still runs on the upsampled coarser tensor alone. Levels coarser
     than the coarsest active branch are not built. With ``output_level=1`` the decoder stops at M and
-    its K logit maps are upsampled bilinearly to 80x80 (the F branch is not built).
+    its K logit maps are upsampled bilinearly to 80x80 (the F branch is not built), or with
+    ``upsample_maps=False`` emitted at 40x40.
     """
     g = GraphBuilder(config)
     table = RCN_DECODER[config.layout]
@@ -44,7 +45,7 @@ def build_rcn(config: ModelConfig) -> keras.Model:
         if level == out_level:
             x = g.conv(x, config.num_keypoints, RCN_OUTPUT_KERNEL[config.layout], "fout", "decoder",
                        relu=False, float32=True)
-            if level > 0:
+            if level > 0 and config.upsample_maps:
                 x = keras.layers.UpSampling2D(2 ** level, interpolation="bilinear", dtype="float32",
                                               name="fout_up")(x)
         elif config.skip and level < top:

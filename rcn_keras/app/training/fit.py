@@ -333,11 +333,12 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
                                              scheme=scheme)
         else:
             teachers = load_teachers(config)
+            map_size = network_of(config, source).map_size if teachers else None
 
             def pipeline(faces, mode, batch, seed):
                 ds = make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme)
                 if teachers and mode == "train":
-                    ds = with_teacher_targets(ds, teachers, scheme.flip if config.distill_flip else None)
+                    ds = with_teacher_targets(ds, teachers, scheme.flip if config.distill_flip else None, map_size)
                 return ds
 
             if teachers:
