@@ -81,6 +81,23 @@ def test_model_card_says_what_a_model_was_distilled_from():
     assert "also distilled from rcn-300w (weight 1.0; true labels weight 0.0)." in alone
 
 
+def test_model_card_says_the_recipe_of_a_fine_tuning_stage():
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+    from ship_models import card_markdown, last_stage_text
+
+    config = preset_train_config("rcn_300w_fast", output_dir="unused", init_from="rcn-300w-fast", epochs=8,
+                                 learning_rate=5e-4, warmup_epochs=1, **{"augment.rotation": 15,
+                                                                         "augment.occlusion": False})
+    stage = last_stage_text(config)
+    assert stage == "8 epochs from rcn-300w-fast, adam 0.0005 (cosine, 1 warm-up), rotation 15, occlusion off, batch 32"
+    card = get_preset("rcn-300w").card()
+    assert "the last stage" not in card_markdown([{k: v for k, v in card.items() if k != "last_stage"}])
+    assert f"; the last stage: {stage}." in card_markdown([{**card, "last_stage": stage}])
+
+
 def test_listed_parameter_counts_are_the_built_networks():
     """`rcn models` reads the counts from rcn_keras/preset_parameters.json: they must match the networks."""
     from rcn_keras.models.denoising import build_denoiser

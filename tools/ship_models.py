@@ -149,8 +149,21 @@ def data_text(data, splits) -> str:
     if data.source == "mtfl":
         return (f"MTFL training.txt ({len(splits.train)} training faces; validation = the last "
                 f"{len(splits.validation)} of the seed-7345 permutation, as the paper)")
-    return (f"300W {' + '.join(data.train_subsets)} ({len(splits.train)} training faces; validation = the seed-7345 "
-            f"{data.validation:.0%} split, {len(splits.validation)} faces)")
+    from rcn_keras.data.sources import extra_source
+
+    named = [("MTFL training.txt, its 5 points as partial labels" if extra_source(p) == "mtfl" else pathlib.Path(p).name)
+             for p in data.extra_train]
+    extra = f", with the extra training faces of {'; '.join(named)} (loss weight {data.extra_weight})" if named else ""
+    return (f"300W {' + '.join(data.train_subsets)} ({len(splits.train)} training faces{extra}; validation = the "
+            f"seed-7345 {data.validation:.0%} split, {len(splits.validation)} faces)")
+
+
+def last_stage_text(config) -> str:
+    """The recipe of a fine-tuning run (``init_from``) in words: what its preset's recipe does not say."""
+    a = config.augment
+    return (f"{config.epochs} epochs from {config.init_from}, {config.optimizer} {config.learning_rate:g} "
+            f"({config.lr_schedule}, {config.warmup_epochs} warm-up), rotation {a.rotation:g}, occlusion "
+            f"{'on' if a.occlusion else 'off'}, batch {config.batch_size}")
 
 
 def card_markdown(cards: list[dict]) -> str:
@@ -177,7 +190,8 @@ def card_markdown(cards: list[dict]) -> str:
                   f"* Budget: {before}{c['epochs']} epochs{' of `' + c['preset'] + '`' if before else ''}, {minutes} "
                   f"of training on a 2-core CPU "
                   f"(optimizer {c['optimizer']}, batch {c['batch_size']}).",
-                  f"* Recipe: {RECIPES.get(c['preset'], 'see the preset in rcn_keras/presets.py')}{distilled}."]
+                  f"* Recipe: {RECIPES.get(c['preset'], 'see the preset in rcn_keras/presets.py')}"
+                  f"{'; the last stage: ' + c['last_stage'] if c.get('last_stage') else ''}{distilled}."]
         if c.get("shape_prior"):
             p = c["shape_prior"]
             lines.append(f"* Shape prior (`rcn_keras.models.shape_prior`): {p['modes']} PCA modes of {p['shapes']}' "
@@ -289,6 +303,8 @@ def main() -> None:
                                    "temperature": best["shape_prior"].temperature,
                                    "strength": best["shape_prior"].strength,
                                    "shapes": f"the {len(best['splits'].train)} training faces"}
+        if cfg.init_from:
+            card["last_stage"] = last_stage_text(cfg)
         if cfg.distill_from:
             card.update(distilled_from=list(cfg.distill_from), distill_weight=cfg.distill_weight,
                         distill_flip=cfg.distill_flip, label_weight=cfg.label_weight)

@@ -221,7 +221,7 @@ def test_distillation_from_the_model_itself_adds_only_its_flip_disagreement(trai
     """A student that starts as its teacher (learning rate ~0) has nothing to learn from it: the training
     loss equals the plain run's; from the flip-averaged teacher it grows by the model's left-right
     disagreement. Validation losses never carry the term. The teacher check scores the teacher's maps and
-    the starting network alike on the same crops, and warns that such a teacher is no better."""
+    the --init model alike on the same crops, and warns that such a teacher is no better."""
     out, _, _ = trained_run
     common = dict(epochs=1, steps_per_epoch=2, init_from=str(out / "best.keras"),
                   **{**TINY, "visualize_every": 0, "learning_rate": 1e-12})
@@ -233,7 +233,7 @@ def test_distillation_from_the_model_itself_adds_only_its_flip_disagreement(trai
         summaries[name] = train(config, verbose=0).summary
         runs[name] = summaries[name]["history"]
         if name == "same":
-            assert "teachers are no better than the network" in capsys.readouterr().err
+            assert "teachers are no better than the --init model" in capsys.readouterr().err
     check = summaries["same"]["teacher_check"]
     assert check["crops"] > 0 and check["teacher_nme"] == pytest.approx(check["student_nme"], abs=1e-3)
     assert "teacher_check" not in summaries["plain"]

@@ -236,14 +236,14 @@ def load_teachers(config: TrainConfig) -> list[Landmarker]:
 
 
 def check_teachers(config: TrainConfig, dataset, source: Landmarker | None) -> dict:
-    """The teachers' maps and the starting network (with ``--init``) scored on a few training crops
+    """The teachers' maps and the ``--init`` model (``source``) scored on a few training crops
     (`teacher_check`), said on stderr, with a warning where the teachers are no better."""
     checked = teacher_check(dataset, config.scheme(), config.working_readout(), source)
     line = (f"rcn: on {checked['crops']} training crops the teachers' maps score {checked['teacher_nme']:.2f} % NME"
-            + (f", the starting network {checked['student_nme']:.2f} %" if "student_nme" in checked else ""))
+            + (f", the --init model {checked['student_nme']:.2f} %" if "student_nme" in checked else ""))
     print(line, file=sys.stderr)
     if checked.get("student_nme", float("inf")) <= checked["teacher_nme"]:
-        print("rcn: warning: the teachers are no better than the network on these crops, so distilling them "
+        print("rcn: warning: the teachers are no better than the --init model on these crops, so distilling them "
               "teaches worse maps; train with the augmentation the teachers learned (e.g. augment.occlusion=false)",
               file=sys.stderr)
     return checked
