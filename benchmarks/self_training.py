@@ -30,6 +30,8 @@ COLUMNS = ["model", "params", "train faces", "train min", "read-out alone", "sha
 def describe(spec: str) -> tuple[str, dict]:
     """The model file of ``spec`` (a shipped name or a run folder) and what is known of its training."""
     folder = pathlib.Path(spec)
+    if folder.suffix == ".keras" and folder.is_file():  # a model file (e.g. a shipped model's earlier version)
+        return spec, {"train faces": None, "train min": None}
     if (folder / "best.keras").is_file():
         summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
         return str(folder / "best.keras"), {"train faces": summary.get("train_faces"),
@@ -44,7 +46,7 @@ def describe(spec: str) -> tuple[str, dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("models", nargs="+", help="shipped model names or training run folders")
+    p.add_argument("models", nargs="+", help="shipped model names, training run folders or .keras files")
     p.add_argument("--root", default=str(SHARED))
     args = p.parse_args(argv)
     if not pathlib.Path(args.root).is_dir():
