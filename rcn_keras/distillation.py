@@ -42,13 +42,18 @@ def teacher_probabilities(teachers: Sequence[keras.Model], crops, flip: Sequence
     return total / float(len(teachers) * (2 if flip is not None else 1))
 
 
+def check_pooling(side: int, size: int) -> None:
+    """A ValueError unless teacher maps of ``side`` can be pooled onto a student's ``size`` (a divisor)."""
+    if size > side or side % size:
+        raise ValueError(f"teacher maps of {side}x{side} cannot teach {size}x{size} maps (a divisor of {side} is needed)")
+
+
 def pooled_probabilities(probs, side: int, size: int):
     """(B, K, side*side) pixel probabilities summed over blocks into (B, K, size*size): a teacher's maps
     on a student's coarser grid (80x80 -> 40x40: each 2x2 block's mass on the pixel that covers it)."""
+    check_pooling(side, size)
     if size == side:
         return probs
-    if size > side or side % size:
-        raise ValueError(f"teacher maps of {side}x{side} cannot teach {size}x{size} maps (a divisor of {side} is needed)")
     f = side // size
     blocks = ops.reshape(probs, (-1, probs.shape[1], size, f, size, f))
     return ops.reshape(ops.sum(blocks, axis=(3, 5)), (-1, probs.shape[1], size * size))
@@ -66,7 +71,7 @@ def with_teacher_targets(dataset: tf.data.Dataset, teachers: Sequence[keras.Mode
                              f"{tuple(net.output.shape[1:])}")
     side = int(nets[0].output.shape[1])
     size = side if size is None else int(size)
-    pooled_probabilities(tf.zeros((1, 1, side * side)), side, size)  # refuses a grid the teachers cannot fill
+    check_pooling(side, size)
 
     def add(crops, targets):
         probs = pooled_probabilities(teacher_probabilities(nets, crops, flip), side, size)

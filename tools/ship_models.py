@@ -67,10 +67,11 @@ def run_folders(results: pathlib.Path, extra: list[str]) -> list[pathlib.Path]:
     return found + [pathlib.Path(e) for e in extra]
 
 
-def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool | None = False) -> list[dict]:
+def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool = False,
+                    network_alone: bool = False) -> list[dict]:
     """Validation (and test) NME of one run's best model under each read-out; with ``shape_prior``, also
     with a `ShapePrior` fitted to the run's training faces (the model's own prior, if saved, counts too);
-    ``shape_prior=None``: the network alone, without the prior it saved (for speed)."""
+    ``network_alone``: only without a prior, not even the one it saved (for speed)."""
     from rcn_keras.app.training.config import TrainConfig
     from rcn_keras.data.sources import load_splits
     from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
@@ -83,8 +84,8 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool 
         splits_cache[key] = load_splits(config.data, config.num_keypoints)
     splits = splits_cache[key]
     model = load_landmarker(folder / "best.keras")
-    priors = [None] if shape_prior is None else [model.shape_prior]
-    if shape_prior and model.shape_prior is None:
+    priors = [None] if network_alone else [model.shape_prior]
+    if shape_prior and not network_alone and model.shape_prior is None:
         from rcn_keras.app.training.fit import training_shapes
         from rcn_keras.models.shape_prior import ShapePrior
 
@@ -274,7 +275,7 @@ def main() -> None:
                   if shipped_name(TrainConfig.load(folder / "config.json").model,
                                   TrainConfig.load(folder / "config.json").num_keypoints,
                                   TrainConfig.load(folder / "config.json").data.source) in args.only
-                  for row in score_candidate(folder, cache, None if args.no_shape_prior else args.shape_prior)]
+                  for row in score_candidate(folder, cache, args.shape_prior, network_alone=args.no_shape_prior)]
     print_table([{**{k: r[k] for k in ("run", "model", "readout", "epochs", "val_nme")},
                   "shape_prior": r["shape_prior"] is not None} for r in candidates],
                 ["run", "model", "readout", "shape_prior", "epochs", "val_nme"])

@@ -265,6 +265,6 @@ def test_ship_models_scores_the_network_alone_without_its_saved_prior(trained_ru
     load_landmarker(out / "best.keras").with_shape_prior(prior).save(run / "best.keras")
     own = score_candidate(run, {})
     assert len(own) == 1 and own[0]["shape_prior"] is not None
-    alone = score_candidate(run, {}, None)
+    alone = score_candidate(run, {}, network_alone=True)
     assert [r["readout"] for r in alone] == list(READOUTS) and all(r["shape_prior"] is None for r in alone)
     assert own[0]["val_nme"] != alone[0]["val_nme"]
