@@ -86,7 +86,10 @@ def test_shipped_tflite_twins_give_the_keras_keypoints():
         crops = np.concatenate([x.numpy() for x, _ in make_dataset(faces, "test", 8)])
         expected = model.predict_crops(crops)["keypoints"]
         got = ExportedLandmarker(twin)(crops)["keypoints"]
-        assert np.abs(got - expected).max() < 2e-3, name  # stale twin: re-run ship_models --tflite-only
+        # Float differences between the runtimes reach 0.2 px on a synthetic crop through the prior's
+        # unrolled conjugate gradient (mean 1e-4); a twin of another prior differs by 7e-4 on average.
+        diff = np.abs(got - expected)
+        assert diff.mean() < 4e-4 and diff.max() < 4e-3, name  # stale twin: re-run ship_models --tflite-only
 
 
 @pytest.mark.skipif(not HAS_LITERT, reason="the litert extra is not installed")

@@ -134,3 +134,32 @@ def test_rcn_mtfl_scores_its_card_on_the_real_aflw(shared_mtfl, tmp_path):
     row = next(r for r in report["results"]["rcn-mtfl"] if r["subset"] == "all" and r["normaliser"] == "eye_centres")
     card = next(r for r in PRESETS["rcn-mtfl"].card()["test"] if r["normaliser"] == "eye_centres")
     assert row["faces"] == 2995 and abs(row["nme"] - card["nme"]) < 0.01
+
+
+def test_refreshing_a_shipped_prior_rewrites_the_model_its_twin_and_card(shared_300w, tmp_path):
+    """`tools/ship_models.py --refresh-prior`: the shipped prior cut to the present defaults, scored on
+    the validation faces beside the saved one, written with its TFLite twin and card."""
+    import json
+    import pathlib
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+    from ship_models import REFRESH_TOLERANCE, refresh_prior
+
+    from rcn_keras.landmarker import load_landmarker
+    from rcn_keras.models.shape_prior import DEFAULT_ITERATIONS, DEFAULT_MODES, DEFAULT_STEPS
+
+    for suffix in (".keras", ".json"):
+        shutil.copy(WEIGHTS_DIR / f"rcn-300w{suffix}", tmp_path / f"rcn-300w{suffix}")
+    before = json.loads((tmp_path / "rcn-300w.json").read_text())
+    card = refresh_prior("rcn-300w", tmp_path, shared_300w)
+    prior = load_landmarker(tmp_path / "rcn-300w.keras").shape_prior
+    assert (prior.num_modes, prior.iterations, prior.steps) == (DEFAULT_MODES, DEFAULT_ITERATIONS, DEFAULT_STEPS)
+    assert card == json.loads((tmp_path / "rcn-300w.json").read_text())
+    assert card["shape_prior"]["modes"] == DEFAULT_MODES
+    assert card["validation"][0]["nme"] <= before["validation"][0]["nme"] + REFRESH_TOLERANCE
+    assert (tmp_path / "rcn-300w.tflite").stat().st_size > 0
+    # a model without a prior is left as it is
+    shutil.copy(WEIGHTS_DIR / "rcn-300w-fast.keras", tmp_path / "rcn-300w-fast.keras")
+    assert refresh_prior("rcn-300w-fast", tmp_path, shared_300w) is None

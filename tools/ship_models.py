@@ -6,7 +6,8 @@ picks the model and its read-out (never a test set). The 5-point winner is then 
 Writes ``rcn_keras/weights/<name>.keras`` (a float32 `Landmarker` with the picked read-out, no
 optimizer state), ``<name>.tflite`` (the same model as a float32 TFLite file of batch 1, which `rcn predict`
 runs with LiteRT without importing TensorFlow), ``<name>.json`` (model card data) and ``MODEL_CARD.md``.
-``--tflite-only`` re-writes the TFLite files of the shipped models as they are. The preset of the same
+``--tflite-only`` re-writes the TFLite files of the shipped models as they are; ``--refresh-prior`` gives the
+shipped models' shape priors the library's present defaults (`ShapePrior.leading`). The preset of the same
 name in `rcn_keras.presets` must then say the same read-out (a test checks it).
 
     python tools/ship_models.py --results runs/experiments/real-300w --extra runs/real_v2_68
@@ -241,6 +242,47 @@ def write_tflite(keras_path: pathlib.Path) -> pathlib.Path:
     return load_landmarker(keras_path).export(keras_path.with_suffix(".tflite"), "tflite")
 
 
+REFRESH_TOLERANCE = 0.02  # validation NME points a refreshed (cheaper) prior may lose and still ship
+
+
+def refresh_prior(name: str, weights_dir: pathlib.Path, root: pathlib.Path = SHARED_300W) -> dict | None:
+    """Shipped model ``name`` with its shape prior cut to the present defaults (leading modes, rounds and
+    steps: `ShapePrior.leading`), both scored on its validation split; the model, its TFLite twin and
+    card are re-written when the new prior loses at most `REFRESH_TOLERANCE` points. Returns the card."""
+    from rcn_keras.app.training import preset_train_config
+    from rcn_keras.data.sources import load_splits
+    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
+    from rcn_keras.files import atomic_save_model, atomic_write_bytes
+    from rcn_keras.landmarker import load_landmarker
+
+    path = weights_dir / f"{name}.keras"
+    model = load_landmarker(path)
+    old = model.shape_prior
+    if old is None:
+        print(f"{name}: no shape prior: left as it is")
+        return None
+    new = old.leading()
+    config = preset_train_config(name, **{"data.root": str(root)})
+    val = load_splits(config.data, config.num_keypoints).validation
+    scores = {}
+    for label, prior in (("saved", old), ("refreshed", new)):
+        pred, gt, _ = predict_faceset(model.with_shape_prior(prior), val, 64)
+        scores[label] = headline_rows(evaluate_predictions(pred, gt, val)["rows"])
+    print(f"{name}: saved prior {old.num_modes} modes x {old.iterations} rounds x {old.steps} steps "
+          f"{scores['saved'][0]['nme']:.3f} %, refreshed {new.num_modes} x {new.iterations} x {new.steps} "
+          f"{scores['refreshed'][0]['nme']:.3f} % (validation, {len(val)} faces)")
+    if scores["refreshed"][0]["nme"] > scores["saved"][0]["nme"] + REFRESH_TOLERANCE:
+        print(f"{name}: the refreshed prior loses more than {REFRESH_TOLERANCE} points: left as it is")
+        return None
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["shape_prior"] = {**card["shape_prior"], "modes": new.num_modes}
+    card["validation"] = scores["refreshed"]
+    atomic_save_model(model.with_shape_prior(new), path)
+    write_tflite(path)
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
+    return card
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="runs/experiments/real-300w")
@@ -256,6 +298,9 @@ def main() -> None:
                         help="training time of a run that did not record it, e.g. 'runs/x=about 53 min'")
     parser.add_argument("--tflite-only", action="store_true",
                         help="only re-write the TFLite twins of the shipped models (--only) from their .keras files")
+    parser.add_argument("--refresh-prior", action="store_true",
+                        help="only give the shipped models' (--only) shape priors the present defaults (fewer modes, "
+                             "rounds, steps), where that costs at most REFRESH_TOLERANCE validation points")
     args = parser.parse_args()
     if args.shape_prior and args.no_shape_prior:
         parser.error("--shape-prior and --no-shape-prior exclude each other")
@@ -266,6 +311,13 @@ def main() -> None:
         for name in args.only:
             path = write_tflite((pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR) / f"{name}.keras")
             print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return
+
+    if args.refresh_prior:
+        weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
+        refreshed = [card for name in args.only if (card := refresh_prior(name, weights_dir))]
+        if refreshed:
+            write_cards(weights_dir, refreshed)
         return
 
     from rcn_keras.app.training.config import TrainConfig
@@ -332,12 +384,17 @@ def main() -> None:
         print(f"{name}: {best['run']} ({best['readout']}, validation NME {best['val_nme']:.2f} %) -> {path} "
               f"({path.stat().st_size / 1e6:.1f} MB)")
         cards.append(card)
+    write_cards(weights_dir, cards)
+
+
+def write_cards(weights_dir: pathlib.Path, cards: list[dict]) -> None:
+    """MODEL_CARD.md of ``cards`` and of every other shipped model's card as it is."""
+    from rcn_keras.files import atomic_write_bytes
+
     for name in NAMES:  # keep the card of a model not re-made this time
         old = weights_dir / f"{name}.json"
         if old.is_file() and not any(c["name"] == name for c in cards):
             cards.append(json.loads(old.read_text()))
-    from rcn_keras.files import atomic_write_bytes
-
     atomic_write_bytes(weights_dir / "MODEL_CARD.md", card_markdown(sorted(cards, key=lambda c: c["name"])).encode())
     print(f"wrote {weights_dir / 'MODEL_CARD.md'}")
 

@@ -22,6 +22,11 @@ from rcn_keras.models.layers import PACKAGE
 DEFAULT_TEMPERATURE = 1.5  # logits x 1.5 before the moments: picked on rcn-300w validation faces
 DEFAULT_STRENGTH = 1.0  # the prior's weight against the maps: 1 = the Bayesian posterior
 COVARIANCE_FLOOR = 1e-6  # added to each point's variance (crop units: a deviation of 0.08 px at 80x80)
+# Modes kept (at most), alignment rounds and conjugate-gradient steps per round. On the 300W validation
+# faces 64 modes x 4 rounds x 6 steps score as all 132 modes x 4 x 10 (rcn-300w 5.00 %, rcn-300w-fast v2
+# 6.11 %) in half the time; 48 modes cost 0.01, 32 modes 0.04, 4 steps 0.04, 2 rounds 0.12 and 1 round
+# 0.9-1.2 points (benchmarks/results/shape_prior_cost.md).
+DEFAULT_MODES, DEFAULT_ITERATIONS, DEFAULT_STEPS = 64, 4, 6
 
 
 def keypoint_moments(logits, temperature: float = DEFAULT_TEMPERATURE):
@@ -78,21 +83,27 @@ def _apply(a, b, t, points):
 
 
 def _precision(cov, a, b):
-    """2x2 precision (B, K, 3) of covariances (B, K, 3) carried through M = [[a, -b], [b, a]]."""
+    """The 2x2 precisions of covariances (B, K, 3) carried through M = [[a, -b], [b, a]], as the two
+    (B, 2K) factors `_weigh` reads: (xx, yy) of each point and (xy, xy) of each point."""
     xx, xy, yy = cov[..., 0] + COVARIANCE_FLOOR, cov[..., 1], cov[..., 2] + COVARIANCE_FLOOR
     c, s = a[:, None], b[:, None]
     # M C M^T for M = [[c, -s], [s, c]]
     mxx = c * c * xx - 2 * c * s * xy + s * s * yy
     myy = s * s * xx + 2 * c * s * xy + c * c * yy
     mxy = c * s * (xx - yy) + (c * c - s * s) * xy
+    k2 = 2 * cov.shape[1]
     det = mxx * myy - mxy * mxy
-    return ops.stack([myy / det, -mxy / det, mxx / det], axis=-1)
+    diagonal = ops.reshape(ops.stack([myy / det, mxx / det], axis=-1), (-1, k2))
+    cross = -mxy / det
+    return diagonal, ops.reshape(ops.stack([cross, cross], axis=-1), (-1, k2))
 
 
-def _times(precision, v):
-    """Block-diagonal precision (B, K, 3) times points-shaped v (B, K, 2)."""
-    return ops.stack([precision[..., 0] * v[..., 0] + precision[..., 1] * v[..., 1],
-                      precision[..., 1] * v[..., 0] + precision[..., 2] * v[..., 1]], axis=-1)
+def _weigh(weights, u):
+    """The block-diagonal precision (`_precision`'s pair) times flat points u (B, 2K):
+    (xx ux + xy uy, xy ux + yy uy) per point, as diagonal x u + cross x (u with x and y swapped)."""
+    diagonal, cross = weights
+    swapped = ops.reshape(ops.flip(ops.reshape(u, (-1, u.shape[-1] // 2, 2)), axis=-1), (-1, u.shape[-1]))
+    return diagonal * u + cross * swapped
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -108,7 +119,8 @@ class ShapePrior(keras.layers.Layer):
     """
 
     def __init__(self, num_keypoints: int, num_modes: int, strength: float = DEFAULT_STRENGTH,
-                 temperature: float = DEFAULT_TEMPERATURE, iterations: int = 4, steps: int = 10, **kwargs):
+                 temperature: float = DEFAULT_TEMPERATURE, iterations: int = DEFAULT_ITERATIONS,
+                 steps: int = DEFAULT_STEPS, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         if num_modes < 1 or num_modes > 2 * num_keypoints - 4:
@@ -129,8 +141,8 @@ class ShapePrior(keras.layers.Layer):
     @classmethod
     def from_shapes(cls, points, num_modes: int | None = None, **kwargs) -> "ShapePrior":
         """A prior from training keypoints (N, K, 2) (normalised crop coordinates; NaN rows are
-        skipped): Procrustes-aligned to their mean, then PCA. ``num_modes``: default all but the 4
-        similarity directions, capped by the number of shapes."""
+        skipped): Procrustes-aligned to their mean, then PCA. ``num_modes``: default the leading
+        `DEFAULT_MODES`, capped by all but the 4 similarity directions and by the number of shapes."""
         shapes = np.asarray(points, np.float64)
         shapes = shapes[np.isfinite(shapes).all(axis=(1, 2))]
         if shapes.ndim != 3 or shapes.shape[-1] != 2:
@@ -138,10 +150,22 @@ class ShapePrior(keras.layers.Layer):
         n, k = shapes.shape[:2]
         if n < 3:
             raise ValueError(f"a shape prior needs at least 3 complete training shapes, got {n}")
-        modes = num_modes if num_modes is not None else min(2 * k - 4, n - 1)
+        modes = num_modes if num_modes is not None else min(DEFAULT_MODES, 2 * k - 4, n - 1)
         mean, basis, variances = procrustes_pca(shapes, modes)
         prior = cls(k, modes, **kwargs)
         prior.set_weights([mean.astype(np.float32), basis.astype(np.float32), variances.astype(np.float32)])
+        return prior
+
+    def leading(self, num_modes: int | None = None, iterations: int = DEFAULT_ITERATIONS,
+                steps: int = DEFAULT_STEPS) -> "ShapePrior":
+        """A copy with the first ``num_modes`` modes (default `DEFAULT_MODES`; at most this prior's): the
+        prior `from_shapes` fits with that many, the modes being ordered by variance; and the given
+        alignment rounds and conjugate-gradient steps."""
+        modes = min(num_modes or DEFAULT_MODES, self.num_modes)
+        prior = ShapePrior(self.num_keypoints, modes, strength=self.strength, temperature=self.temperature,
+                           iterations=iterations, steps=steps)
+        mean, basis, variances = self.get_weights()
+        prior.set_weights([mean, basis[:modes], variances[:modes]])
         return prior
 
     def call(self, logits):
@@ -156,27 +180,23 @@ class ShapePrior(keras.layers.Layer):
         """Observed means (B, K, 2) and covariances (B, K, 3) -> the MAP keypoints (B, K, 2)."""
         points = ops.cast(points, "float32")
         covariance = ops.cast(covariance, "float32")
-        m = self.num_modes
-        modes = ops.reshape(self.modes, (m, -1))  # (m, 2K)
-        scale = ops.sqrt(self.variances)  # whitening: coefficient = scale * z
+        m, k2 = self.num_modes, 2 * self.num_keypoints
+        psi = ops.reshape(self.modes, (m, k2)) * ops.sqrt(self.variances)[:, None]  # whitened modes
         confidence = 1.0 / (covariance[..., 0] + covariance[..., 2] + 2 * COVARIANCE_FLOOR)
         z = ops.zeros((ops.shape(points)[0], m), "float32")
         shape = ops.broadcast_to(self.mean[None], ops.shape(points))
         for _ in range(self.iterations):
             a, b, t = _similarity(points, shape, confidence)
             observed = _apply(a, b, t, points) - self.mean  # in the frame of the mean shape
-            precision = _precision(covariance, a, b)
+            weights = _precision(covariance, a, b)
 
-            def normal(v):  # (whitened Phi^T W Phi + strength I) v
-                shift = ops.reshape(ops.matmul(v * scale, modes), ops.shape(points))
-                back = ops.matmul(ops.reshape(_times(precision, shift), (-1, 2 * self.num_keypoints)),
-                                  ops.transpose(modes))
-                return back * scale + self.strength * v
+            def normal(v):  # (Psi W Psi^T + strength I) v, W the points' block-diagonal precision
+                back = ops.matmul(_weigh(weights, ops.matmul(v, psi)), ops.transpose(psi))
+                return back + v if self.strength == 1.0 else back + self.strength * v
 
-            rhs = ops.matmul(ops.reshape(_times(precision, observed), (-1, 2 * self.num_keypoints)),
-                             ops.transpose(modes)) * scale
+            rhs = ops.matmul(_weigh(weights, ops.reshape(observed, (-1, k2))), ops.transpose(psi))
             z = _conjugate_gradient(normal, rhs, z, self.steps)
-            shape = self.mean + ops.reshape(ops.matmul(z * scale, modes), ops.shape(points))
+            shape = self.mean + ops.reshape(ops.matmul(z, psi), ops.shape(points))
         det = a * a + b * b  # the shape back into the crop by the inverse of the last alignment
         return _apply(a / det, -b / det, ops.zeros_like(t), shape - t[:, None])
 
@@ -199,11 +219,13 @@ def _conjugate_gradient(apply, rhs, x, steps: int):
     for _ in range(steps):
         ap = apply(p)
         pap = ops.sum(p * ap, axis=-1, keepdims=True)
-        alpha = ops.where(pap > 0, rr / ops.where(pap > 0, pap, 1.0), 0.0)
+        moving = pap > 0
+        alpha = ops.where(moving, rr / ops.where(moving, pap, 1.0), 0.0)
         x = x + alpha * p
         r = r - alpha * ap
         new = ops.sum(r * r, axis=-1, keepdims=True)
-        p = r + ops.where(rr > 0, new / ops.where(rr > 0, rr, 1.0), 0.0) * p
+        left = rr > 0
+        p = r + ops.where(left, new / ops.where(left, rr, 1.0), 0.0) * p
         rr = new
     return x
 
