@@ -135,11 +135,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("rcn-300w", RCN_300W.replace(width=0.5), {**_SHIPPED_DATA_68, **REFINE},
            readout="soft_argmax", weights="rcn-300w.keras",
            description="shipped v4: 68 points, rcn_300w_real, rcn_300w_refine, 25 epochs with the coordinate loss on 300W AFW + HELEN; shape prior"),
-    # v2 (issue 33): v1 distilled from rcn-300w with its 40x40 maps read as they are (upsample_maps=False).
+    # v2 (issue 33): v1 distilled from rcn-300w with its 40x40 maps read as they are (upsample_maps=False);
+    # v3: v2 distilled 16 more epochs the same way (Adam 3e-4).
     Preset("rcn-300w-fast", RCN_300W_FAST.replace(upsample_maps=False),
            {**_SHIPPED_DATA_68, **REAL, "epochs": 300, "batch_size": 32}, readout="soft_argmax",
            weights="rcn-300w-fast.keras",
-           description="shipped v2: 68 points for a CPU at batch 1, rcn_300w_fast (40x40 maps) distilled from rcn-300w"),
+           description="shipped v3: 68 points for a CPU at batch 1, rcn_300w_fast (40x40 maps) distilled from rcn-300w"),
     Preset("rcn-afw5", RCN_MTFL, {"data.source": "300w", "data.train_subsets": ["helen_train"],
                                   "data.test_subsets": ["afw"], **REAL},
            readout="soft_argmax", weights="rcn-afw5.keras",
