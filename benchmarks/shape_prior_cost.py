@@ -1,8 +1,8 @@
 """What the shape prior's modes and rounds cost and buy: each 68-point model with its prior in variants of
 (number of modes kept:) (alignment rounds) x (conjugate-gradient steps per round), scored on the 300W
-validation split and timed
-as the TFLite float32 file `rcn predict` runs (batch 1, one thread, interleaved in one run), beside the
-model without a prior. A model without its own prior gets rcn-300w's. Writes results/shape_prior_cost.*.
+validation split and timed as the TFLite float32 file `rcn predict` runs (batch 1, one thread,
+interleaved in one run), beside the model without a prior. A model without its own prior gets
+rcn-300w's. Writes results/shape_prior_cost.*.
 
     python benchmarks/shape_prior_cost.py rcn-300w rcn-300w-fast --grid 4x10 4x6 64:4x6 48:4x6 2x6
 """

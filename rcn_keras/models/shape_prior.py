@@ -24,8 +24,8 @@ DEFAULT_STRENGTH = 1.0  # the prior's weight against the maps: 1 = the Bayesian 
 COVARIANCE_FLOOR = 1e-6  # added to each point's variance (crop units: a deviation of 0.08 px at 80x80)
 # Modes kept (at most), alignment rounds and conjugate-gradient steps per round. On the 300W validation
 # faces 64 modes x 4 rounds x 6 steps score as all 132 modes x 4 x 10 (rcn-300w 5.00 %, rcn-300w-fast v2
-# 6.11 %) in half the time; 48 modes cost 0.01, 32 modes 0.04, 4 steps 0.04, 2 rounds 0.12 and 1 round
-# 0.9-1.2 points (benchmarks/results/shape_prior_cost.md).
+# 6.11 %) in half the time; on rcn-300w 48 modes cost 0.01, 32 modes 0.04, 4 steps 0.03, 2 rounds 0.15 and
+# 1 round 1.2 points (benchmarks/results/shape_prior_cost.md).
 DEFAULT_MODES, DEFAULT_ITERATIONS, DEFAULT_STEPS = 64, 4, 6
 
 
