@@ -9,7 +9,7 @@ from rcn_keras.app.training import TrainConfig, preset_train_config, train
 from rcn_keras.landmarker import Landmarker, load_landmarker
 from rcn_keras.models.head import mirror_average
 from rcn_keras.models.registry import build_model
-from rcn_keras.models.shape_prior import ShapePrior, keypoint_moments, procrustes_pca
+from rcn_keras.models.shape_prior import COVARIANCE_FLOOR, ShapePrior, keypoint_moments, procrustes_pca
 
 K = 5
 BASE = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.38, 0.7], [0.62, 0.7]])
@@ -96,7 +96,7 @@ def map_estimate(prior, points, covariance):
     """One round of the prior's fit in dense numpy: the confidence-weighted similarity of the observed
     points onto the mean, then the MAP mode coefficients by a direct solve, mapped back to the crop."""
     mean, modes, variances = (np.asarray(w, np.float64) for w in prior.get_weights())
-    conf = 1.0 / (covariance[:, 0] + covariance[:, 2] + 2e-6)
+    conf = 1.0 / (covariance[:, 0] + covariance[:, 2] + 2 * COVARIANCE_FLOOR)
     rows = np.concatenate([np.stack([points[:, 0], -points[:, 1], np.ones(K), np.zeros(K)], 1),
                            np.stack([points[:, 1], points[:, 0], np.zeros(K), np.ones(K)], 1)])
     sw = np.sqrt(np.concatenate([conf, conf]))[:, None]
@@ -105,7 +105,7 @@ def map_estimate(prior, points, covariance):
     observed = points @ rot.T + [tx, ty] - mean
     weight = np.zeros((2 * K, 2 * K))
     for k, (xx, xy, yy) in enumerate(covariance):
-        weight[2 * k:2 * k + 2, 2 * k:2 * k + 2] = np.linalg.inv(rot @ [[xx + 1e-6, xy], [xy, yy + 1e-6]] @ rot.T)
+        weight[2 * k:2 * k + 2, 2 * k:2 * k + 2] = np.linalg.inv(rot @ [[xx + COVARIANCE_FLOOR, xy], [xy, yy + COVARIANCE_FLOOR]] @ rot.T)
     psi = modes.reshape(len(variances), -1) * np.sqrt(variances)[:, None]
     z = np.linalg.solve(psi @ weight @ psi.T + prior.strength * np.eye(len(variances)), psi @ weight @ observed.ravel())
     shape = mean + (z @ psi).reshape(K, 2)
