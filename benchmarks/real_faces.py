@@ -68,10 +68,11 @@ def score_run(folder: pathlib.Path, root: str) -> tuple[list[dict], dict]:
     rows, headline = [], {}
 
     def add(label, pred, gt, faces, readout):
-        for r in headline_rows(evaluate_predictions(pred, gt, faces)["rows"]):
+        scored = headline_rows(evaluate_predictions(pred, gt, faces)["rows"])
+        for r in scored:
             rows.append({"run": folder.name, "input": label, "readout": readout, "normaliser": r["normaliser"],
                          "faces": r["faces"], "nme": r["nme"], "fr10": r["fr10"], "auc8": r["auc8"]})
-        return headline_rows(evaluate_predictions(pred, gt, faces)["rows"])[0]["nme"]
+        return scored[0]["nme"]
 
     for readout in READOUTS:
         pred, gt, _ = predict_faceset(model, val, 64, readout)
@@ -96,7 +97,7 @@ def ensemble_nme(folders: list[pathlib.Path], root: str) -> float:
     what the runs' disagreement is worth; near the single runs' figures = they share their errors."""
     from rcn_keras.app.training.config import TrainConfig
     from rcn_keras.data.sources import load_splits
-    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
+    from rcn_keras.evaluation.report import headline_nme, predict_faceset
     from rcn_keras.landmarker import load_landmarker
 
     configs = [TrainConfig.load(f / "config.json").with_overrides({"data.root": root, "data.test_subsets": []})
@@ -106,7 +107,7 @@ def ensemble_nme(folders: list[pathlib.Path], root: str) -> float:
     val = load_splits(configs[0].data, configs[0].num_keypoints).validation
     preds = [predict_faceset(load_landmarker(f / "best.keras"), val, 64) for f in folders]
     mean = np.mean([pred for pred, _, _ in preds], axis=0)
-    return headline_rows(evaluate_predictions(mean, preds[0][1], val)["rows"])[0]["nme"]
+    return headline_nme(mean, preds[0][1], val)
 
 
 def learning_curves(folders: list[pathlib.Path]) -> list[dict]:

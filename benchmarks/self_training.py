@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         return 0
     from rcn_keras.app.training.fit import training_shapes
     from rcn_keras.data.sources import DataConfig, load_splits
-    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
+    from rcn_keras.evaluation.report import headline_nme, predict_faceset
     from rcn_keras.landmarker import load_landmarker
     from rcn_keras.models.shape_prior import ShapePrior
 
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
 
         def nme(m, faces, flip=False):
             pred, gt, _ = predict_faceset(m, faces, flip=flip)
-            return headline_rows(evaluate_predictions(pred, gt, faces)["rows"])[0]["nme"]
+            return headline_nme(pred, gt, faces)
 
         rows.append({"model": spec, "params": int(model.backbone.count_params()), **info,
                      "own prior": model.shape_prior is not None,

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     from self_training import describe
 
     from rcn_keras.data.sources import DataConfig, load_splits
-    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
+    from rcn_keras.evaluation.report import headline_nme, predict_faceset
     from rcn_keras.export import export_tflite
     from rcn_keras.landmarker import Landmarker, load_landmarker
 
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
                 variants[f"{layer.num_modes}:{rounds}x{steps}"] = model.with_shape_prior(layer)
             for name, variant in variants.items():
                 pred, gt, _ = predict_faceset(variant, val)
-                nme = headline_rows(evaluate_predictions(pred, gt, val)["rows"])[0]["nme"]
+                nme = headline_nme(pred, gt, val)
                 files[(spec, name)] = export_tflite(variant, pathlib.Path(tmp) / f"{len(files)}.tflite")
                 rows.append({"model": spec, "prior": name, "NME %": nme})
                 print(f"{spec} {name}: {nme:.3f} %", flush=True)

@@ -60,7 +60,7 @@ def _worker(task: dict) -> dict:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows
+    from rcn_keras.evaluation.report import headline_nme
     from rcn_keras.export import export_model
     from rcn_keras.landmarker import load_landmarker
     from rcn_keras.runtimes import ExportedLandmarker
@@ -99,7 +99,7 @@ def _worker(task: dict) -> dict:
             pred = np.concatenate([run(crops[i:i + batch])["keypoints"] if len(crops[i:i + batch]) == batch else
                                    run(np.resize(crops[i:i + batch], (batch,) + crops.shape[1:]))["keypoints"]
                                    [:len(crops[i:i + batch])] for i in range(0, len(crops), batch)])
-            out["nme"] = headline_rows(evaluate_predictions(pred, _normalised(val), val)["rows"])[0]["nme"]
+            out["nme"] = headline_nme(pred, _normalised(val), val)
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["file_kb"] = task.get("file_kb")
     return out
@@ -129,7 +129,7 @@ def _dlib(root: str, reps: int) -> dict:
 
     from peer_dlib import detector_boxes, dlib_points, load_dlib
     from rcn_keras.data.datasets import load_300w
-    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows
+    from rcn_keras.evaluation.report import headline_nme
 
     parts = load_dlib()
     if parts is None:
@@ -140,7 +140,7 @@ def _dlib(root: str, reps: int) -> dict:
     for _ in range(reps):
         pts, seconds, detected = dlib_points(parts, val, boxes)
         times.append(seconds)
-    nme = headline_rows(evaluate_predictions(pts, _normalised(val), val)["rows"])[0]["nme"]
+    nme = headline_nme(pts, _normalised(val), val)
     return {"ms_per_face": 1000 * float(np.median(times)), "nme": nme, "detected": f"{detected}/{len(val)}"}
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from rcn_keras.data.synthetic import synthetic_faces
 from rcn_keras.evaluation import nme as N
-from rcn_keras.evaluation.report import REPORT_COLUMNS, evaluate_predictions
+from rcn_keras.evaluation.report import REPORT_COLUMNS, evaluate_predictions, headline_nme
 from rcn_keras.markdown import markdown_table
 
 
@@ -66,3 +66,13 @@ def test_evaluate_predictions_tables():
     assert {r["normaliser"] for r in res["rows"]} == {"corner_midpoints", "outer_corners", "pupils", "box"}
     assert {r["points"] for r in res["rows"]} == {"68 points", "49 points"}
     assert "| all |" in markdown_table(res["rows"], REPORT_COLUMNS)
+
+
+def test_headline_nme_is_the_default_normaliser_over_all_faces_and_points():
+    faces = synthetic_faces(6, 68, seed=3)
+    faces.groups = ["helen_test"] * 3 + ["ibug"] * 3
+    gt = np.random.default_rng(0).uniform(0.3, 0.7, (6, 68, 2))
+    pred = gt + [0.01, 0.0]  # every point 0.01 to the right: NME = 0.01 / each face's eye distance
+    expected = 100 * np.mean(0.01 / N.inter_ocular(gt, "corner_midpoints"))
+    assert headline_nme(pred, gt, faces) == pytest.approx(expected, rel=1e-6)
+    assert headline_nme(gt, gt, faces) == pytest.approx(0.0)

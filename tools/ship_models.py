@@ -52,7 +52,8 @@ RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm
            "sumnet_mtfl_real": "the real-face recipe of rcn-afw5 with the same data, epochs and time budget, on "
                                "SumNet: shipped small, for the SumNet vs RCN figures (notebook 02), not for use",
            "rcn_300w_fast": "the real-face recipe (as rcn_300w_real, batch 32, 300 epochs) on the fast layout "
-                            "(depthwise-separable convs with batch normalisation, 40x40 output upsampled)"}
+                            "(depthwise-separable convs with batch normalisation, the K maps made at 40x40 and "
+                            "upsampled to 80x80 unless upsample_maps=False)"}
 LICENCE = ("Trained on the 300W annotations of AFW and HELEN (ibug.doc.ic.ac.uk/resources/300-W), which are "
            "released for research use only: so are these weights. Not for commercial use.")
 LICENCES = {"mtfl": "Trained on MTFL (mmlab.ie.cuhk.edu.hk/projects/TCDCN.html), provided by its authors for research "

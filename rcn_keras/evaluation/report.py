@@ -52,6 +52,12 @@ def headline_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["subset"] == "all" and r["points"] in ("all points", "68 points")]
 
 
+def headline_nme(pred: np.ndarray, gt: np.ndarray, faces: FaceSet) -> float:
+    """NME (%) of ``pred`` on ``faces`` by the default normaliser, all keypoints: the one number a
+    benchmark row or a validation check quotes."""
+    return headline_rows(evaluate_predictions(pred, gt, faces)["rows"])[0]["nme"]
+
+
 def summarize(errors: np.ndarray) -> dict:
     """Mean / median NME (%), failure rates and AUC at 8 % and 10 %."""
     e = np.asarray(errors)
