@@ -5,7 +5,8 @@ process: ms per face at batch 1 on one thread, faces/s at batch 64 on two thread
 RSS of the process), and the NME on the 300W validation split (120 faces, eye-corner midpoints) of the
 same file. dlib's 68-point ERT predictor runs on the same faces (160x160 stage-A crops, the stage-B
 square as its box) in the same run, interleaved, one thread. int8 files are calibrated on 300 training
-faces (never the validation split). Writes results/speed_vs_dlib.{json,md} and a speed / accuracy plot.
+faces (never the validation split). Writes results/speed_vs_dlib.{json,md} and a speed / accuracy plot
+(--results NAME: results/NAME.*, for variants beside the shipped models' grid).
 
     pip install -e ".[litert,onnx,peers]"
     python benchmarks/speed_vs_dlib.py [--models rcn-300w rcn-300w-fast rcn-afw5] [--runtimes ...]
@@ -231,10 +232,12 @@ def main() -> None:
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
     parser.add_argument("--reps", type=int, default=200, help="timed calls at batch 1 (batch 64: a tenth)")
     parser.add_argument("--replot", action="store_true", help="redraw the plot from the stored JSON and stop")
+    parser.add_argument("--results", default="speed_vs_dlib", metavar="NAME",
+                        help="write results/NAME.{md,json,png} (another name keeps the shipped models' grid)")
     args = parser.parse_args()
     if args.replot:
-        plot([r for r in json.loads((RESULTS / "speed_vs_dlib.json").read_text())["rows"] if r["model"] != "rcn-afw5"],
-             RESULTS / "speed_vs_dlib.png")
+        stored = json.loads((RESULTS / f"{args.results}.json").read_text())["rows"]
+        plot([r for r in stored if r["model"] != "rcn-afw5"], RESULTS / f"{args.results}.png")
         return
     if args.worker:
         print("RESULT " + json.dumps(_worker(json.loads(args.worker))))
@@ -269,14 +272,14 @@ def main() -> None:
     print(line)
     from rcn_keras.files import atomic_write_text
 
-    atomic_write_text(RESULTS / "speed_vs_dlib.md",
+    atomic_write_text(RESULTS / f"{args.results}.md",
                       "# Speed and accuracy vs dlib\n\nms b1: ms per face at batch 1 on one thread; faces/s b64: "
                       "batch 64 on two threads; nme: 300W validation split (5 points: AFW), eye-corner "
                       "midpoints (5 points: eye centres); x dlib: ms b1 / dlib's ms per face in the same run.\n\n"
                       + text + "\n\n" + line + "\n")
-    write_results("speed_vs_dlib", {"rows": rows, "dlib_before": dlib_before, "dlib_after": dlib_after,
+    write_results(args.results, {"rows": rows, "dlib_before": dlib_before, "dlib_after": dlib_after,
                                     "predict_throughput": throughput})
-    plot([r for r in rows if r["model"] != "rcn-afw5"], RESULTS / "speed_vs_dlib.png")
+    plot([r for r in rows if r["model"] != "rcn-afw5"], RESULTS / f"{args.results}.png")
 
 
 if __name__ == "__main__":
