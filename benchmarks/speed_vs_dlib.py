@@ -278,7 +278,7 @@ def main() -> None:
                       "midpoints (5 points: eye centres); x dlib: ms b1 / dlib's ms per face in the same run.\n\n"
                       + text + "\n\n" + line + "\n")
     write_results(args.results, {"rows": rows, "dlib_before": dlib_before, "dlib_after": dlib_after,
-                                    "predict_throughput": throughput})
+                                 "predict_throughput": throughput})
     plot([r for r in rows if r["model"] != "rcn-afw5"], RESULTS / f"{args.results}.png")
 
 
