@@ -105,7 +105,8 @@ def map_estimate(prior, points, covariance):
     observed = points @ rot.T + [tx, ty] - mean
     weight = np.zeros((2 * K, 2 * K))
     for k, (xx, xy, yy) in enumerate(covariance):
-        weight[2 * k:2 * k + 2, 2 * k:2 * k + 2] = np.linalg.inv(rot @ [[xx + COVARIANCE_FLOOR, xy], [xy, yy + COVARIANCE_FLOOR]] @ rot.T)
+        floored = [[xx + COVARIANCE_FLOOR, xy], [xy, yy + COVARIANCE_FLOOR]]
+        weight[2 * k:2 * k + 2, 2 * k:2 * k + 2] = np.linalg.inv(rot @ floored @ rot.T)
     psi = modes.reshape(len(variances), -1) * np.sqrt(variances)[:, None]
     z = np.linalg.solve(psi @ weight @ psi.T + prior.strength * np.eye(len(variances)), psi @ weight @ observed.ravel())
     shape = mean + (z @ psi).reshape(K, 2)
