@@ -1,5 +1,5 @@
 """The training loss: masked per-keypoint negative log-likelihood of the true pixel (docs/model.md, 5.2),
-float32 and log-softmax based, or its sub-pixel (bilinear target) variant, optionally plus the distance
+float32 and log-softmax based, or its sub-pixel (bilinear) or spread (Gaussian target) variants, optionally plus the distance
 of the soft-argmax read-out from the true point, the distance of a group's mean point from its label
 (partial labels) and the divergence from a teacher's maps (distillation).
 
@@ -18,7 +18,7 @@ from rcn_keras.models.head import pixel_log_softmax
 from rcn_keras.models.layers import PACKAGE
 
 
-TARGETS = ("pixel", "bilinear")
+TARGETS = ("pixel", "bilinear", "gaussian")
 
 
 def bilinear_labels(coords, size: int):
@@ -34,6 +34,18 @@ def bilinear_labels(coords, size: int):
     labels = ops.stack([y0 * size + x0, y0 * size + x1, y1 * size + x0, y1 * size + x1], axis=-1)
     weights = ops.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=-1)
     return labels, weights
+
+
+def gaussian_profiles(coords, size: int, sigma: float):
+    """Normalised (..., 2) coordinates -> the target's x and y profiles, each (..., size): a Gaussian of
+    ``sigma`` map pixels around the point, sampled at the pixel centres and summing to 1 on the map (their
+    outer product is the 2-D target; a point off the map puts its mass on the nearest pixels)."""
+    centres = (ops.arange(size, dtype="float32") + 0.5) / size
+    offset = (centres - ops.cast(coords, "float32")[..., None]) * (size / sigma)  # (..., 2, size)
+    log_g = -0.5 * offset * offset
+    g = ops.exp(log_g - ops.max(log_g, axis=-1, keepdims=True))
+    g = g / ops.sum(g, axis=-1, keepdims=True)
+    return g[..., 0, :], g[..., 1, :]
 
 
 def _distance(points, target, size: int):
@@ -57,7 +69,9 @@ class PixelNLL(keras.losses.Loss):
     y_true: (B, K, 3) = (x, y, mask) normalised; y_pred: pre-softmax maps (B, H, W, K).
     ``target="pixel"`` (the paper): the NLL of the one pixel that holds the point. ``"bilinear"``:
     the cross-entropy against the point spread bilinearly over the 4 pixel centres around it, so
-    that the softmax learns sub-pixel positions (read them with a soft-argmax). ``coordinate_weight``
+    that the softmax learns sub-pixel positions (read them with a soft-argmax). ``"gaussian"``: against a
+    Gaussian of ``target_sigma`` map pixels around the point (`gaussian_profiles`): sub-pixel too, and
+    a softmax that need not put all its mass on four pixels (label smoothing in space). ``coordinate_weight``
     > 0 adds, per point, that weight times the Euclidean distance in map pixels between the soft-argmax
     (the softmax's expected pixel centre) and the true point: the error the soft-argmax read-out makes,
     the numerator of the NME, trained directly (as in integral regression, Sun et al. 2018).
@@ -75,10 +89,12 @@ class PixelNLL(keras.losses.Loss):
 
     def __init__(self, target: str = "pixel", name: str = "pixel_nll", reduction: str = "sum_over_batch_size",
                  dtype=None, coordinate_weight: float = 0.0, distill_weight: float = 0.0, groups=(),
-                 label_weight: float = 1.0):
+                 label_weight: float = 1.0, target_sigma: float = 1.0):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         if target not in TARGETS:
             raise ValueError(f"target={target!r} is not allowed; allowed: {TARGETS}")
+        if not target_sigma > 0:
+            raise ValueError(f"target_sigma={target_sigma!r} must be > 0 (map pixels)")
         if not coordinate_weight >= 0:
             raise ValueError(f"coordinate_weight={coordinate_weight!r} must be >= 0")
         if not distill_weight >= 0:
@@ -92,6 +108,7 @@ class PixelNLL(keras.losses.Loss):
         self.coordinate_weight = float(coordinate_weight)
         self.distill_weight = float(distill_weight)
         self.label_weight = float(label_weight)
+        self.target_sigma = float(target_sigma)
         self.groups = groups
 
     def call(self, y_true, y_pred):
@@ -103,9 +120,13 @@ class PixelNLL(keras.losses.Loss):
         if self.target == "pixel":
             labels = discretise(y_true[..., :2], size)
             nll = -ops.squeeze(ops.take_along_axis(logp, labels[..., None], axis=-1), -1)
-        else:
+        elif self.target == "bilinear":
             labels, weights = bilinear_labels(y_true[..., :2], size)
             nll = -ops.sum(weights * ops.take_along_axis(logp, labels, axis=-1), axis=-1)
+        else:  # the cross-entropy against the separable Gaussian: sum over rows of gy x (logp rows . gx)
+            gx, gy = gaussian_profiles(y_true[..., :2], size, self.target_sigma)
+            rows = ops.reshape(logp, (-1, k, size, y_pred.shape[2]))
+            nll = -ops.sum(gy * ops.sum(rows * gx[..., None, :], axis=-1), axis=-1)
         if self.coordinate_weight or self.groups:
             centres = pixel_centres(ops.arange(size * y_pred.shape[2]), y_pred.shape[2])  # (H*W, 2)
             expected = ops.matmul(ops.exp(logp), centres)  # (B, K, 2), normalised
@@ -130,4 +151,5 @@ class PixelNLL(keras.losses.Loss):
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction, "target": self.target,
                 "coordinate_weight": self.coordinate_weight, "distill_weight": self.distill_weight,
-                "groups": [list(g) for g in self.groups], "label_weight": self.label_weight}
+                "groups": [list(g) for g in self.groups], "label_weight": self.label_weight,
+                "target_sigma": self.target_sigma}

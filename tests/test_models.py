@@ -170,6 +170,36 @@ def test_pixel_nll_matches_definition(rng):
     assert loss == pytest.approx(2 * (m * nll).sum() / (m.sum() + 1e-8), rel=1e-5)
 
 
+def test_gaussian_target_is_the_cross_entropy_against_a_normalised_gaussian(rng):
+    """``target="gaussian"``: the NLL against a 2-D Gaussian of ``target_sigma`` map pixels around the point,
+    sampled at the pixel centres and normalised on the map (computed here densely, in float64); it is
+    lowest for maps that are that Gaussian, and narrows towards the bilinear target."""
+    logits = rng.normal(size=(3, 80, 80, 2)).astype("float32")
+    y = np.concatenate([rng.uniform(-0.05, 1.05, (3, 2, 2)), np.array([[[1], [0]], [[1], [1]], [[0], [1]]])], -1)
+    y = y.astype("float32")
+    flat = logits.transpose(0, 3, 1, 2).reshape(3, 2, -1).astype("float64")
+    logp = flat - np.log(np.exp(flat).sum(-1, keepdims=True))
+    yy, xx = np.mgrid[0:80, 0:80]
+    cx, cy = (xx.ravel() + 0.5) / 80, (yy.ravel() + 0.5) / 80
+    for sigma in (0.7, 2.0):
+        d2 = ((cx - y[..., :1]) ** 2 + (cy - y[..., 1:2]) ** 2) * (80 / sigma) ** 2
+        q = np.exp(-0.5 * (d2 - d2.min(-1, keepdims=True)))
+        q /= q.sum(-1, keepdims=True)
+        nll = -(q * logp).sum(-1)
+        m = y[..., 2]
+        loss = float(rcn_keras.PixelNLL("gaussian", target_sigma=sigma)(y, logits))
+        assert loss == pytest.approx(2 * (m * nll).sum() / m.sum(), rel=1e-4)
+    point = np.array([[[0.4, 0.6, 1.0]]], "float32")
+    matching = (-0.5 * ((cx - 0.4) ** 2 + (cy - 0.6) ** 2) * (80 / 1.5) ** 2).reshape(1, 80, 80, 1).astype("float32")
+    narrower = 2.0 * matching  # the same peak, sharper
+    loss = lambda maps: float(rcn_keras.PixelNLL("gaussian", target_sigma=1.5)(point, maps))  # noqa: E731
+    assert loss(matching) < loss(narrower) and loss(matching) < loss(0.5 * matching)
+    thin = float(rcn_keras.PixelNLL("gaussian", target_sigma=0.05)(y, logits))
+    assert thin == pytest.approx(float(rcn_keras.PixelNLL("pixel")(y, logits)), rel=1e-3)
+    with pytest.raises(ValueError, match="target_sigma=0"):
+        rcn_keras.PixelNLL("gaussian", target_sigma=0)
+
+
 def test_coordinate_loss_adds_the_soft_argmax_distance_in_pixels(rng):
     logits = rng.normal(size=(3, 80, 80, 2)).astype("float32")
     y = np.concatenate([rng.uniform(0, 1, (3, 2, 2)), np.array([[[1], [0]], [[1], [1]], [[0], [1]]])], -1)

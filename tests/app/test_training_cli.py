@@ -268,3 +268,44 @@ def test_ship_models_scores_the_network_alone_without_its_saved_prior(trained_ru
     alone = score_candidate(run, {}, network_alone=True)
     assert [r["readout"] for r in alone] == list(READOUTS) and all(r["shape_prior"] is None for r in alone)
     assert own[0]["val_nme"] != alone[0]["val_nme"]
+
+
+def test_weight_average_is_validated_and_saved_and_resume_keeps_the_weights(trained_run, tmp_path):
+    """``weight_average``: validation and ``best.keras`` use the optimizer's moving average of the weights;
+    the state for ``--resume`` keeps the weights themselves, with the average in the optimizer, and a
+    resumed run goes on from them."""
+    from rcn_keras.app.training.callbacks import AveragedWeights, averaged_weights
+    from rcn_keras.data.pipeline import make_dataset
+    from rcn_keras.data.sources import load_splits
+
+    out, _, _ = trained_run
+    with pytest.raises(ValueError, match="weight_average=1 must be below 1"):
+        preset_train_config("rcn_mtfl", weight_average=1)
+    config = preset_train_config("rcn_mtfl", epochs=1, steps_per_epoch=3, init_from=str(out / "best.keras"),
+                                 weight_average=0.9, output_dir=str(tmp_path / "avg"),
+                                 **{**TINY, "visualize_every": 0, "optimizer": "adam", "learning_rate": 1e-2,
+                                    "precision": "float32"})
+    train(config, verbose=0)
+
+    def weights_and_averages():
+        state = keras.saving.load_model(tmp_path / "avg" / "state" / "last.keras")
+        averages = [keras.ops.convert_to_numpy(v) for v in state.optimizer._model_variables_moving_average]
+        return state, [keras.ops.convert_to_numpy(v) for v in state.trainable_weights], averages
+
+    state, weights, averages = weights_and_averages()
+    saved = [keras.ops.convert_to_numpy(v) for v in load_landmarker(tmp_path / "avg" / "best.keras").trainable_weights]
+    assert len(saved) == len(averages) == len(weights)
+    for s, a in zip(saved, averages):
+        np.testing.assert_allclose(s, a, atol=1e-6)
+    assert max(float(np.abs(w - a).max()) for w, a in zip(weights, averages)) > 1e-4
+    x, y = next(iter(make_dataset(load_splits(config.data, 5).validation, "validation", 8)))
+    plain = state.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    validated = state.evaluate(x, y, verbose=0, return_dict=True, callbacks=[AveragedWeights()])["loss"]
+    with averaged_weights(state.optimizer):
+        averaged = state.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    assert validated == pytest.approx(averaged, rel=1e-6) and abs(validated - plain) > 1e-3 * abs(plain)
+    assert state.evaluate(x, y, verbose=0, return_dict=True)["loss"] == pytest.approx(plain, rel=1e-6)  # swapped back
+    train(TrainConfig.from_dict({**config.to_dict(), "epochs": 2}), resume=True, verbose=0)
+    resumed, after, _ = weights_and_averages()
+    assert int(resumed.optimizer.iterations) == 6
+    assert max(float(np.abs(w - b).max()) for w, b in zip(weights, after)) > 1e-4  # trained on from them

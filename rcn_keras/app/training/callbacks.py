@@ -1,9 +1,10 @@
 """Training callbacks: best-validation checkpoint (a float32 `Landmarker`), resumable state, the
-per-epoch CSV log (all written atomically), the time budget and the pre-softmax map visualiser
-(PNG grids and TensorBoard images)."""
+per-epoch CSV log (all written atomically), the time budget, the pre-softmax map visualiser (PNG grids
+and TensorBoard images) and validation on the moving average of the weights."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -21,9 +22,60 @@ from rcn_keras.grid import argmax_points
 from rcn_keras.visualize import figure_to_png, presoftmax_grid
 
 
+def _averaging(optimizer):
+    """The optimizer (inside a loss-scale wrapper) that keeps a moving average of the weights, or None."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if getattr(inner, "use_ema", False) and hasattr(inner, "_model_variables_moving_average"):
+        return inner
+    return None
+
+
+def swap_averaged_weights(optimizer) -> bool:
+    """Exchange the weights and their moving average (Keras' ``use_ema``) in place; False if there is none.
+    Swapped twice, everything is as before, so training goes on from its own weights."""
+    inner = _averaging(optimizer)
+    if inner is None:
+        return False
+    for weight, average in zip(inner._trainable_variables, inner._model_variables_moving_average):
+        if average is not None:
+            current = keras.ops.convert_to_numpy(weight)
+            weight.assign(average)
+            average.assign(current)
+    return True
+
+
+@contextlib.contextmanager
+def averaged_weights(optimizer):
+    """The model holds the moving average of its weights inside the block (unchanged without one)."""
+    swapped = swap_averaged_weights(optimizer)
+    try:
+        yield
+    finally:
+        if swapped:
+            swap_averaged_weights(optimizer)
+
+
+class AveragedWeights(keras.callbacks.Callback):
+    """Validate on the moving average of the weights where the optimizer keeps one (``weight_average``),
+    as `BestCheckpoint` saves it; the state saved for ``--resume`` keeps the weights themselves."""
+
+    def __init__(self):
+        super().__init__()
+        self._swapped = False
+
+    def on_test_begin(self, logs=None):
+        self._swapped = swap_averaged_weights(getattr(self.model, "optimizer", None))
+
+    def on_test_end(self, logs=None):
+        if self._swapped:
+            swap_averaged_weights(self.model.optimizer)
+            self._swapped = False
+
+
 class BestCheckpoint(keras.callbacks.Callback):
-    """Keep the model of the lowest ``monitor`` epoch (model selection, docs/model.md 6). ``wrap`` turns
-    the trained map model into what is saved (the training run saves a float32 `Landmarker`).
+    """Keep the model of the lowest ``monitor`` epoch (model selection, docs/model.md 6), with the moving
+    average of its weights where there is one. ``wrap`` turns the trained map model into what is saved
+    (the training run saves a float32 `Landmarker`).
     ``best_epoch`` counts from 1, as the screen, ``log.csv`` and ``summary.json`` do."""
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val_nme", best: float = math.inf,
@@ -36,7 +88,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and float(value) < self.best:
             self.best, self.best_epoch = float(value), epoch + 1
-            atomic_save_model(self.wrap(self.model) if self.wrap else self.model, self.path)
+            with averaged_weights(getattr(self.model, "optimizer", None)):
+                atomic_save_model(self.wrap(self.model) if self.wrap else self.model, self.path)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -109,7 +162,8 @@ class MapVisualizer(keras.callbacks.Callback):
         self.written: list[pathlib.Path] = []
 
     def render(self, epoch: int) -> bytes:
-        maps = self.model.predict(self.images, verbose=0)
+        with averaged_weights(getattr(self.model, "optimizer", None)):
+            maps = self.model.predict(self.images, verbose=0)
         pred = np.asarray(argmax_points(maps))
         # a denoiser's inputs are K one-hot maps: show them all in one picture
         shown = self.images if self.images.shape[-1] == 1 else self.images.max(-1, keepdims=True)

@@ -75,7 +75,10 @@ class TrainConfig:
     (`rcn_keras.distillation`), on every point of every training face; ``label_weight`` weighs the true
     labels' loss (0: the student learns from the teachers alone). ``shape_prior``: after training, fit a
     `ShapePrior` to the training faces' keypoints and save it with the model (``"on"``), keep it only if
-    it lowers the validation NME (``"auto"``), or not (``"off"``)."""
+    it lowers the validation NME (``"auto"``), or not (``"off"``). ``weight_average``: the momentum of an
+    exponential moving average of the weights, updated every step (Polyak averaging; 0: off, 0.999: about
+    the last 1,000 updates); validation, the best checkpoint and the saved model then use the average.
+    ``target_sigma``: the spread in map pixels of ``loss_target="gaussian"``."""
 
     model: str = "rcn_mtfl"
     model_options: dict = field(default_factory=dict)
@@ -94,7 +97,9 @@ class TrainConfig:
     epsilon: float = 1e-8
     lr_schedule: str = "constant"
     warmup_epochs: float = 0.0
+    weight_average: float = 0.0
     loss_target: str = "pixel"
+    target_sigma: float = 1.0
     coordinate_loss: float = 0.0
     distill_from: list[str] | None = None
     distill_weight: float = 1.0
@@ -160,7 +165,12 @@ class TrainConfig:
             _number(name, getattr(self, name), 0.0, low_inclusive=False)
         _number("rho", self.rho)
         _number("warmup_epochs", self.warmup_epochs)
+        _number("weight_average", self.weight_average)
+        if self.weight_average >= 1:
+            raise ValueError(f"weight_average={self.weight_average!r} must be below 1 (the momentum of the "
+                             f"moving average of the weights; 0: off)")
         _number("coordinate_loss", self.coordinate_loss)
+        _number("target_sigma", self.target_sigma, 0.0, low_inclusive=False)
         _number("distill_weight", self.distill_weight)
         _number("label_weight", self.label_weight)
         if self.label_weight == 0 and not self.distill_from:
@@ -212,7 +222,7 @@ class TrainConfig:
         return PixelNLL(self.loss_target, reduction=reduction, coordinate_weight=self.coordinate_loss,
                         distill_weight=self.distill_weight if self.distill_from else 0.0,
                         groups=GROUPS_68 if has_partial_labels(self.data, self.num_keypoints) else (),
-                        label_weight=self.label_weight)
+                        label_weight=self.label_weight, target_sigma=self.target_sigma)
 
     @property
     def num_keypoints(self) -> int:

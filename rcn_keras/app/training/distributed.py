@@ -23,7 +23,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from rcn_keras.app.training.callbacks import EpochLog
+from rcn_keras.app.training.callbacks import EpochLog, averaged_weights
 from rcn_keras.evaluation.nme import per_sample_nme
 from rcn_keras.evaluation.report import predict_faceset
 from rcn_keras.files import atomic_save_model, atomic_write_bytes
@@ -135,7 +135,8 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
         started = time.perf_counter()
         losses = [float(train_step(dist_ds)) for _ in range(steps)]
         history["train_seconds"].append(time.perf_counter() - started)
-        pred, gt, _ = predict_faceset(model, splits.validation, global_batch, config.working_readout())
+        with averaged_weights(optimizer):  # validated (and saved below) as the averaged weights, if kept
+            pred, gt, _ = predict_faceset(model, splits.validation, global_batch, config.working_readout())
         val_nme = float(100 * per_sample_nme(pred, gt, scheme=config.scheme()).mean())
         history["loss"].append(float(np.mean(losses)))
         history["val_nme"].append(val_nme)
@@ -149,7 +150,8 @@ def train_multiworker(config, splits, pipeline, build, make_optimizer, out: path
         manager.save()
         if chief:
             if improved:
-                atomic_save_model(wrap(model) if wrap else model, out / "best.keras")
+                with averaged_weights(optimizer):
+                    atomic_save_model(wrap(model) if wrap else model, out / "best.keras")
             atomic_write_bytes(state_dir / "state.json", json.dumps(
                 {"epoch": epoch + 1, "best": float(best_var.numpy()), "strategy": "multiworker"}).encode())
             log.on_epoch_end(epoch, {"loss": history["loss"][-1], "val_nme": val_nme})

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 
 from rcn_keras.app.lock import FolderLock
-from rcn_keras.app.training.callbacks import (BestCheckpoint, EpochLog, MapVisualizer, TimeBudget, TrainingState,
-                                              load_training_state)
+from rcn_keras.app.training.callbacks import (AveragedWeights, BestCheckpoint, EpochLog, MapVisualizer, TimeBudget,
+                                              TrainingState, load_training_state)
 from rcn_keras.app.training.config import TrainConfig, describe_changes, resume_changes
 from rcn_keras.app.training.distributed import is_chief, make_strategy, train_multiworker
 from rcn_keras.data.faceset import FaceSet
@@ -71,12 +71,14 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int):
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
+    """The run's optimizer; with ``weight_average`` it also keeps the moving average of the weights."""
     lr = learning_rate(config, steps_per_epoch)
+    average = {"use_ema": True, "ema_momentum": config.weight_average} if config.weight_average else {}
     if config.optimizer == "adadelta":
-        return keras.optimizers.Adadelta(lr, rho=config.rho, epsilon=config.epsilon)
+        return keras.optimizers.Adadelta(lr, rho=config.rho, epsilon=config.epsilon, **average)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr)
-    return keras.optimizers.Adam(lr)
+        return keras.optimizers.SGD(lr, **average)
+    return keras.optimizers.Adam(lr, **average)
 
 
 def mean_shape_baseline(train: FaceSet, test: FaceSet) -> np.ndarray:
@@ -122,7 +124,7 @@ def _fit(config, splits, pipeline, build, strategy, jit, out, state_dir, resume,
     best_cb.best_epoch = best_epoch
     budget = TimeBudget(config.time_budget_minutes, spent)
     callbacks = [
-        budget, best_cb, TrainingState(state_dir, best_cb, budget),
+        AveragedWeights(), budget, best_cb, TrainingState(state_dir, best_cb, budget),
         EpochLog(out / "log.csv", keep_epochs=initial_epoch),
         keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
     ]
