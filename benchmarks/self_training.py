@@ -2,7 +2,8 @@
 (the seed-7345 10 % of AFW + HELEN train, which no shipped 68-point model trained on), read four ways:
 the read-out alone, with its shape prior (one fitted on the 1,087 training faces where the model has
 none), flip-averaged with the prior, and from detector-like boxes with the prior; beside its parameters,
-training faces and time. Writes results/self_training.{json,md}.
+training faces and time. Writes results/self_training.{json,md} (--results NAME: results/NAME.*, for
+other comparisons beside the committed one).
 
     python benchmarks/self_training.py rcn-300w runs/st1 rcn-300w-fast runs/fast_st1
 """
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("models", nargs="+", help="shipped model names, training run folders or .keras files")
     p.add_argument("--root", default=str(SHARED))
+    p.add_argument("--results", default="self_training", metavar="NAME", help="write results/NAME.{md,json}")
     args = p.parse_args(argv)
     if not pathlib.Path(args.root).is_dir():
         print(f"skipped: {args.root} not found (the 300W data is research-only and not shipped)")
@@ -83,10 +85,11 @@ def main(argv=None) -> int:
     table = print_table(rows, COLUMNS)
     from rcn_keras.files import atomic_write_text
 
-    atomic_write_text(RESULTS / "self_training.md", "# 68 points with and without MTFL's faces\n\n"
+    command = " ".join(["python benchmarks/self_training.py", *(argv if argv is not None else sys.argv[1:])])
+    atomic_write_text(RESULTS / f"{args.results}.md", "# 68-point models on the validation split\n\n"
                       f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints "
-                      "(`python benchmarks/self_training.py`).\n\n" + table + "\n")
-    print(f"wrote {write_results('self_training', {'rows': rows, 'environment': environment()})}")
+                      f"(`{command}`).\n\n" + table + "\n")
+    print(f"wrote {write_results(args.results, {'rows': rows, 'environment': environment()})}")
     return 0
 
 
