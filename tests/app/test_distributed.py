@@ -1,6 +1,7 @@
 """tf.distribute training: MirroredStrategy on 2 logical CPUs matches one device; two local
 MultiWorkerMirroredStrategy workers (127.0.0.1, free ports) end with identical weights; a restarted
-worker resumes from the chief's checkpoint. Every process runs with a time limit and is always ended."""
+worker resumes from the chief's checkpoint; a worker saves the moving average of the weights. Every
+process runs with a time limit and is always ended."""
 
 import json
 import os
@@ -21,10 +22,10 @@ import tensorflow as tf
 import rcn_keras
 from rcn_keras.app.training import distributed, preset_train_config, train
 
-def config(out, strategy, epochs=2):
+def config(out, strategy, epochs=2, **extra):
     return preset_train_config(
         "rcn_mtfl", epochs=epochs, batch_size=16, steps_per_epoch=2, output_dir=out, strategy=strategy,
-        precision="float32",
+        precision="float32", **extra,
         visualize_every=100, **{"data.synthetic_train": 32, "data.synthetic_validation": 8,
         "data.synthetic_test": 8, "model_options": {"branches": 4}, "augment.occlusion": False})
 """
@@ -54,14 +55,15 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
 WORKER = TINY + """
 out, weights_path = sys.argv[1], sys.argv[2]
 epochs, resume = int(sys.argv[3]), sys.argv[4] == "1"
-result = train(config(out, "multiworker", epochs), resume=resume, verbose=0)
+extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+result = train(config(out, "multiworker", epochs, **extra), resume=resume, verbose=0)
 summary = result.summary  # the trained weights, as this worker holds them:
 np.savez(weights_path, *[np.asarray(v) for v in result.model.weights])
 print(json.dumps({"loss": summary["history"]["loss"]}))
 """
 
 
-def start_workers(tmp_path, n, epochs=2, resume=False):
+def start_workers(tmp_path, n, epochs=2, resume=False, **extra):
     from rcn_keras.app.training.distributed import local_cluster
 
     procs = []
@@ -69,7 +71,7 @@ def start_workers(tmp_path, n, epochs=2, resume=False):
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
         procs.append(subprocess.Popen(
             [sys.executable, "-c", WORKER, str(tmp_path / "run"), str(tmp_path / f"w{i}.npz"), str(epochs),
-             "1" if resume else "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+             "1" if resume else "0", json.dumps(extra)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
 
 
@@ -120,3 +122,18 @@ def test_strategy_errors(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ValueError, match="not a valid cluster spec"):
         make_strategy("multiworker")
+
+
+def test_worker_saves_the_moving_average_of_the_weights(tmp_path):
+    """``weight_average`` in the custom loop: after one epoch of two updates ``best.keras`` holds
+    0.9 w1 + 0.1 w2, not the weights w2 the same run without averaging saves."""
+    import keras
+
+    from rcn_keras.landmarker import load_landmarker
+
+    saved = {}
+    for name, extra in (("plain", {}), ("averaged", {"weight_average": 0.9})):
+        wait_all(start_workers(tmp_path / name, 1, epochs=1, **extra))
+        saved[name] = [keras.ops.convert_to_numpy(v)
+                       for v in load_landmarker(tmp_path / name / "run" / "best.keras").weights]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(saved["plain"], saved["averaged"])) > 1e-4
