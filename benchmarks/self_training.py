@@ -2,10 +2,12 @@
 (the seed-7345 10 % of AFW + HELEN train, which no shipped 68-point model trained on), read four ways:
 the read-out alone, with its shape prior (one fitted on the 1,087 training faces where the model has
 none), flip-averaged with the prior, and from detector-like boxes with the prior; beside its parameters,
-training faces and time. Writes results/self_training.{json,md} (--results NAME: results/NAME.*, for
-other comparisons beside the committed one).
+training faces and time; with --mean, a last row for the mean of the models' points (an ensemble). Writes
+results/self_training.{json,md} (--results NAME: results/NAME.*, for other comparisons beside the
+committed one).
 
     python benchmarks/self_training.py rcn-300w runs/st1 rcn-300w-fast runs/fast_st1
+    python benchmarks/self_training.py rcn-300w runs/s1c --mean --results independent_seed
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import os
 import pathlib
 import re
 import sys
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -50,6 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("models", nargs="+", help="shipped model names, training run folders or .keras files")
     p.add_argument("--root", default=str(SHARED))
     p.add_argument("--results", default="self_training", metavar="NAME", help="write results/NAME.{md,json}")
+    p.add_argument("--mean", action="store_true",
+                   help="a last row for the mean of the models' points (an ensemble), each reading as above")
     args = p.parse_args(argv)
     if not pathlib.Path(args.root).is_dir():
         print(f"skipped: {args.root} not found (the 300W data is research-only and not shipped)")
@@ -63,7 +69,7 @@ def main(argv=None) -> int:
     splits = load_splits(DataConfig(source="300w", root=args.root), 68)
     val, moved = splits.validation, jittered(splits.validation)
     fitted = None
-    rows = []
+    rows, points = [], []  # points: per model, the predicted points of each reading (COLUMNS[4:])
     for spec in args.models:
         path, info = describe(spec)
         model = load_landmarker(path)
@@ -72,15 +78,18 @@ def main(argv=None) -> int:
             fitted = fitted or ShapePrior.from_shapes(training_shapes(splits.train))
             prior = fitted
         plain, with_prior = model.with_shape_prior(None), model.with_shape_prior(prior)
-
-        def nme(m, faces, flip=False):
-            pred, gt, _ = predict_faceset(m, faces, flip=flip)
-            return headline_nme(pred, gt, faces)
-
+        readings = [(plain, val, False), (with_prior, val, False), (with_prior, val, True), (with_prior, moved, False)]
+        predicted = [predict_faceset(m, faces, flip=flip)[:2] for m, faces, flip in readings]
+        points.append([pred for pred, _ in predicted])
         rows.append({"model": spec, "params": int(model.backbone.count_params()), **info,
                      "own prior": model.shape_prior is not None,
-                     "read-out alone": nme(plain, val), "shape prior": nme(with_prior, val),
-                     "flip + prior": nme(with_prior, val, True), "detector-like box + prior": nme(with_prior, moved)})
+                     **{column: headline_nme(pred, gt, faces)
+                        for column, (pred, gt), (_, faces, _) in zip(COLUMNS[4:], predicted, readings)}})
+    if args.mean and len(points) > 1:
+        rows.append({"model": "mean of the points of " + " + ".join(args.models), "params": None,
+                     "train faces": None, "train min": None, "own prior": None,
+                     **{column: headline_nme(np.mean([p[i] for p in points], axis=0), gt, faces)
+                        for i, (column, (_, gt), (_, faces, _)) in enumerate(zip(COLUMNS[4:], predicted, readings))}})
     print(f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints")
     table = print_table(rows, COLUMNS)
     from rcn_keras.files import atomic_write_text

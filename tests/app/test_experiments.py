@@ -273,3 +273,30 @@ def test_real_faces_report_keeps_the_record_of_earlier_runs(tmp_path):
     old = [{"run": "a", "epoch": 1}, {"run": "b", "epoch": 1}, {"run": "b", "epoch": 2}]
     assert real_faces.merged(old, [{"run": "b", "epoch": 9}]) == [{"run": "a", "epoch": 1}, {"run": "b", "epoch": 9}]
     assert real_faces.read_curves(tmp_path / "none.csv") == []
+
+
+def test_self_training_mean_row_is_the_ensemble_of_the_models_points(tmp_path, monkeypatch):
+    """benchmarks/self_training.py --mean: the last row scores the mean of the models' points in each
+    reading (its own crops and ground truth); a model averaged with itself scores as itself."""
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import _common
+    import self_training
+
+    root = tmp_path / "300w"
+    write_300w_folder(root / "helen" / "trainset", 16, seed=0)
+    write_300w_folder(root / "afw", 14, seed=100)
+    monkeypatch.setattr(_common, "RESULTS", tmp_path)
+    monkeypatch.setattr(self_training, "RESULTS", tmp_path)
+    assert self_training.main(["rcn-300w-fast", "rcn-300w-fast", "--mean", "--root", str(root),
+                               "--results", "mean"]) == 0
+    rows = json.loads((tmp_path / "mean.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["rcn-300w-fast", "rcn-300w-fast",
+                                          "mean of the points of rcn-300w-fast + rcn-300w-fast"]
+    readings = self_training.COLUMNS[4:]
+    assert all(rows[2][c] == pytest.approx(rows[0][c], abs=1e-4) for c in readings)
+    assert rows[0]["detector-like box + prior"] != rows[0]["shape prior"]  # another crop per face
+    assert "--mean" in (tmp_path / "mean.md").read_text()
