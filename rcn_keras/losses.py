@@ -1,7 +1,7 @@
 """The training loss: masked per-keypoint negative log-likelihood of the true pixel (docs/model.md, 5.2),
-float32 and log-softmax based, or its sub-pixel (bilinear) or spread (Gaussian target) variants, optionally plus the distance
-of the soft-argmax read-out from the true point, the distance of a group's mean point from its label
-(partial labels) and the divergence from a teacher's maps (distillation).
+float32 and log-softmax based, or its sub-pixel (bilinear) or spread (Gaussian target) variants,
+optionally plus the distance of the soft-argmax read-out from the true point, the distance of a group's
+mean point from its label (partial labels) and the divergence from a teacher's maps (distillation).
 
 Targets are (B, K, 3): normalised x, y in [0, 1] and a mask (> 0: the point's weight; < 0: the point holds
 its group's mean, `keypoints.GROUP_MEAN`), discretised by `rcn_keras.grid`; with a teacher, (B, K, 3 + H*W):
