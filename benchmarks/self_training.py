@@ -81,15 +81,16 @@ def main(argv=None) -> int:
         readings = [(plain, val, False), (with_prior, val, False), (with_prior, val, True), (with_prior, moved, False)]
         predicted = [predict_faceset(m, faces, flip=flip)[:2] for m, faces, flip in readings]
         points.append([pred for pred, _ in predicted])
+        truths = [(gt, faces) for (_, gt), (_, faces, _) in zip(predicted, readings)]  # the same for every model
         rows.append({"model": spec, "params": int(model.backbone.count_params()), **info,
                      "own prior": model.shape_prior is not None,
-                     **{column: headline_nme(pred, gt, faces)
-                        for column, (pred, gt), (_, faces, _) in zip(COLUMNS[4:], predicted, readings)}})
+                     **{column: headline_nme(pred, *truth)
+                        for column, pred, truth in zip(COLUMNS[4:], points[-1], truths)}})
     if args.mean and len(points) > 1:
         rows.append({"model": "mean of the points of " + " + ".join(args.models), "params": None,
                      "train faces": None, "train min": None, "own prior": None,
-                     **{column: headline_nme(np.mean([p[i] for p in points], axis=0), gt, faces)
-                        for i, (column, (_, gt), (_, faces, _)) in enumerate(zip(COLUMNS[4:], predicted, readings))}})
+                     **{column: headline_nme(np.mean([p[i] for p in points], axis=0), *truths[i])
+                        for i, column in enumerate(COLUMNS[4:])}})
     print(f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints")
     table = print_table(rows, COLUMNS)
     from rcn_keras.files import atomic_write_text
