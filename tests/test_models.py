@@ -173,7 +173,7 @@ def test_pixel_nll_matches_definition(rng):
 def test_gaussian_target_is_the_cross_entropy_against_a_normalised_gaussian(rng):
     """``target="gaussian"``: the NLL against a 2-D Gaussian of ``target_sigma`` map pixels around the point,
     sampled at the pixel centres and normalised on the map (computed here densely, in float64); it is
-    lowest for maps that are that Gaussian, and narrows towards the bilinear target."""
+    lowest for maps that are that Gaussian, and a narrow one is the one-pixel (paper) target."""
     logits = rng.normal(size=(3, 80, 80, 2)).astype("float32")
     y = np.concatenate([rng.uniform(-0.05, 1.05, (3, 2, 2)), np.array([[[1], [0]], [[1], [1]], [[0], [1]]])], -1)
     y = y.astype("float32")
