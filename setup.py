@@ -1,10 +1,19 @@
 """Installable package for rcn-keras (Recombinator Networks for facial landmarks, Keras 3)."""
 
+import pathlib
+import re
+
 from setuptools import find_packages, setup
+
+# The version lives in one place, rcn_keras/__init__.py (rcn --version and rcn_keras.__version__ read it).
+VERSION = re.search(r'^__version__ = "([^"]+)"', pathlib.Path(__file__).with_name("rcn_keras").joinpath(
+    "__init__.py").read_text(encoding="utf-8"), re.M).group(1)
 
 setup(
     name="rcn-keras",
-    version="0.2.0",
+    version=VERSION,
+    license="MIT",
+    license_files=["LICENSE"],
     description=(
         "Recombinator Networks (RCN), SumNet and the denoising keypoint model for "
         "facial landmark localisation in Keras 3 / TensorFlow"
@@ -47,6 +56,7 @@ setup(
             "tensorflow-cpu>=2.16",
             "mtcnn>=1.0",
             "dlib-bin>=19.24",
+            "face-recognition-models>=0.3",
             "ai-edge-litert>=1.2",
             "tf2onnx>=1.16",
             "onnx>=1.15",
@@ -63,7 +73,6 @@ setup(
     entry_points={"console_scripts": ["rcn=rcn_keras.app.cli.main:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: MIT License",
         "Topic :: Scientific/Engineering :: Image Recognition",
     ],
 )

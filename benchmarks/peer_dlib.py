@@ -1,4 +1,4 @@
-"""Peer comparison on the same faces: RCN models vs dlib's 68-point ERT predictor (issue 5).
+"""Peer comparison on the same faces: RCN models vs dlib's 68-point ERT predictor.
 
 Faces: the shared 300W subset (../shared/data/300w, research use only; skipped where absent).
 * 68 points: the seed-7345 10 % validation split of AFW + HELEN train (the split our models select on;
@@ -30,6 +30,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import environment, print_table, write_results  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
+REGIONS = ["jaw", "jaw along", "jaw across", "brows", "nose", "eyes", "mouth"]
 
 
 def load_dlib():
@@ -98,6 +99,8 @@ def score(pred, gt, faces, name: str, extra: dict) -> dict:
     row = {"method": name, **extra}
     # per-face NME (%) with the default normaliser, for CED curves (tools/render_docs.py)
     row["errors"] = [round(100 * float(e), 4) for e in next(iter(res["errors"].values()))]
+    if "regions" in res:  # 68 points: NME % per face region, the jaw along and across its contour
+        row.update(res["regions"])
     for r in headline_rows(res["rows"]):
         row[f"NME % {r['normaliser']}"] = r["nme"]
         if r["normaliser"] in ("corner_midpoints", "eye_centres"):
@@ -187,6 +190,8 @@ def main() -> None:
         shown = [c if k == 68 else c.replace("corner_midpoints", "eye_centres") for c in cols]
         shown = [c for c in shown if any(c in r for r in rows)]
         print_table([{c: ("" if r.get(c) is None else r[c]) for c in shown} for r in rows], shown)
+        if k == 68:
+            print_table(rows, ["method", *REGIONS])
         payload[f"{k}pt"] = rows
     print(f"\nwrote {write_results('peer_dlib', payload)}")
 

@@ -9,7 +9,7 @@ Per detector: faces found (a detection overlapping the true face), NME of the fo
 midpoints, original-image pixels; the same faces from their landmark box for reference), ms per photo.
 Then the whole-process time of ``rcn predict FOLDER`` on the 1.5 MP folder against dlib's default
 pipeline (its HOG detector, upsample 1, then the ERT predictor) run as a script on the same folder, and
-on a folder of 24 photos of 3-12 megapixels (`photo_profile.make_photos`).
+on a folder of 24 photos of 3-12 megapixels (`_photos.make_photos`).
 Writes results/photos_end_to_end.{json,md}.
 
     pip install -e ".[mtcnn,dlib,peers]"
@@ -30,6 +30,8 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import RESULTS, environment, print_table, write_results  # noqa: E402
+from _photos import make_photos, validation_faces  # noqa: E402
+from _photos import whole_process as whole_process_photos  # noqa: E402
 
 SHARED = HERE.parents[1] / "shared" / "data" / "300w"
 DLIB_SCRIPT = """
@@ -45,17 +47,6 @@ for p in sorted(pathlib.Path(sys.argv[1]).glob("*.jpg")):
         shape = pred(img, r); n += 1
 print(n)
 """
-
-
-def validation_faces(root: str) -> list[tuple[pathlib.Path, np.ndarray]]:
-    """(image path, 68 points in edge coordinates) of the 300W validation split."""
-    from rcn_keras.data.datasets import SUBSETS_300W, image_beside, load_300w
-    from rcn_keras.data.formats import read_pts
-
-    val = load_300w(root, ("afw", "helen_train"), 68, cache_dir="runs/cache").split(0.1)[1]
-    return [(image_beside(pts), read_pts(pts, n_points=68) - 0.5)
-            for name, group in zip(val.names, val.groups)
-            for pts in [pathlib.Path(root) / SUBSETS_300W[group] / f"{name}.pts"]]
 
 
 def paste(faces, size, per_image, scale_range, n_images, rng):
@@ -198,11 +189,9 @@ def main() -> None:
     text = print_table(rows, columns)
     folder = whole_process(args.model, sets["1.5 MP photos"], "auto")
     print(folder)
-    from photo_profile import make_photos, whole_process as whole_process_big
-
     with tempfile.TemporaryDirectory() as tmp:  # the big photos users have: 3-12 megapixels, default options
         big_folder = pathlib.Path(tmp)
-        big = whole_process_big(big_folder, make_photos(big_folder, 24), args.model, None)
+        big = whole_process_photos(big_folder, make_photos(big_folder, 24), args.model, None)
     print_table(big, ["pipeline", "seconds", "x dlib", "found %", "NME %"])
     from rcn_keras.files import atomic_write_text
     from rcn_keras.markdown import markdown_table

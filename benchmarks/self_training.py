@@ -1,8 +1,9 @@
-"""68-point models with and without MTFL's faces (issues 32, 33): each model on the 300W validation split
+"""68-point models side by side on the validation faces: each model on the 300W validation split
 (the seed-7345 10 % of AFW + HELEN train, which no shipped 68-point model trained on), read four ways:
 the read-out alone, with its shape prior (one fitted on the 1,087 training faces where the model has
 none), flip-averaged with the prior, and from detector-like boxes with the prior; beside its parameters,
-training faces and time; with --mean, a last row for the mean of the models' points (an ensemble). Writes
+training faces and time, and where the error sits (NME per face region with the shape prior; the jaw's error
+along and across its contour); with --mean, a last row for the mean of the models' points (an ensemble). Writes
 results/self_training.{json,md} (--results NAME: results/NAME.*, for other comparisons beside the
 committed one).
 
@@ -30,6 +31,8 @@ from real_faces import jittered  # noqa: E402
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
 COLUMNS = ["model", "params", "train faces", "train min", "read-out alone", "shape prior", "flip + prior",
            "detector-like box + prior"]
+REGION_COLUMNS = ["model", "jaw", "jaw along", "jaw across", "brows", "nose", "eyes", "mouth"]
+PRIOR = 1  # the reading (index into COLUMNS[4:]) whose errors are split by region
 
 
 def describe(spec: str) -> tuple[str, dict]:
@@ -62,14 +65,14 @@ def main(argv=None) -> int:
         return 0
     from rcn_keras.app.training.fit import training_shapes
     from rcn_keras.data.sources import DataConfig, load_splits
-    from rcn_keras.evaluation.report import headline_nme, predict_faceset
+    from rcn_keras.evaluation.report import headline_nme, headline_regions, predict_faceset
     from rcn_keras.landmarker import load_landmarker
     from rcn_keras.models.shape_prior import ShapePrior
 
     splits = load_splits(DataConfig(source="300w", root=args.root), 68)
     val, moved = splits.validation, jittered(splits.validation)
     fitted = None
-    rows, points = [], []  # points: per model, the predicted points of each reading (COLUMNS[4:])
+    rows, regions, points = [], [], []  # points: per model, the predicted points of each reading (COLUMNS[4:])
     for spec in args.models:
         path, info = describe(spec)
         model = load_landmarker(path)
@@ -86,20 +89,27 @@ def main(argv=None) -> int:
                      "own prior": model.shape_prior is not None,
                      **{column: headline_nme(pred, *truth)
                         for column, pred, truth in zip(COLUMNS[4:], points[-1], truths)}})
+        regions.append({"model": spec, **headline_regions(points[-1][PRIOR], *truths[PRIOR])})
     if args.mean and len(points) > 1:
-        rows.append({"model": "mean of the points of " + " + ".join(args.models), "params": None,
-                     "train faces": None, "train min": None, "own prior": None,
+        name = "mean of the points of " + " + ".join(args.models)
+        rows.append({"model": name, "params": None, "train faces": None, "train min": None, "own prior": None,
                      **{column: headline_nme(np.mean([p[i] for p in points], axis=0), *truths[i])
                         for i, column in enumerate(COLUMNS[4:])}})
+        regions.append({"model": name, **headline_regions(np.mean([p[PRIOR] for p in points], axis=0),
+                                                          *truths[PRIOR])})
     print(f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints")
     table = print_table(rows, COLUMNS)
+    print(f"\nPer face region, {COLUMNS[4 + PRIOR]}")
+    region_table = print_table(regions, REGION_COLUMNS)
     from rcn_keras.files import atomic_write_text
 
     command = " ".join(["python benchmarks/self_training.py", *(argv if argv is not None else sys.argv[1:])])
     atomic_write_text(RESULTS / f"{args.results}.md", "# 68-point models on the validation split\n\n"
                       f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints "
-                      f"(`{command}`).\n\n" + table + "\n")
-    print(f"wrote {write_results(args.results, {'rows': rows, 'environment': environment()})}")
+                      f"(`{command}`).\n\n" + table + f"\n\nWhere the error sits ({COLUMNS[4 + PRIOR]}): NME % per "
+                      "face region, and the jaw's mean error along and across its true contour:\n\n"
+                      + region_table + "\n")
+    print(f"wrote {write_results(args.results, {'rows': rows, 'regions': regions, 'environment': environment()})}")
     return 0
 
 

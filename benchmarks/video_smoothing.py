@@ -21,6 +21,7 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import RESULTS, environment, print_table, write_results  # noqa: E402
+from rcn_keras.video import DETECT_EVERY  # noqa: E402
 
 SHARED = HERE.parents[1] / "shared" / "data" / "300w"
 FPS, FRAMES, CANVAS = 30.0, 45, 320
@@ -68,8 +69,11 @@ def main() -> None:
             settings[f"one-euro, min_cutoff {mc}, beta {beta}"] = {"min_cutoff": mc, "beta": beta}
     rows = []
     for motion_name, amplitude in (("moving (60 px sway)", 60.0), ("holding still (5 px sway)", 5.0)):
-        rows += scenario(model, val, settings, args, amplitude, rng, motion_name)
-    text = print_table(rows, ["motion", "setting", "faces", "NME %", "jitter px", "jitter vs raw", "lag px"])
+        for detect_every in (1, DETECT_EVERY):
+            rows += scenario(model, val, settings, args, amplitude, np.random.default_rng(len(rows)), motion_name,
+                             detect_every)
+    text = print_table(rows, ["motion", "faces found", "setting", "faces", "NME %", "jitter px", "jitter vs raw",
+                              "lag px"])
     from rcn_keras.files import atomic_write_text
 
     atomic_write_text(RESULTS / "video_smoothing.md", f"# One Euro smoothing on a synthetic moving face\n\n"
@@ -79,15 +83,18 @@ def main() -> None:
                                       "environment": environment()})
 
 
-def scenario(model, val, settings: dict, args, amplitude: float, rng, motion_name: str) -> list[dict]:
-    """Rows of one motion: every setting on the same clips."""
+def scenario(model, val, settings: dict, args, amplitude: float, rng, motion_name: str,
+             detect_every: int = 1) -> list[dict]:
+    """Rows of one motion: every setting on the same clips, the detector run on every frame or every
+    ``detect_every`` frames with the face followed by its points in between (`video.FaceFollower`)."""
     from rcn_keras.evaluation.nme import inter_ocular
-    from rcn_keras.video import FaceTracks
+    from rcn_keras.video import FaceFollower, FaceTracks
 
     stats = {s: {"nme": [], "jitter": [], "lag": []} for s in settings}
     for i in range(min(args.faces, len(val))):
         frames, offsets = clip(val.images[i], args.noise, amplitude, rng)
-        results = model.predict(frames, max_faces=1)
+        follower = FaceFollower(model, detect_every, max_faces=1)
+        results = [follower(frame) for frame in frames]
         if any(len(r["faces"]) != 1 for r in results):
             continue
         truth = val.keypoints[i][None] + offsets[:, None] - 0.5  # edge -> pixel-centre coordinates
@@ -101,7 +108,8 @@ def scenario(model, val, settings: dict, args, amplitude: float, rng, motion_nam
             stats[name]["nme"].append(100 * np.linalg.norm(error, axis=-1).mean() / norm)
             stats[name]["jitter"].append(float(np.sqrt((np.diff(error, axis=0) ** 2).sum(-1).mean())))
             stats[name]["lag"].append(float((error.mean(1) * direction).sum(-1).mean()))
-    rows = [{"motion": motion_name, "setting": s, "faces": len(v["nme"]), "NME %": float(np.mean(v["nme"])),
+    found = "every frame detected" if detect_every == 1 else f"detected every {detect_every} frames, followed between"
+    rows = [{"motion": motion_name, "faces found": found, "setting": s, "faces": len(v["nme"]), "NME %": float(np.mean(v["nme"])),
              "jitter px": float(np.mean(v["jitter"])), "lag px": float(np.mean(v["lag"]))} for s, v in stats.items()]
     for r in rows:
         r["jitter vs raw"] = r["jitter px"] / rows[0]["jitter px"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _EXPORTS = {
     "rcn_keras.landmarker": ("Landmarker", "load_landmarker"),
@@ -24,10 +24,12 @@ _EXPORTS = {
     "rcn_keras.export": ("export_saved_model", "export_tflite"),
     "rcn_keras.prediction_files": ("write_predictions",),
     "rcn_keras.runtimes": ("ExportedLandmarker",),
+    "rcn_keras.align": ("align_face",),
+    "rcn_keras.pose": ("head_pose",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _SUBPACKAGES = ("data", "evaluation", "models", "detection", "runtimes", "inference", "export", "video",
-                "prediction_files", "keypoints", "boxes")
+                "prediction_files", "keypoints", "boxes", "align", "pose")
 
 __all__ = sorted(_WHERE) + ["__version__"]
 

@@ -52,6 +52,14 @@ def is_onnx(path: pathlib.Path) -> bool:
         return False
 
 
+def check_export_path(path: str | os.PathLike, format: str, overwrite: bool = False) -> pathlib.Path:
+    """`check_output` for an export of ``format``: a new path, or an earlier export of the same format (any
+    file or folder with ``overwrite``). Returns the path to write."""
+    kind, what, ours = {"saved_model": ("folder", "SavedModel", is_saved_model),
+                        "tflite": ("file", "TFLite model", is_tflite), "onnx": ("file", "ONNX model", is_onnx)}[format]
+    return check_output(path, kind, what, ours, overwrite=overwrite)
+
+
 def _write_error(path, exc: Exception) -> OSError:
     """A TensorFlow write failure (full disk, no permission) as one line naming the output."""
     hint = "; free some space or choose another --out" if "space" in str(exc).lower() else ""
@@ -64,7 +72,7 @@ def _readout_of(model: keras.Model, readout: str | None) -> str:
 
 
 def export_saved_model(model: keras.Model, path: str | os.PathLike, readout: str | None = None,
-                       batch_size: int | None = None) -> pathlib.Path:
+                       batch_size: int | None = None, overwrite: bool = False) -> pathlib.Path:
     """SavedModel with endpoints ``serve`` (image -> {"keypoints": (B, K, 2) in [0, 1] of the crop,
     "confidence": (B, K) peak probability}) and ``presoftmax`` (image -> (B, S, S, K) maps: S = 80, or 40 for
     a network whose maps are not upsampled).
@@ -77,7 +85,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, readout: str
 
     from rcn_keras.models.head import as_map_model, with_readout
 
-    path = check_output(path, "folder", "SavedModel", is_saved_model)
+    path = check_export_path(path, "saved_model", overwrite)
     infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
     try:
         with atomic_folder(path) as tmp:
@@ -120,7 +128,8 @@ def _quiet_converter():
 
 
 def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | None = None,
-                  batch_size: int = 1, quantize: str = "none", representative=None) -> pathlib.Path:
+                  batch_size: int = 1, quantize: str = "none", representative=None,
+                  overwrite: bool = False) -> pathlib.Path:
     """TFLite flatbuffer for a **fixed** batch size, with the signature "serve" (image -> keypoints,
     confidence). A fixed batch lets TFLite's default XNNPack delegate run it (with a dynamic batch the
     delegate fails to prepare). ``quantize``: "none" (float32), "float16" (half-size weights, float
@@ -132,7 +141,7 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | No
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize={quantize!r} is not allowed; allowed: {', '.join(QUANTIZATIONS)}")
-    path = check_output(path, "file", "TFLite model", is_tflite)
+    path = check_export_path(path, "tflite", overwrite)
     if quantize == "int8":
         if representative is None or len(representative) == 0:
             raise ValueError("int8 quantisation needs representative faces (80x80 grey crops of training faces)")
@@ -164,7 +173,7 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | No
 
 
 def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None = None,
-                batch_size: int | None = None) -> pathlib.Path:
+                batch_size: int | None = None, overwrite: bool = False) -> pathlib.Path:
     """ONNX model (opset 17): input "image" float32 (B, 80, 80, 1), outputs "keypoints" (B, K, 2) and
     "confidence" (B, K); B any size unless ``batch_size``. Needs the ``onnx`` extra (tf2onnx)."""
     import tensorflow as tf
@@ -173,7 +182,7 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None
     from rcn_keras.models.head import as_map_model, with_readout
 
     tf2onnx = require("tf2onnx", "ONNX export", "tf2onnx", "onnx")
-    path = check_output(path, "file", "ONNX model", is_onnx)
+    path = check_export_path(path, "onnx", overwrite)
     infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
     spec = (tf.TensorSpec([batch_size, MAP_SIZE, MAP_SIZE, 1], tf.float32, name="image"),)
 
@@ -198,15 +207,16 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None
 
 def export_model(model: keras.Model, path: str | os.PathLike, format: str = "saved_model",
                  readout: str | None = None, batch_size: int | None = None, quantize: str = "none",
-                 representative=None) -> pathlib.Path:
+                 representative=None, overwrite: bool = False) -> pathlib.Path:
     """Export in ``format`` ("saved_model" and "onnx": any batch unless ``batch_size``; "tflite": a
-    fixed batch, default 1, and ``quantize`` / ``representative`` as `export_tflite`)."""
+    fixed batch, default 1, and ``quantize`` / ``representative`` as `export_tflite`). An existing
+    ``path`` is replaced only when it is an earlier export of the same format, or with ``overwrite``."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     if quantize != "none" and format != "tflite":
         raise ValueError(f"quantize={quantize!r} is for --format tflite only (got format {format!r})")
     if format == "saved_model":
-        return export_saved_model(model, path, readout, batch_size)
+        return export_saved_model(model, path, readout, batch_size, overwrite)
     if format == "onnx":
-        return export_onnx(model, path, readout, batch_size)
-    return export_tflite(model, path, readout, batch_size or 1, quantize, representative)
+        return export_onnx(model, path, readout, batch_size, overwrite)
+    return export_tflite(model, path, readout, batch_size or 1, quantize, representative, overwrite)

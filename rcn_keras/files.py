@@ -70,30 +70,32 @@ def glob_escape(name: str) -> str:
 
 
 def check_output(path: PathLike, kind: str, what: str, ours: Callable[[pathlib.Path], bool] | None = None,
-                 option: str = "--out") -> pathlib.Path:
+                 option: str = "--out", overwrite: bool = False) -> pathlib.Path:
     """The rule for an output ``path`` (``kind`` "file" or "folder", holding ``what``, e.g. "TFLite model"):
     a new path, an empty folder, or something ``ours(path)`` recognises as an earlier output of the same
-    kind may be written; anything else that exists (another file, a folder with other files, a device
-    or pipe) is refused with one line naming ``option`` and the path. A link to a file is followed.
-    Returns the path to write."""
+    kind may be written (with ``overwrite``: any regular file, any folder); anything else that exists
+    (another file, a folder with other files, a device or pipe) is refused with one line naming
+    ``option`` and the path. A link to a file is followed. Returns the path to write."""
     path = pathlib.Path(path)
     if path.is_symlink() and path.is_file():
         path = path.resolve()
     if not os.path.lexists(path):
         return path
     mode = os.stat(path).st_mode if path.exists() else 0
-    advice = f"remove it or choose another {option}"
+    advice = f"remove it, choose another {option} or pass --overwrite"
+    if overwrite:
+        ours = None if kind == "folder" else (lambda _: True)
     if kind == "file":
         if stat.S_ISDIR(mode):
             raise ValueError(f"{option} {path} is a folder; a {what} is one file: give a file name")
         if not stat.S_ISREG(mode):
             raise ValueError(f"{option} {path} exists and is not a regular file: {advice}")
         if ours is not None and not ours(path):
-            raise ValueError(f"{option} {path} exists and is not a {what}: {advice} (it is never overwritten)")
+            raise ValueError(f"{option} {path} exists and is not a {what}: {advice}")
         return path
     if not stat.S_ISDIR(mode):
         raise ValueError(f"{option} {path} exists and is not a folder: a {what} is a folder; {advice}")
-    if any(path.iterdir()) and (ours is None or not ours(path)):
+    if any(path.iterdir()) and not overwrite and (ours is None or not ours(path)):
         raise ValueError(f"{option} {path} holds other files: a {what} is written to a new or empty folder "
                          f"(or over an earlier {what}); {advice}")
     return path

@@ -103,12 +103,44 @@ def to_rgb(item, index: int = 0) -> tuple[str, np.ndarray]:
     return str(item), decode_image(item, "RGB", upright=True)[0]
 
 
+def as_crops(crops) -> np.ndarray:
+    """Crops (N, 80, 80, 1) float32 of raw grey intensities from (N, 80, 80) or (N, 80, 80, 1); other
+    shapes and non-finite values (NaN, inf) are refused with a ValueError naming the first bad crop."""
+    try:
+        crops = np.asarray(crops, np.float32)
+    except (TypeError, ValueError):
+        raise ValueError("crops must be an array (N, 80, 80, 1) of grey intensities") from None
+    if crops.ndim == 3:
+        crops = crops[..., None]
+    if crops.ndim != 4 or crops.shape[1:] != (MAP_SIZE, MAP_SIZE, 1):
+        raise ValueError(f"crops must be (N, {MAP_SIZE}, {MAP_SIZE}, 1) grey images, got shape {crops.shape}")
+    finite = np.isfinite(crops).all(axis=(1, 2, 3))
+    if not finite.all():
+        raise ValueError(f"crop {int(np.argmin(finite))} holds NaN or infinite values "
+                         f"({int((~finite).sum())} of {len(crops)} crops): give finite grey intensities (0-255)")
+    return crops
+
+
+IMAGE_INPUTS = "a file path, a numpy array (H, W), (H, W, 3) or (H, W, 4), or a PIL image"
+
+
+def _is_pil(item) -> bool:
+    from PIL import Image
+
+    return isinstance(item, Image.Image)
+
+
 def read_photo(item, index: int = 0, min_side: int | None = DECODE_SIDE) -> Photo:
-    """A path or an array as a `Photo`: a file decoded upright (EXIF orientation), JPEG at the DCT scale
-    whose long side is at least ``min_side`` (``None``: whole); an array as `to_rgb` reads it."""
+    """A path, an array or a PIL image as a `Photo`: a file decoded upright (EXIF orientation), JPEG at
+    the DCT scale whose long side is at least ``min_side`` (``None``: whole); an array as `to_rgb` reads
+    it; a PIL image as its RGB pixels."""
+    if _is_pil(item):
+        item = np.asarray(item.convert("RGB"))
     if isinstance(item, np.ndarray):
         name, rgb = to_rgb(item, index)
         return Photo(name, rgb, 1.0, rgb.shape[1], rgb.shape[0])
+    if not isinstance(item, (str, os.PathLike)):
+        raise TypeError(f"image {index}: expected {IMAGE_INPUTS}; got {type(item).__name__}")
     rgb, scale, (w, h) = decode_image(item, "RGB", upright=True, min_side=min_side)
     return Photo(str(item), rgb, scale, w, h, str(item))
 
@@ -274,6 +306,25 @@ def face_result(plan: FacePlan, crop: np.ndarray, keypoints: np.ndarray, confide
             "crop_keypoints": keypoints}
 
 
+def add_alignment_and_pose(faces: list[dict], photo: Photo | None, size: tuple[int, int], align=None,
+                           pose: bool = False) -> None:
+    """Add to each face of one image its aligned crop (``"aligned"``: uint8 RGB, ``align`` an
+    `align.Template`; warped from ``photo``, decoded again finer when its pixels are coarser than the
+    crop's) and its head pose (``"pose"``: `pose.head_pose` with ``size`` = (width, height))."""
+    from rcn_keras.align import alignment_matrix, reduced, warp
+    from rcn_keras.pose import head_pose
+
+    for face in faces:
+        if pose:
+            fit = head_pose(face["keypoints"], size)
+            face["pose"] = {k: fit[k] for k in ("yaw", "pitch", "roll", "error")}
+        if align is not None:
+            matrix = alignment_matrix(face["keypoints"], align)
+            zoom = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # crop pixels per original pixel
+            photo = photo.finer(1.0 / zoom) if photo.scale * zoom > 1.0 else photo
+            face["aligned"] = warp(photo.rgb, matrix @ reduced(photo.scale), align.size)
+
+
 def prefetch(fn, items, ahead: int = 2):
     """``fn(item)`` for each item, in order, computed up to ``ahead`` items in advance on a worker thread:
     decoding and detection of the next images overlap the network's work on the current ones."""
@@ -315,38 +366,51 @@ def prepare_photo(photo: Photo, box, box_format: BoxFormat, finder=None, found_f
 
 def predict_images(run_crops, images, boxes, box_format: BoxFormat, finder=None, found_format=None,
                    batch_size: int = 64, on_error: str = "raise", level: bool = True, max_faces: int | None = None,
-                   progress=None, on_result=None, preview_side: int | None = None) -> list[dict]:
+                   progress=None, on_result=None, preview_side: int | None = None, align=None,
+                   pose: bool = False) -> list[dict]:
     """The photo pipeline of `Landmarker.predict` and `ExportedLandmarker.predict`: each image read (a
     worker thread decodes and detects ahead), its faces planned and cropped, the crops of about
     ``batch_size`` faces at a time run by ``run_crops`` (crops -> {"keypoints", "confidence"}), and
     the keypoints mapped back to image pixels. ``on_result(result, preview)``: called as each image is
     done, with its pixels as decoded for it, at most ``preview_side`` long (``(rgb, scale)``; ``None``
-    for an image that could not be read). ``images``: one path or array, or a list of them."""
+    for an image that could not be read). ``images``: one path or array, or a list of them. ``align``
+    (a crop size, template name or `align.Template`) adds each face's aligned crop, ``pose`` its head
+    pose (`add_alignment_and_pose`)."""
+    if align is not None:
+        from rcn_keras.align import as_template
+
+        align = as_template(align)  # a bad template fails before any image is read
     if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
         raise ValueError(f"max_faces={max_faces!r} must be a positive integer or None")
-    single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim <= 3)
+    single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim <= 3) \
+        or _is_pil(images)
+    if not single and not isinstance(images, (list, tuple, np.ndarray)):
+        raise TypeError(f"images: expected {IMAGE_INPUTS}, or a list of them; got {type(images).__name__}")
     images = [images] if single else list(images)
     per_image = boxes_per_image(images, boxes)
 
     def prepare(i):
         photo, error = read_photo_or_error(images[i], i, on_error)
         if error:
-            return {"image": str(images[i]), "error": error}, [], None, None
+            return {"image": str(images[i]), "error": error}, [], None, None, None
         photo, plans, crops = prepare_photo(photo, per_image[i], box_format, finder, found_format, level, max_faces)
         head = {"image": photo.name, "width": int(photo.width), "height": int(photo.height)}
-        return head, plans, crops, photo.preview(preview_side) if on_result is not None else None
+        return (head, plans, crops, photo.preview(preview_side) if on_result is not None else None,
+                photo if align is not None else None)
 
-    results, pending = [], []  # pending: (result, plans, crops, preview) waiting for the network
+    results, pending = [], []  # pending: (result, plans, crops, preview, photo) waiting for the network
 
     def flush():
-        crops = [c for _, _, c, _ in pending if c is not None and len(c)]
+        crops = [item[2] for item in pending if item[2] is not None and len(item[2])]
         out = run_crops(np.concatenate(crops) if crops else np.zeros((0, MAP_SIZE, MAP_SIZE, 1), np.float32))
         row = 0
-        for head, plans, c, preview in pending:
+        for head, plans, c, preview, photo in pending:
             faces = []
             for j, plan in enumerate(plans):
                 faces.append(face_result(plan, c[j], out["keypoints"][row], out["confidence"][row]))
                 row += 1
+            if "error" not in head and (align is not None or pose):
+                add_alignment_and_pose(faces, photo, (head["width"], head["height"]), align, pose)
             result = head if "error" in head else {**head, "faces": faces}
             results.append(result)
             if on_result is not None:
@@ -355,7 +419,7 @@ def predict_images(run_crops, images, boxes, box_format: BoxFormat, finder=None,
 
     for done, item in enumerate(prefetch(prepare, range(len(images))), start=1):
         pending.append(item)
-        if sum(len(plans) for _, plans, _, _ in pending) >= batch_size:
+        if sum(len(item[1]) for item in pending) >= batch_size:
             flush()
         if progress is not None:
             progress(done, len(images))

@@ -30,6 +30,9 @@ def _flip_68() -> list[int]:
 
 FLIP_68 = _flip_68()
 
+# The face regions of the 68 iBUG points (0-based): where an error sits. The jaw is an open contour, in order.
+REGIONS_68 = {"jaw": tuple(range(0, 17)), "brows": tuple(range(17, 27)), "nose": tuple(range(27, 36)),
+              "eyes": tuple(range(36, 48)), "mouth": tuple(range(48, 68))}
 # 49-point variant: drop the contour (points 1-17) and the inner-mouth corners (61, 65), 1-based.
 POINTS_49 = [i for i in range(68) if i >= 17 and i not in (60, 64)]
 # How the face crop is found from the keypoints (docs/model.md, 1.2-1.3): "points" = the tight box of
@@ -243,16 +246,23 @@ FIVE_FROM_68 = _five_from_68()
 GROUPS_68 = tuple(tuple(int(i) for i in np.flatnonzero(row)) for row in FIVE_FROM_68 if np.count_nonzero(row) > 1)
 
 
-def fit_similarity(src: np.ndarray, dst: np.ndarray):
+def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The least-squares similarity (scale, rotation, shift) taking points ``src`` (M, 2) onto ``dst``, as a
-    function of points (..., 2)."""
+    2x3 matrix ``A``: dst ~ A[:, :2] @ p + A[:, 2]."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
     ms, md = src.mean(0), dst.mean(0)
     s, d = src - ms, dst - md
     den = max(float((s * s).sum()), 1e-12)
     a = (s * d).sum() / den
     b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / den
-    matrix = np.array([[a, b], [-b, a]])
-    return lambda points: (np.asarray(points) - ms) @ matrix + md
+    linear = np.array([[a, -b], [b, a]])
+    return np.concatenate([linear, (md - linear @ ms)[:, None]], axis=1)
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray):
+    """`similarity_matrix` as a function of points (..., 2)."""
+    matrix = similarity_matrix(src, dst)
+    return lambda points: np.asarray(points) @ matrix[:, :2].T + matrix[:, 2]
 
 
 def place_shape(shape: np.ndarray, points5: np.ndarray) -> np.ndarray:

@@ -236,11 +236,7 @@ class Landmarker(keras.Model):
         """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) for 80x80 grey crops.
         ``flip``: average with the mirrored crops (flip test-time averaging: about 0.15 NME points
         better on 300W validation faces for twice the network time)."""
-        crops = np.asarray(crops, np.float32)
-        if crops.ndim == 3:
-            crops = crops[..., None]
-        if crops.ndim != 4 or crops.shape[1:] != (MAP_SIZE, MAP_SIZE, 1):
-            raise ValueError(f"crops must be (N, {MAP_SIZE}, {MAP_SIZE}, 1) grey images, got shape {crops.shape}")
+        crops = inference.as_crops(crops)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
         infer = self._inference_fn(readout, flip)
@@ -258,7 +254,7 @@ class Landmarker(keras.Model):
                 readout: str | None = None, batch_size: int = 64, on_error: str = "raise",
                 detector: str | Detector | None = None, max_faces: int | None = None, level: bool = True,
                 progress=None, flip: bool = False, on_result=None, preview_side: int | None = None,
-                **kwargs) -> list[dict]:
+                align=None, pose: bool = False, **kwargs) -> list[dict]:
         """Keypoints of every face in each image: one dict per image, ``{"image", "width", "height",
         "faces": [...]}``; each face ``{"box", "score", "keypoints" (K, 2), "confidence" (K,), "rect",
         "angle", "crop", "crop_keypoints"}``. Keypoints are in pixels of the original image (0-based,
@@ -278,6 +274,9 @@ class Landmarker(keras.Model):
         done, with its pixels as decoded (``(rgb, original pixels per pixel)``, at most ``preview_side``
         long): what `rcn predict` draws its overlays on without decoding the photo again. Large JPEG
         photos are decoded at a reduced DCT scale, fine enough for every face (`inference.prepare_photo`).
+        ``align``: add each face's aligned crop (``"aligned"``, uint8 RGB): a crop size (InsightFace's
+        5-point template), a template name or an `align.Template` (`rcn_keras.align`). ``pose``: add each
+        face's head pose (``"pose"``: yaw, pitch, roll in degrees and the fit's error; `rcn_keras.pose`).
         """
         if kwargs:
             raise TypeError(f"Landmarker.predict takes images and boxes; unexpected {sorted(kwargs)} "
@@ -288,23 +287,24 @@ class Landmarker(keras.Model):
         found_format = self.box_format(finder.name) if finder is not None else None
         return inference.predict_images(lambda crops: self.predict_crops(crops, batch_size, readout, flip), images,
                                         boxes, given_format, finder, found_format, batch_size, on_error, level,
-                                        max_faces, progress, on_result, preview_side)
+                                        max_faces, progress, on_result, preview_side, align, pose)
 
     # --- export -------------------------------------------------------------------------------
 
     def export(self, filepath, format: str = "saved_model", readout: str | None = None,
-               batch_size: int | None = None, quantize: str = "none", representative=None, **kwargs):
+               batch_size: int | None = None, quantize: str = "none", representative=None, overwrite: bool = False,
+               **kwargs):
         """Write a SavedModel (``"saved_model"``, also ``"tf_saved_model"``), a TFLite file (``"tflite"``,
         a fixed batch of ``batch_size``, default 1; ``quantize`` "float16" or "int8" with
         ``representative`` crops) or an ONNX file (``"onnx"``) with this read-out (or ``readout``) and shape
-        prior."""
+        prior; an existing ``filepath`` that is not an earlier export of the format only with ``overwrite``."""
         from rcn_keras import export as exporting
 
         if kwargs:
             raise TypeError(f"unexpected export options {sorted(kwargs)}")
         fmt = "saved_model" if format == "tf_saved_model" else format
         return exporting.export_model(self, filepath, fmt, readout or self.readout, batch_size, quantize,
-                                      representative)
+                                      representative, overwrite)
 
 
 def _wrap(model: keras.Model, source: str) -> Landmarker:

@@ -112,19 +112,21 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("rcn_300w_skip", ModelConfig(family="rcn", branches=5, skip=True, l2_encoder=0.1, l2_decoder=0.1, **_300W),
            {"epochs": 3000, **PAPER}, description="paper: RCN with skip connections, 68 points"),
     Preset("rcn_300w_tuned", RCN_300W.replace(width=0.5), {"epochs": 3000, **TUNED}, readout="soft_argmax",
-           description="issue 5: half width, Adam, flips"),
+           description="rcn_300w at half width with Adam and flips (a CPU-budget recipe)"),
     Preset("rcn_mtfl_tuned", RCN_MTFL, {"epochs": 4000, **TUNED}, readout="local_soft_argmax",
-           description="issue 5: Adam, flips"),
+           description="rcn_mtfl with Adam and flips (a CPU-budget recipe)"),
     Preset("rcn_300w_real", RCN_300W.replace(width=0.5), {**REAL, "epochs": 300, "batch_size": 32},
-           readout="soft_argmax", description="issue 15: real-face recipe, half width, bfloat16"),
+           readout="soft_argmax", description="the real-face recipe: half width, bfloat16, Adam + cosine, flips, "
+                                              "photometric jitter (stage 1 of rcn-300w)"),
     Preset("rcn_300w_refine", RCN_300W.replace(width=0.5), REFINE, readout="soft_argmax",
-           description="issue 15: stage 2, fine-tune a trained rcn_300w_real (--init) without occlusion"),
+           description="stage 2 of rcn-300w: fine-tune a trained rcn_300w_real (--init) without occlusion, "
+                       "rotation 15"),
     Preset("rcn_mtfl_real", RCN_MTFL, {**REAL}, readout="soft_argmax",
-           description="issue 15: real-face recipe, 5 points"),
+           description="the real-face recipe, 5 points"),
     Preset("sumnet_mtfl_real", SUMNET_MTFL, {**REAL}, readout="soft_argmax",
-           description="issue 20: SumNet with the real-face recipe, 5 points (RCN's baseline for the figures)"),
+           description="SumNet with the real-face recipe, 5 points (RCN's baseline for the figures)"),
     Preset("rcn_300w_fast", RCN_300W_FAST, {**REAL, "epochs": 300, "batch_size": 32}, readout="soft_argmax",
-           description="issue 17: 68 points for a CPU at batch 1 (separable convs, 40x40 output), real-face recipe"),
+           description="68 points for a CPU at batch 1 (separable convs, 40x40 output), real-face recipe"),
     # The paper's denoiser: 25,406,212 parameters, receptive field 133 px, ~163 GMAC per image.
     Preset("denoiser_300w", DenoiserConfig(), DENOISER_RECIPE, description="paper: denoising keypoint model"),
     # CPU-trainable: the same 3-conv design on 20x20 maps (4x4 sum-pooled one-hots) with 11x11 kernels:

@@ -90,17 +90,20 @@ class ExportedLandmarker:
 
     def predict(self, images, boxes=None, box_format: str | None = None, batch_size: int = 64,
                 on_error: str = "raise", detector=None, max_faces: int | None = None, level: bool = True,
-                progress=None, on_result=None, preview_side: int | None = None) -> list[dict]:
+                progress=None, on_result=None, preview_side: int | None = None, align=None,
+                pose: bool = False) -> list[dict]:
         """Keypoints of every face in each image, as `Landmarker.predict` gives them (same arguments but
-        the read-out and flip averaging, which are fixed in the file); ``detector``: ``None`` or "none"
-        (each image is one face crop), "auto", a detector name or a `Detector`."""
+        the read-out and flip averaging, which are fixed in the file; ``align`` and ``pose`` as there);
+        ``detector``: ``None`` or "none" (each image is one face crop), "auto", a detector name or a
+        `Detector`."""
         from rcn_keras import inference
         from rcn_keras.detection.registry import make_detector
 
         finder = make_detector(detector)
         found_format = self.box_format(finder.name) if finder is not None else None
         return inference.predict_images(self, images, boxes, self.box_format(box_format), finder, found_format,
-                                        batch_size, on_error, level, max_faces, progress, on_result, preview_side)
+                                        batch_size, on_error, level, max_faces, progress, on_result, preview_side,
+                                        align, pose)
 
     def _call(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.runtime == "litert":
@@ -112,12 +115,9 @@ class ExportedLandmarker:
     def __call__(self, crops) -> dict[str, np.ndarray]:
         """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) of crops (N, 80, 80, 1) or
         (N, 80, 80) of raw grey intensities (as `Landmarker.predict_crops`); other shapes are refused."""
-        crops = np.asarray(crops, np.float32)
-        if crops.ndim == 3:
-            crops = crops[..., None]
-        if crops.ndim != 4 or crops.shape[1:] != (MAP_SIZE, MAP_SIZE, 1):
-            raise ValueError(f"crops must be (N, {MAP_SIZE}, {MAP_SIZE}, 1) grey images, got shape "
-                             f"{np.shape(crops)}")
+        from rcn_keras.inference import as_crops
+
+        crops = as_crops(crops)
         if not len(crops) and hasattr(self, "num_keypoints"):
             return {"keypoints": np.zeros((0, self.num_keypoints, 2), np.float32),
                     "confidence": np.zeros((0, self.num_keypoints), np.float32)}

@@ -4,11 +4,13 @@ when a face moves fast, little jitter when it holds still), per-frame JSON and a
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
 import pathlib
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -17,6 +19,17 @@ from rcn_keras.extras import require
 from rcn_keras.files import atomic_write_bytes, temporary_sibling
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif")
+
+
+# The overlay video: H.264 at imageio's quality 7 with x264's "veryfast" preset (7 ms a 1280x720 frame on
+# one core here against 11 for its default "medium", and no larger a file: benchmarks/video_speed.py).
+ENCODER = dict(codec="libx264", quality=7, macro_block_size=2, ffmpeg_params=["-preset", "veryfast"])
+PENDING_FRAMES = 32  # overlay frames drawn and encoded behind the network at most
+
+
+def video_writer(path: str | os.PathLike, fps: float):
+    """imageio's ffmpeg writer of the overlay video (`ENCODER`)."""
+    return _imageio().get_writer(path, "ffmpeg", fps=fps, **ENCODER)
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -158,13 +171,67 @@ class FaceTracks:
         return out
 
 
+# Between two detections a face is followed by its points: the next frame's crop keeps the place and size
+# it had against the points on the frame where the detector found it. The detector runs again every
+# DETECT_EVERY frames (faces that come in are found within a third of a second at 30 fps) and on the next
+# frame after a followed face's mean point confidence falls below LOST (`prediction_files`: a face reads
+# 0.15-0.30, a crop of no face about 0.03). Detection is 25 of the 29 ms a 1280x720 frame took
+# (benchmarks/video_speed.py).
+DETECT_EVERY = 10
+LOST = 0.08
+
+
+def follow_box(face: dict, anchor: dict) -> tuple[float, float, float, float]:
+    """The box ("landmarks" format: the crop is the box enlarged 1.3) of the crop that keeps ``anchor``'s
+    relation between crop and points ({"offset", "ratio"}, `anchor_of`) for ``face``'s points."""
+    points = np.asarray(face["keypoints"], np.float64)
+    centre = points.mean(0)
+    spread = float(np.sqrt(((points - centre) ** 2).sum(1).mean()))
+    side = anchor["ratio"] * spread
+    cx, cy = centre + anchor["offset"] * spread
+    inner = side / 1.3  # `boxes.LANDMARK_BOX_SCALE`
+    return (cx - inner / 2, cy - inner / 2, inner, inner)
+
+
+def anchor_of(face: dict) -> dict:
+    """How a face's crop sits against its points (centre offset and side, in units of the points' spread)."""
+    points = np.asarray(face["keypoints"], np.float64)
+    centre = points.mean(0)
+    spread = max(float(np.sqrt(((points - centre) ** 2).sum(1).mean())), 1e-6)
+    x, y, side = (float(v) for v in face["rect"])
+    return {"offset": (np.array([x + side / 2, y + side / 2]) - centre) / spread, "ratio": side / spread}
+
+
+class FaceFollower:
+    """`Landmarker.predict` of one video frame after another, the detector run every ``detect_every`` frames
+    (and after a face is lost) and the faces followed by their points in between (`DETECT_EVERY`)."""
+
+    def __init__(self, landmarker, detect_every: int = DETECT_EVERY, **predict_options):
+        self.landmarker, self.detect_every, self.options = landmarker, detect_every, predict_options
+        self.faces, self.anchors, self.since = [], [], 0
+
+    def __call__(self, frame) -> dict:
+        lost = any(float(np.mean(f["confidence"])) < LOST for f in self.faces)
+        if not self.faces or self.since >= self.detect_every - 1 or lost:
+            result = self.landmarker.predict(frame, **self.options)[0]
+            self.anchors, self.since = [anchor_of(f) for f in result.get("faces", [])], 0
+        else:
+            boxes = [follow_box(f, a) for f, a in zip(self.faces, self.anchors)]
+            result = self.landmarker.predict(frame, boxes=[boxes], **{**self.options, "box_format": "landmarks"})[0]
+            self.since += 1
+        self.faces = result.get("faces", [])
+        return result
+
+
 def predict_video(landmarker, path: str | os.PathLike, out_dir: str | os.PathLike, smooth: bool = True,
                   overlay: bool = True, max_frames: int | None = None, batch_frames: int = 16, progress=None,
-                  box=None, stem: str | None = None, **predict_options) -> dict:
+                  box=None, stem: str | None = None, detect_every: int = DETECT_EVERY,
+                  **predict_options) -> dict:
     """Keypoints of every face in every frame of a video. Writes ``<stem>_keypoints.json`` ({"schema",
     "video", "fps", "frames": [{"frame", "time", "faces": [...]}], "warning" when the file ended early},
     faces as in keypoints.json plus "track") and, with ``overlay``, ``<stem>_keypoints.mp4``; returns
-    the JSON document. ``stem``: the output name stem (default: the video's; two videos of the same
+    the JSON document. With a detector, it runs every ``detect_every`` frames (1: every frame) and faces
+    are followed by their points in between (`DETECT_EVERY`). ``stem``: the output name stem (default: the video's; two videos of the same
     name need distinct stems, as `prediction_files.output_stems` gives).
     ``box``: one face box (x, y, w, h) for every frame instead of detection. ``predict_options`` go to
     `Landmarker.predict` (detector, box_format, max_faces, ...)."""
@@ -179,19 +246,35 @@ def predict_video(landmarker, path: str | os.PathLike, out_dir: str | os.PathLik
     stem = stem or path.stem
     video_path = out_dir / f"{stem}_keypoints.mp4"
     tmp_video = temporary_sibling(video_path, ".mp4") if overlay else None  # renamed when complete
-    writer = _imageio().get_writer(tmp_video, "ffmpeg", fps=fps, codec="libx264", quality=7,
-                                   macro_block_size=2) if overlay else None
+    writer = video_writer(tmp_video, fps) if overlay else None
+    drawing = ThreadPoolExecutor(max_workers=1) if overlay else None  # draws and encodes behind the network
+    pending = collections.deque()
+
+    def draw_and_encode(result, rgb):
+        image = np.asarray(overlay_image(result, rgb)) if result["faces"] else rgb
+        writer.append_data(image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2])  # even sides
+
+    following = box is None and predict_options.get("detector") not in (None, "none") and detect_every > 1
+    follower = FaceFollower(landmarker, detect_every, **predict_options) if following else None
+
+    def landmarks(batch):
+        if box is not None:
+            return landmarker.predict(batch, boxes=[box] * len(batch), **predict_options)
+        if follower is None:
+            return landmarker.predict(batch, **predict_options)
+        return [follower(frame) for frame in batch]  # one at a time: each frame's crops from the last one's points
 
     def handle(batch, start):
-        results = landmarker.predict(batch, boxes=None if box is None else [box] * len(batch), **predict_options)
+        results = landmarks(batch)
         for i, (rgb, result) in enumerate(zip(batch, results)):
             n = start + i
             faces = tracks.update(result["faces"], n)
             doc["frames"].append({"frame": n, "time": round(n / fps, 4),
                                   "faces": [{**face_json(f), "track": f["track"]} for f in faces]})
             if writer is not None:
-                image = np.asarray(overlay_image({**result, "faces": faces}, rgb)) if faces else rgb
-                writer.append_data(image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2])  # even sides
+                pending.append(drawing.submit(draw_and_encode, {**result, "faces": faces}, rgb))
+                while len(pending) > PENDING_FRAMES or (pending and pending[0].done()):
+                    pending.popleft().result()  # in order; a write error is raised here
 
     batch, start = [], 0
     try:
@@ -207,13 +290,20 @@ def predict_video(landmarker, path: str | os.PathLike, out_dir: str | os.PathLik
                     progress(start, None)
         if batch:
             handle(batch, start)
+        while pending:
+            pending.popleft().result()
     except BaseException:
+        if drawing is not None:
+            drawing.shutdown(wait=True, cancel_futures=True)
+        if writer is not None:
+            writer.close()
         if tmp_video is not None:
             tmp_video.unlink(missing_ok=True)
         raise
-    finally:
-        if writer is not None:
-            writer.close()
+    if drawing is not None:
+        drawing.shutdown(wait=True)
+    if writer is not None:
+        writer.close()
     if not doc["frames"]:
         if tmp_video is not None:
             tmp_video.unlink(missing_ok=True)

@@ -65,3 +65,13 @@ def shared_mtfl():
     if not (SHARED_MTFL / "training.txt").is_file():
         pytest.skip(f"real MTFL data not found at {SHARED_MTFL}")
     return SHARED_MTFL
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A small untrained 5-point model (rcn_mtfl, 4 branches) saved as a .keras file."""
+    from rcn_keras.landmarker import Landmarker
+
+    path = tmp_path_factory.mktemp("m") / "m.keras"
+    Landmarker.from_preset("rcn_mtfl", branches=4).save(path)
+    return path

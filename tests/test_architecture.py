@@ -39,8 +39,22 @@ def test_library_never_imports_the_application():
     assert not {m: e for m, e in offenders.items() if e}, offenders
 
 
-def test_no_import_cycles():
-    graph = import_graph()
+def benchmark_graph() -> dict[str, set[str]]:
+    """Benchmark script -> the sibling scripts it imports (they import each other by bare name)."""
+    scripts = {p.stem: p for p in (ROOT / "benchmarks").glob("*.py")}
+    graph = {}
+    for name, path in scripts.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                edges.add(node.module)
+        graph[name] = {e for e in edges if e in scripts and e != name}
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     state: dict[str, int] = {}
     cycles = []
 
@@ -56,7 +70,18 @@ def test_no_import_cycles():
     for node in graph:
         if node not in state:
             visit(node, [node])
-    assert not cycles, cycles
+    return cycles
+
+
+def test_no_import_cycles():
+    assert not find_cycles(import_graph())
+
+
+def test_no_import_cycles_among_the_benchmark_scripts():
+    graph = benchmark_graph()
+    assert graph["photo_profile"] >= {"_photos"} and graph["photos_end_to_end"] >= {"_photos"}
+    assert not find_cycles(graph)
+    assert find_cycles({"a": {"b"}, "b": {"a"}}) == [["a", "b", "a"]]
 
 
 def test_command_line_parses_without_tensorflow():
@@ -71,6 +96,21 @@ def test_command_line_parses_without_tensorflow():
     assert helped.returncode == 0 and "usage: rcn" in helped.stdout and helped.stderr == ""
 
 
+def test_one_version_for_the_command_the_package_and_its_metadata():
+    import importlib.metadata
+
+    import rcn_keras
+
+    out = subprocess.run([sys.executable, "-m", "rcn_keras.app.cli.main", "--version"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == f"rcn-keras {rcn_keras.__version__}"
+    assert importlib.metadata.version("rcn-keras") == rcn_keras.__version__
+    assert "version=VERSION" in (ROOT / "setup.py").read_text()  # setup.py reads it, writes none of its own
+    assert f'version: "{rcn_keras.__version__}"' in (ROOT / "CITATION.cff").read_text()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert importlib.metadata.metadata("rcn-keras")["License"] == "MIT"
+
+
 def test_cited_documents_are_in_the_repository():
     import re
 
@@ -79,6 +119,7 @@ def test_cited_documents_are_in_the_repository():
     assert (ROOT / "docs" / "model.md").is_file()
     readme = (ROOT / "README.md").read_text()
     assert "../shared/design" not in readme
-    for path in PACKAGE.rglob("*.py"):  # the README's layout tree names every module
+    layout = (ROOT / "docs" / "development.md").read_text()
+    for path in PACKAGE.rglob("*.py"):  # the development page's layout tree names every module
         if path.name != "__init__.py":
-            assert path.name in readme, f"README layout misses {path.relative_to(ROOT)}"
+            assert path.name in layout, f"docs/development.md layout misses {path.relative_to(ROOT)}"

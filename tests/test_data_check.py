@@ -77,3 +77,21 @@ def test_the_real_datasets_check_out(shared_mtfl, shared_300w):
                                                        "  lfw_5590/": 4_151, "  net_7876/": 5_849, "  AFLW/": 2_995}
     w300 = check_dataset("300w", shared_300w)
     assert w300.ok and {r.subset: r.status for r in w300.rows}["afw"] == "complete"
+
+
+def test_the_next_command_quotes_the_path_and_far_points_are_remarked(tmp_path, capsys):
+    root = tmp_path / "my data"
+    path = write_keypoint_csv(root, 3, [36, 45, 30, 48, 54])
+    assert cli.main(["data", "check", "--data", "csv", "--root", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"--root '{path}'" in out and "remark" not in out
+    lines = path.read_text().splitlines()
+    fields = lines[2].split(",")
+    fields[1] = "-60"  # x of point 0 of face 1: 30 % of the 200-pixel image outside it
+    lines[2] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    report = check_dataset("csv", path)
+    assert report.ok and len(report.remarks) == 1
+    assert f"{path}:3: point 0 at (-60, " in report.remarks[0] and "30% of the image's size outside" in report.remarks[0]
+    assert cli.main(["data", "check", "--data", "csv", "--root", str(path)]) == 0
+    assert "remark: " in capsys.readouterr().out

@@ -225,3 +225,42 @@ def test_load_image_errors(tmp_path):
         load_image(tmp_path / "x.png")
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "g.png")
     assert load_image(tmp_path / "g.png").shape == (4, 4, 3)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_path_or_number(tmp_path):
+    write_mtfl(tmp_path, 2)
+    plain = read_mtfl_list(tmp_path / "training.txt")
+    listing = tmp_path / "training.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + listing.read_bytes())
+    assert [r.image for r in read_mtfl_list(listing)] == [r.image for r in plain] == ["lfw_5590/img_0.jpg",
+                                                                                       "lfw_5590/img_1.jpg"]
+    pts = tmp_path / "face.pts"
+    write_pts(pts, np.arange(136, dtype=np.float64).reshape(68, 2) + 1)
+    pts.write_bytes(b"\xef\xbb\xbf" + pts.read_bytes())
+    np.testing.assert_allclose(read_pts(pts, n_points=68)[0], [1, 2])
+    headerless = tmp_path / "h.pts"
+    headerless.write_bytes(b"\xef\xbb\xbf" + b"".join(f"{2 * i + 1} {2 * i + 2}\n".encode() for i in range(68)))
+    np.testing.assert_allclose(read_pts(headerless, n_points=68)[0], [1, 2])
+
+
+def test_coco_image_ids_must_be_distinct(tmp_path):
+    import json
+
+    from data_fixtures import write_coco
+    from rcn_keras.data.formats import read_coco_keypoints
+
+    path = write_coco(tmp_path, 3, [36, 45, 30, 48, 54])
+    doc = json.loads(path.read_text())
+    doc["images"][2]["id"] = doc["images"][0]["id"]  # two images, one id: annotations would pair wrongly
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataFormatError, match=r"images\[2\]: id 1 is also images\[0\]'s"):
+        read_coco_keypoints(path)
+
+
+def test_a_csv_row_without_points_or_box_names_its_line(tmp_path):
+    from data_fixtures import write_keypoint_csv
+    from rcn_keras.data.datasets import load_keypoint_csv
+
+    path = write_keypoint_csv(tmp_path, 3, [36, 45, 30, 48, 54], hide={1: [0, 1, 2, 3, 4]})
+    with pytest.raises(DataFormatError, match=r"points\.csv:3: no annotated point and no box"):
+        load_keypoint_csv(path)

@@ -13,12 +13,15 @@ sys.path.insert(0, str(ROOT / "tools"))
 import render_docs  # noqa: E402
 
 
-def test_every_figure_the_readme_links_exists():
+def test_every_figure_the_pages_link_exists():
     readme = (ROOT / "README.md").read_text()
-    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
-    assert {"docs/figures/photo.png", "docs/figures/sumnet_vs_rcn.png", "docs/figures/ced.png"} <= set(links)
-    for link in links:
-        assert (ROOT / link).is_file(), link
+    results = (ROOT / "docs" / "results.md").read_text()
+    figure = r"!\[[^\]]*\]\(([^)]+)\)"
+    assert "docs/figures/photo.png" in re.findall(figure, readme)
+    assert {"figures/sumnet_vs_rcn.png", "figures/ced.png"} <= set(re.findall(figure, results))
+    for page in (ROOT / "README.md", ROOT / "docs" / "results.md"):
+        for link in re.findall(figure, page.read_text()):
+            assert (page.parent / link).is_file(), link
     first_screen = "\n".join(readme.splitlines()[:40])
     assert "![" in first_screen and "pip install" in first_screen
 
@@ -79,3 +82,84 @@ def test_render_script_runs_a_notebook_in_fast_mode(tmp_path):
                              "--out", str(tmp_path)]) == 0
     md = (tmp_path / "notebooks" / "02_presoftmax_maps.md").read_text()
     assert "SumNet" in md and (tmp_path / "notebooks" / "02_presoftmax_maps_1.png").is_file()
+
+
+PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md")),
+         *sorted((ROOT / "datasets").glob("*.md")), ROOT / "rcn_keras" / "weights" / "MODEL_CARD.md"]
+# inline mentions written as patterns, not commands (`rcn train ... [--set ...]`)
+PATTERN_MARKS = ("...", "[", "|", "COMMAND", "CMD")
+
+
+def shown_commands(text: str) -> list[str]:
+    """The ``rcn`` commands a page shows: every line of its code blocks (continuations joined, ``$ `` prompts
+    dropped), and the inline code spans that give options (``--``) and are not patterns."""
+    found = []
+    for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, re.S):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = line.strip().removeprefix("$ ")
+            if line.startswith("rcn "):
+                found.append(line)
+    for span in re.findall(r"`(rcn [^`]+)`", text):
+        if " --" in span and not any(mark in span for mark in PATTERN_MARKS):
+            found.append(" ".join(span.split()))
+    return found
+
+
+def parse_error(command: str) -> str | None:
+    """What the CLI's own parser says of ``command`` (``None``: it parses)."""
+    import contextlib
+    import io
+    import shlex
+
+    from rcn_keras.app.cli.main import build_parser
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io.StringIO()):
+            build_parser().parse_args(shlex.split(command, comments=True)[1:])
+    except SystemExit as stop:
+        return said.getvalue().strip() or "exit" if stop.code else None
+    return None
+
+
+def test_every_command_the_pages_show_parses():
+    shown = {page.relative_to(ROOT): shown_commands(page.read_text()) for page in PAGES}
+    assert sum(map(len, shown.values())) > 60 and shown[pathlib.Path("README.md")]
+    wrong = [f"{page}: {c} -> {error}" for page, commands in shown.items() for c in commands
+             if (error := parse_error(c))]
+    assert not wrong, "\n".join(wrong)
+    assert parse_error("rcn predict photo.jpg --modle rcn-300w")  # the check itself can fail
+    assert shown_commands("```bash\nrcn train --epochs 2 \\\n    --out x   # note\n```\n`rcn evaluate --x ...`") \
+        == ["rcn train --epochs 2  --out x   # note"]
+
+
+def test_every_file_the_pages_link_exists():
+    missing = []
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            path = target.split("#")[0]
+            if path and not re.match(r"[a-z]+://", path) and not (page.parent / path).exists():
+                missing.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not missing, missing
+
+
+def test_user_facing_text_names_no_issue_numbers():
+    from rcn_keras.app.cli.main import build_parser
+    from rcn_keras.app.experiments.definitions import EXPERIMENTS
+    from rcn_keras.presets import PRESETS
+
+    issue = re.compile(r"\bissues? \d+", re.I)
+    texts = {str(page.relative_to(ROOT)): page.read_text() for page in PAGES}
+    texts.update({f"preset {p.name}": p.description for p in PRESETS.values()})
+    texts.update({f"experiment {name}": repr(experiment) for name, experiment in EXPERIMENTS.items()})
+    parser = build_parser()
+    texts["rcn --help"] = parser.format_help()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        texts[f"rcn {name} --help"] = sub.format_help()
+        for action in sub._actions:
+            choices = getattr(action, "choices", None)
+            for subname, subsub in (choices.items() if isinstance(choices, dict) else ()):
+                if hasattr(subsub, "format_help"):
+                    texts[f"rcn {name} {subname} --help"] = subsub.format_help()
+    named = {where: issue.findall(text) for where, text in texts.items() if issue.search(text)}
+    assert not named, named

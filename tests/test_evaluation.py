@@ -76,3 +76,54 @@ def test_headline_nme_is_the_default_normaliser_over_all_faces_and_points():
     expected = 100 * np.mean(0.01 / N.inter_ocular(gt, "corner_midpoints"))
     assert headline_nme(pred, gt, faces) == pytest.approx(expected, rel=1e-6)
     assert headline_nme(gt, gt, faces) == pytest.approx(0.0)
+
+
+def _face68_truth(n: int = 4, seed: int = 0) -> np.ndarray:
+    """(n, 68, 2) faces: the synthetic mean face, jittered, so that the jaw is a real curved contour."""
+    faces = synthetic_faces(n, 68, seed=seed)
+    return np.asarray(faces.keypoints - faces.rects[:, None, :2], np.float64) / faces.rects[:, None, 2:]
+
+
+def test_region_errors_put_each_error_in_its_region_and_split_the_jaw_along_and_across():
+    from rcn_keras.evaluation.regions import contour_tangents, region_errors
+    from rcn_keras.keypoints import REGIONS_68
+
+    gt = _face68_truth()
+    d = N.inter_ocular(gt, "corner_midpoints")
+    pred = gt.copy()
+    pred[:, 48:68] += [0.0, 0.004]  # the mouth only, 0.004 down
+    r = region_errors(pred, gt, "corner_midpoints")
+    assert r["mouth"] == pytest.approx(100 * np.mean(0.004 / d))
+    assert r["jaw"] == r["brows"] == r["nose"] == r["eyes"] == r["jaw along"] == r["jaw across"] == 0.0
+    jaw = list(REGIONS_68["jaw"])
+    tangent = contour_tangents(gt[:, jaw])
+    normal = np.stack([-tangent[..., 1], tangent[..., 0]], -1)
+    slid, pushed = gt.copy(), gt.copy()
+    slid[:, jaw] += 0.005 * tangent  # every jaw point slides along the true contour
+    pushed[:, jaw] += 0.003 * normal  # or is pushed off it
+    along = region_errors(slid, gt, "corner_midpoints")
+    assert along["jaw along"] == pytest.approx(100 * np.mean(0.005 / d)) and along["jaw across"] < 1e-9
+    assert along["jaw"] == pytest.approx(along["jaw along"]) and along["mouth"] == 0.0
+    across = region_errors(pushed, gt, "corner_midpoints")
+    assert across["jaw across"] == pytest.approx(100 * np.mean(0.003 / d)) and across["jaw along"] < 1e-9
+    with pytest.raises(ValueError, match="68 iBUG points"):
+        region_errors(gt[:, :5], gt[:, :5])
+
+
+def test_evaluation_reports_carry_the_regions_of_68_point_faces(tmp_path):
+    import json
+
+    from rcn_keras.evaluation.report import headline_regions, write_report
+
+    faces = synthetic_faces(4, 68, seed=0)
+    gt = _face68_truth()
+    pred = gt.copy()
+    pred[:, 36:48] += 0.002
+    res = evaluate_predictions(pred, gt, faces)
+    assert res["regions"] == headline_regions(pred, gt, faces)
+    assert res["regions"]["eyes"] > 0.5 and res["regions"]["jaw"] < 1e-9 and res["regions"]["mouth"] < 1e-9
+    assert "regions" not in evaluate_predictions(gt[:, :5], gt[:, :5], synthetic_faces(4, 5, seed=0))
+    write_report(tmp_path, {"m": res})
+    assert "NME % per face region" in (tmp_path / "report.md").read_text()
+    saved = json.loads((tmp_path / "report.json").read_text())["regions"]["m"]
+    assert saved["eyes"] == pytest.approx(res["regions"]["eyes"]) and "jaw along" in saved

@@ -201,6 +201,12 @@ def test_fine_tuning_keeps_every_layer_but_the_output():
     np.testing.assert_allclose(mapped.predict(x, verbose=0), sumnet.predict(x, verbose=0)[..., [4, 0, 2]], atol=1e-4)
     with pytest.raises(ValueError, match="init_points must list, for each of the 3 new points"):
         for_keypoints(sumnet, sumnet.rcn_config, 3, point_map=[0, 9, 1])
+    # the same point count, reordered (e.g. a mirrored scheme): the map is applied, not ignored
+    for source in (sumnet, build_model("rcn_mtfl", branches=4)):
+        order = [1, 0, 2, 4, 3]
+        mapped, fresh = for_keypoints(source, source.rcn_config, 5, point_map=order)
+        assert fresh == []
+        np.testing.assert_allclose(mapped.predict(x, verbose=0), source.predict(x, verbose=0)[..., order], atol=1e-4)
 
 
 def test_landmarker_keeps_its_scheme_and_network(tmp_path):

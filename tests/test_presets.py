@@ -163,3 +163,41 @@ def test_refreshing_a_shipped_prior_rewrites_the_model_its_twin_and_card(shared_
     # a model without a prior is left as it is
     shutil.copy(WEIGHTS_DIR / "rcn-300w-fast.keras", tmp_path / "rcn-300w-fast.keras")
     assert refresh_prior("rcn-300w-fast", tmp_path, shared_300w) is None
+
+
+def test_every_model_card_states_the_terms_of_every_dataset_it_learned_from():
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+    from ship_models import LICENCE, LICENCES, card_markdown, licence_for
+
+    from rcn_keras.data.sources import DataConfig
+
+    assert licence_for(DataConfig(source="300w", root="x")) == LICENCE
+    assert licence_for(DataConfig(source="mtfl", root="x")) == LICENCES["mtfl"]
+    both = licence_for(DataConfig(source="300w", root="x", extra_train=("../shared/data/mtfl", "runs/mtfl_dlib.csv")))
+    assert both == f"{LICENCE} {LICENCES['mtfl']}"
+    for name in list_presets(shipped=True):  # the shipped cards as written
+        card = PRESETS[name].card()
+        learned = {"300w": LICENCE, "mtfl": LICENCES["mtfl"]}
+        assert learned[card.get("source", "300w")] in card["licence"], name
+        if "MTFL" in card["data"] or card.get("source") == "mtfl":
+            assert LICENCES["mtfl"] in card["licence"], name
+        assert f"* Terms: {card['licence']}" in card_markdown([card])
+
+
+def test_68_point_model_cards_say_where_the_error_sits():
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+    from ship_models import card_markdown
+
+    for name in ("rcn-300w", "rcn-300w-fast"):
+        card = PRESETS[name].card()
+        regions = card["validation_regions"]
+        assert set(regions) == {"jaw", "brows", "nose", "eyes", "mouth", "jaw along", "jaw across"}
+        assert regions["jaw"] > regions["eyes"] and regions["jaw along"] > regions["jaw across"]
+        assert f"jaw {regions['jaw']:.2f} (along its contour {regions['jaw along']:.2f}" in card_markdown([card])
+    assert "per face region" not in card_markdown([PRESETS["rcn-mtfl"].card()])

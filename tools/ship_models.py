@@ -58,6 +58,17 @@ LICENCE = ("Trained on the 300W annotations of AFW and HELEN (ibug.doc.ic.ac.uk/
            "released for research use only: so are these weights. Not for commercial use.")
 LICENCES = {"mtfl": "Trained on MTFL (mmlab.ie.cuhk.edu.hk/projects/TCDCN.html), provided by its authors for research "
                     "purposes only: so are these weights. Not for commercial use."}
+
+
+def licence_for(data) -> str:
+    """The terms of every dataset a run learned from: its source and the faces ``extra_train`` added (an MTFL
+    folder or a keypoint CSV of MTFL's faces: pseudo-labels)."""
+    sources = [data.source] + ["mtfl" for extra in getattr(data, "extra_train", None) or ()
+                               if "mtfl" in str(extra).lower()]
+    texts = [LICENCES.get(source, LICENCE) for source in dict.fromkeys(sources)]
+    return " ".join(dict.fromkeys(texts))
+
+
 # What a shipped model is for, where it is not simply the best of its kind.
 PURPOSES = {"rcn-afw5": "RCN's half of the SumNet vs RCN figures (notebook 02), trained exactly as sumnet-afw5 on "
                         "HELEN; for 5 points on photos use rcn-mtfl",
@@ -105,7 +116,7 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool 
                          "params": model.backbone.count_params(), "shape_prior": prior,
                          "k": config.num_keypoints, "splits": splits, "epochs": state["epoch"],
                          "train_minutes": state.get("train_seconds", 0.0) / 60.0,
-                         "val_nme": allrows[0]["nme"], "validation": allrows})
+                         "val_nme": allrows[0]["nme"], "validation": allrows, "regions": res.get("regions")})
     return rows
 
 
@@ -190,6 +201,7 @@ def card_markdown(cards: list[dict]) -> str:
                   f"* Network: preset `{c['preset']}`{' with ' + options if options else ''} ({c['params']:,} parameters, {c['keypoints']} keypoints, "
                   f"80x80 grey input), read-out `{c['readout']}`.",
                   f"* Data: {c['data']}.",
+                  f"* Terms: {c['licence']}",
                   f"* Budget: {before}{c['epochs']} epochs{' of `' + c['preset'] + '`' if before else ''}, {minutes} "
                   f"of training on a 2-core CPU "
                   f"(optimizer {c['optimizer']}, batch {c['batch_size']}).",
@@ -203,6 +215,12 @@ def card_markdown(cards: list[dict]) -> str:
         lines += [f"* Validation ({r['faces']} faces): NME {r['nme']:.2f} % ({r['normaliser']}), "
                   f"FR@8 {r['fr8']:.1f} %, FR@10 {r['fr10']:.1f} %, AUC@8 {r['auc8']:.3f}, AUC@10 {r['auc10']:.3f}."
                   for r in c["validation"]]
+        if c.get("validation_regions"):
+            r = c["validation_regions"]
+            lines.append(f"* Validation per face region (NME %, {c['validation'][0]['normaliser']}): jaw "
+                         f"{r['jaw']:.2f} (along its contour {r['jaw along']:.2f}, across {r['jaw across']:.2f}), "
+                         f"brows {r['brows']:.2f}, nose {r['nose']:.2f}, eyes {r['eyes']:.2f}, "
+                         f"mouth {r['mouth']:.2f}.")
         tests = ([{"set": c["test_set"], "rows": c["test"]}] if c.get("test") else []) + c.get("tests", [])
         for test in tests:
             for t in headline_rows(test["rows"]):
@@ -265,10 +283,11 @@ def refresh_prior(name: str, weights_dir: pathlib.Path, root: pathlib.Path = SHA
     new = old.leading()
     config = preset_train_config(name, **{"data.root": str(root)})
     val = load_splits(config.data, config.num_keypoints).validation
-    scores = {}
+    scores, regions = {}, {}
     for label, prior in (("saved", old), ("refreshed", new)):
         pred, gt, _ = predict_faceset(model.with_shape_prior(prior), val, 64)
-        scores[label] = headline_rows(evaluate_predictions(pred, gt, val)["rows"])
+        result = evaluate_predictions(pred, gt, val)
+        scores[label], regions[label] = headline_rows(result["rows"]), result["regions"]
     print(f"{name}: saved prior {old.num_modes} modes x {old.iterations} rounds x {old.steps} steps "
           f"{scores['saved'][0]['nme']:.3f} %, refreshed {new.num_modes} x {new.iterations} x {new.steps} "
           f"{scores['refreshed'][0]['nme']:.3f} % (validation, {len(val)} faces)")
@@ -278,9 +297,32 @@ def refresh_prior(name: str, weights_dir: pathlib.Path, root: pathlib.Path = SHA
     card = json.loads(path.with_suffix(".json").read_text())
     card["shape_prior"] = {**card["shape_prior"], "modes": new.num_modes}
     card["validation"] = scores["refreshed"]
+    card["validation_regions"] = regions["refreshed"]
     atomic_save_model(model.with_shape_prior(new), path)
     write_tflite(path)
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
+    return card
+
+
+def refresh_regions(name: str, weights_dir: pathlib.Path, root: pathlib.Path = SHARED_300W) -> dict | None:
+    """Shipped 68-point model ``name``'s card with its validation NME per face region (as it ships: with its
+    prior if it has one), the weights untouched. Returns the card (``None`` for another point count)."""
+    from rcn_keras.app.training import preset_train_config
+    from rcn_keras.data.sources import load_splits
+    from rcn_keras.evaluation.report import headline_regions, predict_faceset
+    from rcn_keras.files import atomic_write_bytes
+    from rcn_keras.landmarker import load_landmarker
+
+    path = weights_dir / f"{name}.keras"
+    card = json.loads(path.with_suffix(".json").read_text())
+    if card["keypoints"] != 68:
+        return None
+    config = preset_train_config(name, **{"data.root": str(root)})
+    val = load_splits(config.data, config.num_keypoints).validation
+    pred, gt, _ = predict_faceset(load_landmarker(path), val, 64)
+    card["validation_regions"] = headline_regions(pred, gt, val)
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
+    print(f"{name}: " + ", ".join(f"{k} {v:.2f} %" for k, v in card["validation_regions"].items()))
     return card
 
 
@@ -302,6 +344,9 @@ def main() -> None:
     parser.add_argument("--refresh-prior", action="store_true",
                         help="only give the shipped models' (--only) shape priors the present defaults (fewer modes, "
                              "rounds, steps), where that costs at most REFRESH_TOLERANCE validation points")
+    parser.add_argument("--refresh-regions", action="store_true",
+                        help="only score the shipped 68-point models' (--only) validation NME per face region into "
+                             "their cards")
     args = parser.parse_args()
     if args.shape_prior and args.no_shape_prior:
         parser.error("--shape-prior and --no-shape-prior exclude each other")
@@ -314,9 +359,10 @@ def main() -> None:
             print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
         return
 
-    if args.refresh_prior:
+    if args.refresh_prior or args.refresh_regions:
         weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
-        refreshed = [card for name in args.only if (card := refresh_prior(name, weights_dir))]
+        refresh = refresh_prior if args.refresh_prior else refresh_regions
+        refreshed = [card for name in args.only if (card := refresh(name, weights_dir))]
         if refreshed:
             write_cards(weights_dir, refreshed)
         return
@@ -347,7 +393,9 @@ def main() -> None:
                 "readout": best["readout"], "epochs": best["epochs"], "train_minutes": best["train_minutes"],
                 "optimizer": cfg.optimizer, "batch_size": cfg.batch_size, "source_run": best["run"],
                 "data": data_text(data, best["splits"]), "source": data.source,
-                "validation": best["validation"], "licence": LICENCES.get(data.source, LICENCE)}
+                "validation": best["validation"], "licence": licence_for(data)}
+        if best.get("regions"):
+            card["validation_regions"] = best["regions"]
         if data.source == "300w":  # the 300W subsets it learned from and was tested on (not MTFL's)
             card.update(train_subsets=list(data.train_subsets), test_subsets=list(data.test_subsets))
         if name in PURPOSES:

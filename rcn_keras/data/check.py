@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rcn_keras.data.datasets import (SUBSETS_300W, annotation_image, check_points, coco_image_folder, image_beside,
-                                    list_pts)
+                                    list_pts, outside_remark)
 from rcn_keras.data.formats import (DataFormatError, read_afw_anno, read_coco_keypoints, read_keypoint_csv,
                                     read_mtfl_list, read_pts)
 
@@ -51,12 +51,14 @@ class SubsetRow:
 
 @dataclasses.dataclass
 class CheckReport:
-    """What `check_dataset` found: a row per subset and a line per problem."""
+    """What `check_dataset` found: a row per subset, a line per problem and a line per remark (a face
+    that loads but whose annotation looks wrong)."""
 
     source: str
     root: str
     rows: list[SubsetRow]
     problems: list[str]
+    remarks: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -85,19 +87,21 @@ class _Tally:
     """Counts per subset and the problem lines of a check."""
 
     def __init__(self):
-        self.listed, self.usable, self.problems = Counter(), Counter(), []
+        self.listed, self.usable, self.problems, self.remarks = Counter(), Counter(), [], []
 
     def face(self, subsets: str | tuple[str, ...], check) -> None:
         """Count one face of ``subsets`` (a name, or several: a list and its folder); ``check()`` raises a
-        `DataFormatError` for a bad one."""
+        `DataFormatError` for a bad one and returns a remark (or ``None``)."""
         subsets = (subsets,) if isinstance(subsets, str) else subsets
         for s in subsets:
             self.listed[s] += 1
         try:
-            check()
+            remark = check()
         except DataFormatError as exc:
             self.problems.append(str(exc))
         else:
+            if remark:
+                self.remarks.append(remark)
             for s in subsets:
                 self.usable[s] += 1
 
@@ -110,6 +114,7 @@ def _face_check(image: pathlib.Path, source: str, edge: np.ndarray, has_box: boo
     def check():
         w, h = image_size(image)
         check_points(source, edge, w, h, has_box)
+        return outside_remark(source, edge, w, h)
     return check
 
 
@@ -130,7 +135,8 @@ def check_mtfl(root: pathlib.Path) -> CheckReport:
             folder = "  " + (rec.image.split("/", 1)[0] if "/" in rec.image else ".") + "/"
             tally.face((list_file, folder), _face_check(root / rec.image, f"{path}:{rec.line}", rec.keypoints + 0.5))
     published = {**PUBLISHED_MTFL, **{f"  {k}/": v for k, v in PUBLISHED_MTFL_FOLDERS.items()}}
-    return CheckReport("mtfl", str(root), tally.rows(published, PUBLISHED_MTFL), problems + tally.problems)
+    return CheckReport("mtfl", str(root), tally.rows(published, PUBLISHED_MTFL), problems + tally.problems,
+                       tally.remarks)
 
 
 def check_300w(root: pathlib.Path) -> CheckReport:
@@ -166,7 +172,7 @@ def check_afw(root: pathlib.Path) -> CheckReport:
             tally.listed["afw (NaN points, left out)"] += 1
             continue
         tally.face("afw", _face_check(root / face.image, f"{root / 'anno.mat'} ({face.image})", face.points5 + 0.5))
-    return CheckReport("afw", str(root), tally.rows(), problems + tally.problems)
+    return CheckReport("afw", str(root), tally.rows(), problems + tally.problems, tally.remarks)
 
 
 def check_annotations(source: str, path: pathlib.Path) -> CheckReport:
@@ -179,7 +185,9 @@ def check_annotations(source: str, path: pathlib.Path) -> CheckReport:
 
                 def check(pts=pts):
                     w, h = image_size(image_beside(pts))
-                    check_points(pts, read_pts(pts) - 0.5, w, h)
+                    edge = read_pts(pts) - 0.5
+                    check_points(pts, edge, w, h)
+                    return outside_remark(pts, edge, w, h)
                 tally.face(group, check)
         else:
             if source == "csv":
@@ -191,10 +199,11 @@ def check_annotations(source: str, path: pathlib.Path) -> CheckReport:
                 def check(ann=ann):
                     w, h = image_size(annotation_image(base, ann))
                     check_points(ann.where, ann.keypoints[ann.annotated], w, h, ann.box is not None)
+                    return outside_remark(ann.where, ann.keypoints[ann.annotated], w, h)
                 tally.face(path.name, check)
     except DataFormatError as exc:
-        return CheckReport(source, str(path), tally.rows(), tally.problems + [str(exc)])
-    return CheckReport(source, str(path), tally.rows(), tally.problems)
+        return CheckReport(source, str(path), tally.rows(), tally.problems + [str(exc)], tally.remarks)
+    return CheckReport(source, str(path), tally.rows(), tally.problems, tally.remarks)
 
 
 def check_dataset(source: str, root: str | os.PathLike) -> CheckReport:

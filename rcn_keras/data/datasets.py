@@ -72,6 +72,21 @@ def check_points(source, edge: np.ndarray, width: int, height: int, has_box: boo
                                       f"y {p[:, 1].min():.0f}..{p[:, 1].max():.0f})")
 
 
+OUTSIDE_REMARK = 0.1  # a point this far outside the image (a fraction of its side) is remarked on by the check
+
+
+def outside_remark(source, edge: np.ndarray, width: int, height: int) -> str | None:
+    """A remark for `rcn data check` (not an error: faces at the image's edge have points outside it) when
+    a point lies more than `OUTSIDE_REMARK` of the image's size outside the image."""
+    p = np.asarray(edge, np.float64)
+    over = np.maximum.reduce([-p[:, 0] / width, p[:, 0] / width - 1, -p[:, 1] / height, p[:, 1] / height - 1])
+    if over.max() <= OUTSIDE_REMARK:
+        return None
+    j = int(np.argmax(over))
+    return (f"{source}: point {j} at ({p[j, 0]:.0f}, {p[j, 1]:.0f}) lies {over[j]:.0%} of the image's size "
+            f"outside the {width}x{height} image: check the annotation")
+
+
 def _face_from_points(image: np.ndarray, edge: np.ndarray, codes: np.ndarray, rule: str | None = None,
                       box=None) -> dict:
     """Stages A and B for one face whose keypoints are in edge coordinates of ``image``: the crop from the
@@ -351,3 +366,26 @@ def load_pts_folder(root: str | os.PathLike, num_keypoints: int | None = None, c
         groups.append(pts.parent.relative_to(root).as_posix() if pts.parent != root else root.name or "pts")
     return load_annotations(anns, root, groups, num_keypoints, crop_rule, on_error, f"pts-{root.name or 'root'}",
                             files, cache_dir)
+
+
+def image_files(source: str, root: str | os.PathLike, subsets=(), list_file: str = "testing.txt") -> set[pathlib.Path]:
+    """The image files (resolved) a data set's faces come from, read from its annotations without
+    decoding an image: 300W ``subsets``, an MTFL ``list_file``, a keypoint CSV, a COCO JSON or a ``pts``
+    folder. What `sources.load_splits` compares extra training faces with, to keep test faces out."""
+    root = pathlib.Path(root)
+    if source == "300w":
+        names = [n for s in ((subsets,) if isinstance(subsets, str) else subsets) for n in GROUPS_300W.get(s, [s])]
+        pts = [p for n in dict.fromkeys(names) if n in SUBSETS_300W for p in list_pts(root / SUBSETS_300W[n])]
+        paths = [i for p in pts for i in _images_beside(p)[:1]]
+    elif source == "mtfl":
+        paths = [root / r.image for r in read_mtfl_list(root / list_file)]
+    elif source == "csv":
+        paths = [root.parent / a.image for a in read_keypoint_csv(root)]
+    elif source == "coco":
+        anns, _ = read_coco_keypoints(root)
+        paths = [coco_image_folder(root, anns) / a.image for a in anns] if anns else []
+    elif source == "pts":
+        paths = [i for p in list_pts(root, recursive=True) for i in _images_beside(p)[:1]]
+    else:
+        raise ValueError(f"image_files: unknown source {source!r}")
+    return {p.resolve() for p in paths}

@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import pathlib
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -48,7 +49,7 @@ def read_pts(path: PathLike, n_points: int | None = None) -> np.ndarray:
     """
     path = pathlib.Path(path)
     try:
-        lines = path.read_text(encoding="utf-8", errors="strict").splitlines()
+        lines = path.read_text(encoding="utf-8-sig", errors="strict").splitlines()  # a BOM is not data
     except FileNotFoundError:
         raise DataFormatError(path, "file not found") from None
     except UnicodeDecodeError:
@@ -117,7 +118,7 @@ def read_mtfl_list(path: PathLike, bad_lines: list[str] | None = None) -> list[M
     if not path.is_file():
         raise DataFormatError(path, "file not found")
     records = []
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
         fields = raw.split()
         if not fields:
             continue
@@ -225,8 +226,12 @@ def decode_image(path: PathLike, mode: str = "RGB", upright: bool = False,
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataFormatError(path, "image file not found")
+    limit = 2 * Image.MAX_IMAGE_PIXELS  # PIL warns (from its own source line) at half this and refuses above it
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             full = im.size
             if min_side is not None and max(full) > min_side:
                 k = min_side / max(full)
@@ -243,7 +248,7 @@ def decode_image(path: PathLike, mode: str = "RGB", upright: bool = False,
                 im = _to_8_bit(im)
             return np.asarray(im.convert(mode)), scale, full
     except Image.DecompressionBombError:
-        raise DataFormatError(path, f"image too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+        raise DataFormatError(path, f"image too large (over {limit:,} pixels: at most that many are read)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataFormatError(path, f"cannot decode image ({exc})") from None
 
@@ -331,6 +336,9 @@ def read_keypoint_csv(path: PathLike) -> list[Annotation]:
         box = None
         if box_cols and any(fields[j] for j in box_cols):
             box = _check_box_values(path, _parse_floats(path, line, [fields[j] for j in box_cols], "box"), line)
+        if not annotated.any() and box is None:
+            raise DataFormatError(path, "no annotated point and no box: the face cannot be placed (leave the row "
+                                        "out, or give box_x, box_y, box_w, box_h)", line)
         out.append(Annotation(fields[0].replace("\\", "/"), points, annotated, box, str(path), line))
     if not out:
         raise DataFormatError(path, "no rows after the header")
@@ -357,7 +365,7 @@ def write_keypoint_csv(path: PathLike, images: list[str], points: np.ndarray) ->
 
 def is_keypoint_csv(path: PathLike) -> bool:
     """Whether ``path`` starts as a keypoint CSV `write_keypoint_csv` writes (what an output may replace)."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         return f.readline().startswith(KEYPOINT_CSV_HEADER)
 
 
@@ -373,7 +381,7 @@ def read_coco_keypoints(path: PathLike) -> tuple[list[Annotation], list[str] | N
     if not path.is_file():
         raise DataFormatError(path, "file not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise DataFormatError(path, f"not valid JSON ({exc.msg})", exc.lineno) from None
     except UnicodeDecodeError:
@@ -385,6 +393,10 @@ def read_coco_keypoints(path: PathLike) -> tuple[list[Annotation], list[str] | N
     for i, im in enumerate(data["images"]):
         if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
             raise DataFormatError(path, f"images[{i}]: needs an 'id' and a 'file_name'")
+        if im["id"] in files:
+            first = next(j for j, other in enumerate(data["images"]) if other.get("id") == im["id"])
+            raise DataFormatError(path, f"images[{i}]: id {im['id']!r} is also images[{first}]'s: each image needs "
+                                        f"its own id (annotations name their image by it)")
         files[im["id"]] = im["file_name"]
     names = None
     cats = data.get("categories")

@@ -81,6 +81,8 @@ class DataConfig:
             raise ValueError(f"data.extra_weight={w!r} must be a number in (0, 1]")
         if self.extra_train and self.source == "synthetic":
             raise ValueError("data.extra_train adds real faces to a real data source, not to synthetic faces")
+        if self.extra_weight != 1.0 and not self.extra_train:
+            raise ValueError(f"data.extra_weight={w!r} weighs the data.extra_train faces, and none are given")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -147,10 +149,15 @@ def load_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None = No
     if not data.extra_train:
         return splits
     common = dict(on_error=data.on_error, cache_dir=data.cache_dir)
-    extras = []
+    extras, tested = [], None
     for path in data.extra_train:
         kind = extra_source(path)
         if kind != "mtfl":
+            tested = test_images(data) if tested is None else tested
+            shared = sorted(datasets.image_files(kind, path) & tested)
+            if shared:
+                raise ValueError(f"data.extra_train: {path}: {len(shared)} of its images are test images "
+                                 f"(e.g. {shared[0]}): never train on the test set's faces")
             faces = load_faces(kind, path, num_keypoints=num_keypoints, crop_rule=crop_rule, **common)
         elif data.source == "mtfl" and pathlib.Path(path).resolve() == pathlib.Path(data.root).resolve():
             raise ValueError(f"data.extra_train: {path} is the data source itself (its validation faces would train)")
@@ -163,6 +170,17 @@ def load_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None = No
                              f"the model predicts {num_keypoints}")
         extras.append(faces.weighted(data.extra_weight))
     return Splits(FaceSet.concat([splits.train, *extras]), splits.validation, splits.test)
+
+
+def test_images(data: DataConfig) -> set[pathlib.Path]:
+    """The image files of ``data``'s test set (MTFL's testing.txt, 300W's test subsets, a ``test_root``)."""
+    if data.source == "mtfl" and (pathlib.Path(data.root) / "testing.txt").is_file():
+        return datasets.image_files("mtfl", data.root, list_file="testing.txt")
+    if data.source == "300w" and data.test_subsets:
+        return datasets.image_files("300w", data.root, data.test_subsets)
+    if data.source in CUSTOM_SOURCES and data.test_root:
+        return datasets.image_files(data.source, data.test_root)
+    return set()
 
 
 def _source_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None) -> Splits:

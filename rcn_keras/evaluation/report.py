@@ -14,6 +14,7 @@ from rcn_keras.data.faceset import FaceSet
 from rcn_keras.files import atomic_write_bytes
 from rcn_keras.data.pipeline import make_dataset
 from rcn_keras.evaluation import nme as N
+from rcn_keras.evaluation.regions import region_errors
 from rcn_keras.keypoints import FACE_68, POINTS_49, KeypointScheme, as_scheme, is_annotated, standard_scheme
 from rcn_keras.markdown import markdown_table
 from rcn_keras.models.head import KeypointReadout, as_map_model, mirrored_readout
@@ -58,6 +59,11 @@ def headline_nme(pred: np.ndarray, gt: np.ndarray, faces: FaceSet) -> float:
     return headline_rows(evaluate_predictions(pred, gt, faces)["rows"])[0]["nme"]
 
 
+def headline_regions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet) -> dict[str, float]:
+    """NME (%) per face region of 68-point ``pred`` on ``faces`` by the default normaliser (`regions`)."""
+    return evaluate_predictions(pred, gt, faces)["regions"]
+
+
 def summarize(errors: np.ndarray) -> dict:
     """Mean / median NME (%), failure rates and AUC at 8 % and 10 %."""
     e = np.asarray(errors)
@@ -75,7 +81,9 @@ def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode:
     `standard_scheme` of K), every subset and (68 points) the 49-point variant. Points that are not
     annotated on their own (`keypoints.is_annotated`) are left out of the means.
 
-    For the 68-point scheme the predictions are first projected to the image border as docs/model.md 5.4.
+    For the 68-point scheme the predictions are first projected to the image border as docs/model.md 5.4,
+    and ``"regions"`` gives the NME per face region over all faces by the default normaliser
+    (`regions.region_errors`).
     """
     k = gt.shape[1]
     scheme = as_scheme(scheme, k)
@@ -100,13 +108,22 @@ def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, faces: FaceSet, mode:
             errors[f"{norm}/{variant}"] = e
             for subset, sel in subsets.items():
                 rows.append({"subset": subset, "normaliser": norm, "points": variant, **summarize(e[sel])})
-    return {"rows": rows, "errors": errors, "mode": mode, "pred": pred}
+    out = {"rows": rows, "errors": errors, "mode": mode, "pred": pred}
+    if face68 and mode == "continuous":
+        out["regions"] = region_errors(pred, gt, scheme.default_normaliser, mask, scheme)
+    return out
 
 
 REPORT_COLUMNS = [("subset", "subset", ""), ("normaliser", "normaliser", ""), ("points", "points", ""),
                   ("faces", "faces", ""), ("nme", "NME %", ".2f"), ("median", "median %", ".2f"),
                   ("fr8", "FR@8 %", ".2f"), ("fr10", "FR@10 %", ".2f"), ("auc8", "AUC@8", ".3f"),
                   ("auc10", "AUC@10", ".3f")]
+
+
+def region_table(regions: dict[str, float], title: str | None = None) -> str:
+    """One Markdown row of `region_errors` (jaw first, then its along / across split)."""
+    columns = [(k, k, ".2f") for k in regions]
+    return markdown_table([regions], columns, title)
 
 
 def write_report(out_dir: str | os.PathLike, results: dict[str, dict], extra: dict | None = None) -> dict:
@@ -120,6 +137,10 @@ def write_report(out_dir: str | os.PathLike, results: dict[str, dict], extra: di
     for name, res in results.items():
         md += [markdown_table(res["rows"], REPORT_COLUMNS, name), ""]
         payload["results"][name] = res["rows"]
+        if res.get("regions"):
+            md += [region_table(res["regions"], f"{name}: NME % per face region, all faces, "
+                                                f"{res['rows'][0]['normaliser']}"), ""]
+            payload.setdefault("regions", {})[name] = res["regions"]
         first_key = next(iter(res["errors"]))
         curves[name] = N.ced(res["errors"][first_key], 0.10)
     atomic_write_bytes(out_dir / "report.md", "\n".join(md).encode())

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from rcn_keras.models.config import ModelConfig
+from rcn_keras.models.layers import BranchSum
 from rcn_keras.models.registry import build_from_config
 
 MIXING = ("kernel", "pointwise_kernel")  # weights (k, k, in, out) that mix input channels into outputs
@@ -35,6 +36,9 @@ def transfer_weights(source: keras.Model, target: keras.Model, point_map: list[i
     (output convs) start at zero. Returns the names of the layers not copied from ``source``."""
     k_new, k_old = target.output.shape[-1], source.output.shape[-1]
     positions = source_channel_positions(source, target)
+    # the layers whose last weight axis is the keypoint axis, told apart from hidden ones of K channels
+    per_keypoint = _keypoint_layers(target) | {layer.name for layer in target.layers
+                                               if isinstance(layer, BranchSum)} if point_map is not None else set()
     fresh = []
     for layer in target.layers:
         if not layer.weights:
@@ -49,6 +53,10 @@ def transfer_weights(source: keras.Model, target: keras.Model, point_map: list[i
         places = positions.get(layer.name)
         if places is not None and [w.shape for w in old] != shapes and _fits(layer, old, *places):
             old = _widened(layer, old, *places)
+        if layer.name in per_keypoint and all(w.shape[-1] == k_old and s[-1] == k_new and w.shape[:-1] == s[:-1]
+                                              for w, s in zip(old, shapes)):
+            layer.set_weights([w[..., list(point_map)] for w in old])  # also when the point count is the same
+            continue
         if [w.shape for w in old] == shapes:
             layer.set_weights(old)
             continue

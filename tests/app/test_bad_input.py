@@ -26,13 +26,6 @@ TINY = ["--set", "data.synthetic_train=16", "--set", "data.synthetic_validation=
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "m.keras"
-    Landmarker.from_preset("rcn_mtfl", branches=4).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def face_png(tmp_path_factory):
     path = tmp_path_factory.mktemp("f") / "face.png"
     Image.fromarray(synthetic_faces(1, 5, seed=4).images[0]).save(path)
@@ -62,6 +55,13 @@ def one_line_error(capsys, argv, *fragments):
     (["--set", "readout=nearest"], "readout='nearest'"),
     (["--set", "coordinate_loss=-1"], "coordinate_loss=-1"),
     (["--set", "init_points=[1, 2]"], "init_points=[1, 2]"),
+    (["--preset", "rcn_mtfl", "--init", "rcn-mtfl", "--set", "init_points=[1, 0, -1, 3, 4]"], "init_points[2]=-1: each entry must be"),
+    (["--set", "init_points=[1, 0, 2, 3, 4]"], "picks points of the init_from model, and none is given"),
+    (["--set", "data.source=300w", "--set", "data.root=.", "--set", "data.extra_weight=0.5"],
+     "data.extra_weight=0.5 weighs the data.extra_train faces, and none are given"),
+    (["--set", "distill_weight=0.5"], "distill_weight=0.5 weighs the distill_from teachers' maps, and no teacher"),
+    (["--preset", "rcn_300w", "--data", "mtfl", "--root", "."], "data.source='mtfl' has 5 keypoints but preset "
+                                                                 "rcn_300w predicts 68"),
     (["--init", "no_such.keras"], "init_from='no_such.keras': model file not found"),
     (["--set", "distill_from=no_such.keras"], "distill_from='no_such.keras': model file not found"),
     (["--set", "distill_from=rcn-300w"], "distill_from='rcn-300w' gives 68 points; this run trains 5"),
@@ -385,18 +385,21 @@ def test_predict_locks_its_output_folder_and_keeps_one_run_in_it(model_file, fac
     other = tmp_path / "other.png"
     other.write_bytes(face_png.read_bytes())
     (out / "mine.txt").write_text("mine")
+    one_line_error(capsys, ["predict", face_png, "--model", model_file, "--detector", "none", "--out", out],
+                   "holds files that rcn did not write", "--overwrite")  # a folder that is not ours
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "mine.txt"]
     assert cli.main(["predict", str(face_png), str(other), "--model", str(model_file), "--detector", "none",
-                     "--out", str(out)]) == 0
+                     "--out", str(out), "--overwrite"]) == 0
     assert "2 overlay(s)" in capsys.readouterr().out
     assert {"face_keypoints.png", "other_keypoints.png"} <= {p.name for p in out.iterdir()}
     assert cli.main(["predict", str(other), "--model", str(model_file), "--detector", "none", "--no-overlay",
-                     "--out", str(out)]) == 0
+                     "--out", str(out)]) == 0  # ours now: no --overwrite needed
     assert "overlay" not in capsys.readouterr().out.splitlines()[-1].split("(")[-1]
-    assert sorted(p.name for p in out.iterdir()) == ["keypoints.csv", "keypoints.json", "mine.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [".rcn-output", "keypoints.csv", "keypoints.json", "mine.txt"]
     assert cli.main(["predict", str(other), "--model", str(model_file), "--detector", "none", "--out", str(out)]) == 0
     doc = json.loads((out / "keypoints.json").read_text())
-    assert doc["images"][0]["overlay"] == "other_keypoints.png"
-    assert sorted(p.name for p in out.iterdir()) == ["keypoints.csv", "keypoints.json", "mine.txt",
+    assert doc["images"][0]["overlay"] == "other_keypoints.png" and doc["complete"] is True
+    assert sorted(p.name for p in out.iterdir()) == [".rcn-output", "keypoints.csv", "keypoints.json", "mine.txt",
                                                      "other_keypoints.png"]
 
 
@@ -510,3 +513,48 @@ def test_sigterm_stops_a_command_as_ctrl_c_does():
                 pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_extra_training_faces_from_the_test_set_are_refused(tmp_path):
+    from rcn_keras.data.formats import read_pts
+    from rcn_keras.data.sources import DataConfig, load_splits
+
+    write_300w_folder(tmp_path / "helen" / "trainset", 4, seed=0)
+    afw = write_300w_folder(tmp_path / "afw", 2, seed=50)
+    points = read_pts(afw[0], n_points=68) - 1.0  # 0-based pixel centres
+    row = ",".join(["afw/face_0.jpg"] + [f"{v:.2f}" for v in points.reshape(-1)])
+    (tmp_path / "extra.csv").write_text(row + "\n")
+    data = DataConfig(source="300w", root=str(tmp_path), train_subsets=("helen_train",), test_subsets=("afw",),
+                      validation=1, extra_train=(str(tmp_path / "extra.csv"),))
+    with pytest.raises(ValueError, match=r"extra\.csv: 1 of its images are test images .*face_0\.jpg"):
+        load_splits(data, 68)
+    kept = load_splits(DataConfig(**{**data.to_dict(), "test_subsets": ()}), 68)  # not a test image there
+    assert len(kept.train) == 4
+
+
+def test_a_big_image_is_read_up_to_the_stated_limit_without_a_library_warning(tmp_path, monkeypatch, recwarn):
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "a.png")   # 1,600 pixels
+    Image.fromarray(np.zeros((50, 50), np.uint8)).save(tmp_path / "b.png")   # 2,500 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL warns above 1,000 and refuses above 2,000
+    assert load_image(tmp_path / "a.png").shape == (40, 40, 3) and not recwarn.list
+    with pytest.raises(DataFormatError, match=r"b\.png: image too large \(over 2,000 pixels"):
+        load_image(tmp_path / "b.png")
+
+
+def test_skipped_faces_are_one_warning_line(tmp_path, capsys):
+    files = write_300w_folder(tmp_path / "faces", 3)
+    files[1].with_suffix(".jpg").write_text("not an image")
+    assert cli.main(["evaluate", "--model", "rcn-300w-fast", "--data", "pts", "--root", str(tmp_path / "faces"),
+                     "--on-error", "skip", "--out", str(tmp_path / "ev")]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rcn: warning: skipped 1 of 3 faces") and len(err.splitlines()) == 1, err
+
+
+def test_the_api_says_what_images_it_accepts_and_reads_a_pil_image(tiny_landmarker, face_png):
+    for bad, fragment in ((None, "got NoneType"), (b"\x89PNG", "got bytes"), ([[1, 2], [3, 4]], "got list")):
+        with pytest.raises(TypeError, match=f"expected a file path, a numpy array .*or a PIL image.*{fragment}"):
+            tiny_landmarker.predict(bad, detector="none")
+    with Image.open(face_png) as im:
+        from_pil = tiny_landmarker.predict(im, detector="none")[0]
+    from_file = tiny_landmarker.predict(str(face_png), detector="none")[0]
+    np.testing.assert_allclose(from_pil["faces"][0]["keypoints"], from_file["faces"][0]["keypoints"], atol=1e-4)

@@ -127,6 +127,17 @@ def test_runner_trains_resumes_skips_and_tabulates(tiny_300w, tmp_path, capsys):
     assert json.loads((out / "c" / "state" / "state.json").read_text())["epoch"] == 3
     assert len((out / "c" / "log.csv").read_text().strip().splitlines()) == 4
     assert json.loads((out / "a" / "state" / "state.json").read_text())["epoch"] == 2
+    assert "Epochs trained: 2, 3" in md
+    # a finished row asked for more epochs is trained on, and one asked for other settings is kept: both said
+    capsys.readouterr()
+    md = run_experiment(exp, str(tiny_300w), out, rows=["a"], epochs=3, verbose=0).read_text()
+    assert "a: finished at epoch 2: trained on to 3 epochs" in capsys.readouterr().out
+    assert json.loads((out / "a" / "state" / "state.json").read_text())["epoch"] == 3
+    run_experiment(exp, str(tiny_300w), out, rows=["a"], epochs=3, verbose=0, overrides={"learning_rate": 0.5})
+    said = capsys.readouterr().out
+    assert "a: finished with other settings (learning_rate" in said and "kept as it was trained" in said
+    run_experiment(exp, str(tiny_300w), out, rows=["a"], epochs=3, verbose=0)
+    assert "a: finished at epoch 3: kept" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="no such dataset folder"):
         run_experiment(exp, str(tmp_path / "missing"), out)
 
@@ -300,3 +311,7 @@ def test_self_training_mean_row_is_the_ensemble_of_the_models_points(tmp_path, m
     assert all(rows[2][c] == pytest.approx(rows[0][c], abs=1e-4) for c in readings)
     assert rows[0]["detector-like box + prior"] != rows[0]["shape prior"]  # another crop per face
     assert "--mean" in (tmp_path / "mean.md").read_text()
+    regions = json.loads((tmp_path / "mean.json").read_text())["regions"]  # where each model's error sits
+    assert [r["model"] for r in regions] == [r["model"] for r in rows]
+    assert regions[2]["jaw"] == pytest.approx(regions[0]["jaw"], abs=1e-4) and regions[0]["jaw along"] > 0
+    assert "along and across" in (tmp_path / "mean.md").read_text()

@@ -27,3 +27,9 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser, replaced: str) -> None:
+    """``--overwrite``: write to --out even when it holds something this command did not write there."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"write to --out even when it holds files this command did not write ({replaced})")

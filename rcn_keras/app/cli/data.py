@@ -6,8 +6,9 @@ to their true points, as a keypoint CSV that training adds with ``data.extra_tra
 from __future__ import annotations
 
 import argparse
+import shlex
 
-from rcn_keras.app.cli.common import finite_float, positive_int
+from rcn_keras.app.cli.common import add_overwrite_option, finite_float, positive_int
 from rcn_keras.data.check import CHECK_SOURCES
 
 NAME = "data"
@@ -35,15 +36,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                                     "--set data.extra_train='[\"CSV\"]')")
     label.add_argument("--model", default="rcn-300w", help="the 68-point model: .keras file or shipped name "
                                                             "(its shape prior gives the first crops)")
+    label.add_argument("--teacher", choices=("model", "dlib"), default="model",
+                       help="who labels the faces: the --model, or dlib's 68-point predictor (the peers extra; "
+                            "trained on all of 300-W, research use only), started from --model's mean shape")
     label.add_argument("--root", required=True, help="MTFL folder (datasets/mtfl.md)")
     label.add_argument("--list-file", default="training.txt", help="MTFL list of the faces to label")
-    label.add_argument("--out", required=True, help="the keypoint CSV to write (a JSON summary goes beside it)")
+    label.add_argument("--out", required=True, help="the keypoint CSV to write (a JSON summary goes beside it): a new "
+                                                    "file, or an earlier pseudo-label CSV (replaced)")
+    add_overwrite_option(label, "the CSV and its .json summary are replaced")
     label.add_argument("--max-error", type=finite_float, default=None,
                        help="keep faces whose 5 derived points are within this %% of the eye distance of the true "
                             "5 (default 5, picked on 300W validation faces: benchmarks/pseudo_label_threshold.py)")
     label.add_argument("--no-anchor", action="store_true", help="keep the model's points as they are (default: "
                                                                 "moved onto the true 5 points)")
-    label.add_argument("--no-flip", action="store_true", help="no flip test-time averaging")
+    label.add_argument("--no-flip", action="store_true", help="no flip test-time averaging (a --model teacher)")
     label.add_argument("--rounds", type=positive_int, default=2, help="crops: the first from the true points, "
                                                                       "each next from the previous points")
     label.add_argument("--batch-size", type=positive_int, default=64)
@@ -61,11 +67,15 @@ def run(args) -> int:
         print(f"problem: {line}")
     if len(report.problems) > SHOWN_PROBLEMS:
         print(f"... and {len(report.problems) - SHOWN_PROBLEMS} more problem(s)")
+    for line in report.remarks[:SHOWN_PROBLEMS]:
+        print(f"remark: {line}")
+    if len(report.remarks) > SHOWN_PROBLEMS:
+        print(f"... and {len(report.remarks) - SHOWN_PROBLEMS} more remark(s)")
     if not report.ok:
         print(f"rcn: {len(report.problems) or 'no'} problem(s) in {args.root}" +
               ("" if report.problems else ": no faces found"))
         return 2
-    print(f"layout ok; next: {NEXT[args.data].format(root=args.root)}")
+    print(f"layout ok; next: {NEXT[args.data].format(root=shlex.quote(str(args.root)))}")
     return 0
 
 
@@ -96,8 +106,14 @@ def run_pseudo_label(args) -> int:
     max_error = MAX_ERROR if args.max_error is None else args.max_error
     if not max_error > 0:
         raise ValueError(f"--max-error {max_error} must be a positive percentage")
-    out = check_output(args.out, "file", "keypoint CSV", is_keypoint_csv)
-    summary_path = check_output(out.with_suffix(".json"), "file", "pseudo-label summary", _is_label_summary)
+    out = check_output(args.out, "file", "keypoint CSV", is_keypoint_csv, overwrite=args.overwrite)
+    summary_path = check_output(out.with_suffix(".json"), "file", "pseudo-label summary", _is_label_summary,
+                                overwrite=args.overwrite)
+    teacher = None
+    if args.teacher == "dlib":  # before the model: a missing extra fails at once
+        from rcn_keras.peers import DlibLandmarks
+
+        teacher = DlibLandmarks()
     model = load_landmarker(args.model)
     if model.num_keypoints != 68 or not model.keypoints.is_standard:
         raise ValueError(f"--model {args.model} predicts {model.num_keypoints} points; pseudo-labels need a "
@@ -110,10 +126,12 @@ def run_pseudo_label(args) -> int:
     images = [str(root / r.image) for r in records]
     points5 = np.stack([r.keypoints for r in records])
     mean = np.asarray(keras.ops.convert_to_numpy(model.shape_prior.mean), np.float64)  # only its shape is used
-
-    def predict(part, boxes):
-        return model.predict(part, boxes, box_format="landmarks", flip=not args.no_flip,
-                             batch_size=args.batch_size)
+    if teacher is not None:
+        predict = teacher.predict
+    else:
+        def predict(part, boxes):
+            return model.predict(part, boxes, box_format="landmarks", flip=not args.no_flip,
+                                 batch_size=args.batch_size)
 
     def progress(done, total):
         if done == total or done % 2048 < 256:
@@ -122,12 +140,17 @@ def run_pseudo_label(args) -> int:
     labels = pseudo_labels(predict, images, points5, mean, max_error, not args.no_anchor, args.rounds,
                            progress)
     write_pseudo_labels(out, labels)
-    summary = {"model": str(args.model), "list": str(root / args.list_file), "anchored": not args.no_anchor,
-               "flip": not args.no_flip, "rounds": args.rounds, **labels.summary(),
+    teacher_name = "dlib's 68-point predictor (trained on 300-W: research use only)" if teacher else str(args.model)
+    summary = {"model": str(args.model), "teacher": teacher_name, "list": str(root / args.list_file), "anchored": not args.no_anchor,
+               "flip": args.teacher == "model" and not args.no_flip, "rounds": args.rounds, **labels.summary(),
                "per_face": [{"image": i, "agreement": round(float(a), 3)} for i, a in zip(labels.images, labels.agreement)]}
     atomic_write_text(summary_path, json.dumps(summary, indent=2))
     print(f"kept {summary['kept']} of {summary['faces']} faces within {max_error:g} % of the eye distance "
           f"(median {summary['agreement_median']:.2f} %); wrote {out}")
-    print(f"next: rcn train --init {args.model} --data 300w --root ROOT --set data.extra_train='[\"{out}\"]' "
-          f"--set data.extra_weight=0.5 --out runs/self_trained")
+    if teacher is not None:  # pre-train from scratch on them, then fine-tune on the true faces
+        print(f"next: rcn train --preset rcn_300w_real --data 300w --root ROOT --set data.extra_train='[\"{out}\"]' "
+              f"--set data.extra_weight=1.0 --out runs/pretrained")
+    else:
+        print(f"next: rcn train --init {args.model} --data 300w --root ROOT --set data.extra_train='[\"{out}\"]' "
+              f"--set data.extra_weight=0.5 --out runs/self_trained")
     return 0

@@ -6,12 +6,14 @@ import argparse
 import os
 import pathlib
 
+from rcn_keras.app.cli.common import add_overwrite_option
+
 NAME = "experiment"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help="run a named experiment's training rows (resumable) and its tables")
-    p.add_argument("name", help="real-300w (issue 5: presets on real faces), paper-tables (Tables 1-2 in "
+    p.add_argument("name", help="real-300w (paper and tuned presets on real faces), paper-tables (Tables 1-2 in "
                                 "miniature on HELEN) or mtfl-tables (Tables 1-3 and convergence on MTFL)")
     p.add_argument("--root", help="dataset folder: the 300W layout (default ../shared/data/300w or $RCN_300W_ROOT), "
                                   "MTFL for mtfl-tables (default ../shared/data/mtfl or $RCN_MTFL_ROOT)")
@@ -27,17 +29,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--previous", metavar="RESULTS_JSON",
                    help="an earlier results.json: its rows join the tables where they are not in --out")
     p.add_argument("--progress", type=int, default=2, choices=(0, 1, 2))
+    add_overwrite_option(p, "results.md, results.json and the rows' folders of the same names are written into")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
     from rcn_keras.app.experiments.definitions import get_experiment
+    from rcn_keras.app.output_folder import claim_folder
     from rcn_keras.app.experiments.runner import expand_rows, run_experiment, write_results
     from rcn_keras.app.training.config import parse_override
 
     out = args.out or f"runs/experiments/{args.name}"
     exp = get_experiment(args.name)
+    claim_folder(out, NAME, args.overwrite)
     root = args.root or os.environ.get(f"RCN_{exp.source.upper()}_ROOT", f"../shared/data/{exp.source}")
     previous = read_previous(args.previous, exp.name) if args.previous else None
     if args.report_only:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from rcn_keras.app.cli.common import positive_int
+from rcn_keras.app.cli.common import add_overwrite_option, positive_int
 from rcn_keras.data.sources import DATA_SOURCES
 from rcn_keras.export import FORMATS, QUANTIZATIONS
 from rcn_keras.models.config import READOUTS
@@ -26,7 +26,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--readout", choices=READOUTS, default=None, help="keypoint read-out (default: the model's own)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="fixed batch size (TFLite default 1; SavedModel and ONNX default: any)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True,
+                   help="the file (tflite, onnx) or folder (saved_model) to write: a new one, or an earlier export "
+                        "of the same format (replaced)")
+    add_overwrite_option(p, "replaced whole")
     p.set_defaults(func=run)
     return p
 
@@ -45,18 +48,21 @@ def representative_crops(source: str, root: str | None, num_keypoints: int, face
 
 
 def run(args) -> int:
+    from rcn_keras.export import check_export_path
     from rcn_keras.landmarker import load_landmarker
 
     if args.quantize != "none" and args.format != "tflite":
         raise ValueError(f"--quantize {args.quantize} is for --format tflite only")
     if args.quantize == "int8" and not args.data:
         raise ValueError("--quantize int8 needs representative faces: --data 300w --root DIR (or --data synthetic)")
+    if args.format != "onnx":  # before the model is read (an ONNX file is recognised once its extra is known there)
+        check_export_path(args.out, args.format, args.overwrite)
     model = load_landmarker(args.model)
     representative = (representative_crops(args.data, args.root, model.num_keypoints,
                                            crop_rule=model.keypoints.crop)
                       if args.quantize == "int8" else None)
     path = model.export(args.out, args.format, args.readout, args.batch_size, quantize=args.quantize,
-                        representative=representative)
+                        representative=representative, overwrite=args.overwrite)
     quant = f", {args.quantize}" if args.quantize != "none" else ""
     print(f"exported {args.format}{quant} ({args.readout or model.readout} read-out) to {path}")
     return 0

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from rcn_keras import __version__
 from rcn_keras.app.cli import data, evaluate, experiment, export, models, predict, train
 from rcn_keras.errors import first_line, os_error_line
 from rcn_keras.extras import MissingExtra
@@ -30,6 +31,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="rcn", description="Recombinator Networks for facial landmarks")
+    parser.add_argument("--version", action="version", version=f"rcn-keras {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's and Keras' log lines")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
@@ -58,13 +60,24 @@ def main(argv: list[str] | None = None) -> int:
         return int(stop.code or 0)
     prepare_tensorflow_env(args.verbose)
     previous = _stop_on_terminate()
+    import warnings
+
+    shown = warnings.showwarning
+    if not args.verbose:
+        warnings.showwarning = _warning_line
     try:
         return _run(args)
     finally:
+        warnings.showwarning = shown
         if previous is not None:
             import signal
 
             signal.signal(signal.SIGTERM, previous)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the command's own line (``rcn: warning: ...``), without the library's source line."""
+    print(f"rcn: warning: {first_line(message, limit=1000)}", file=sys.stderr)
 
 
 def _run(args) -> int:

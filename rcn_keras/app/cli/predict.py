@@ -6,16 +6,20 @@ unreadable images are reported and skipped, the others are still written (exit c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import pathlib
+import shutil
 import sys
 import time
 
-from rcn_keras.app.cli.common import finite_float, positive_int
+from rcn_keras.align import TEMPLATES
+from rcn_keras.app.cli.common import add_overwrite_option, finite_float, positive_int
 from rcn_keras.boxes import BOX_FORMAT_NAMES
 from rcn_keras.data.datasets import IMAGE_SUFFIXES
 from rcn_keras.detection.registry import DETECTOR_CHOICES
 from rcn_keras.models.config import READOUTS
+from rcn_keras.video import DETECT_EVERY
 
 NAME = "predict"
 EXIT_SOME_FAILED = 2
@@ -51,13 +55,25 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--overlay-size", type=int, default=1600, metavar="PIXELS",
                    help="long side of the overlay pictures (JPEG for JPEG photos, else PNG), at most the photo's; "
                         "0: the photo's full size (decoded again, slower)")
+    p.add_argument("--align", type=positive_int, default=None, metavar="PIXELS",
+                   help="also write each face's aligned crop, PIXELS square (<image>_face<i>_aligned.png, listed in "
+                        "keypoints.json), e.g. 112 for InsightFace / ArcFace recognisers")
+    p.add_argument("--align-template", choices=TEMPLATES, default="arcface",
+                   help="where the points go in the aligned crop: arcface (InsightFace's 5 points), mean68 (our "
+                        "68-point mean shape with dlib's 25 %% padding) or mean5 (its 5 points)")
+    p.add_argument("--pose", action="store_true",
+                   help="add each face's head pose (yaw, pitch, roll in degrees) to keypoints.json and the CSV")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar on stderr (auto: when stderr is a terminal)")
     p.add_argument("--no-smooth", action="store_true", help="videos: no One Euro smoothing of the points")
     p.add_argument("--max-frames", type=positive_int, default=None, help="videos: read at most this many frames")
+    p.add_argument("--detect-every", type=positive_int, default=DETECT_EVERY, metavar="N",
+                   help=f"videos: run the face detector every N frames (default {DETECT_EVERY}; 1: every frame) and "
+                        f"follow the faces by their points in between")
     p.add_argument("--out", default="predictions",
-                   help="output folder (locked while a run writes it; a new run replaces the keypoint files and "
-                        "the earlier run's overlays, nothing else)")
+                   help="output folder: a new or empty one, or an earlier rcn predict output (locked while a run "
+                        "writes it; a new run replaces the keypoint files and the earlier run's overlays, nothing else)")
+    add_overwrite_option(p, "keypoints.json, keypoints.csv and overlays of the same names are replaced")
     p.set_defaults(func=run, needs_tensorflow=False)  # imported only when Keras runs the network
     return p
 
@@ -129,12 +145,13 @@ class ProgressBar:
 
 def run(args) -> int:
     from rcn_keras.app.lock import FolderLock
+    from rcn_keras.app.output_folder import check_folder, claim_folder, is_unused
     from rcn_keras.boxes import parse_box, read_boxes_file
     from rcn_keras.detection.registry import make_detector
-    from rcn_keras.files import ensure_folder
 
     if args.overlay_size < 0:
         raise ValueError(f"--overlay-size {args.overlay_size}: give a number of pixels (0: full size)")
+    check_folder(args.out, NAME, args.overwrite)
     images = expand_images(args.images)
     boxes = None
     if args.box:
@@ -157,27 +174,47 @@ def run(args) -> int:
 
         path = args.model if runtime == "exported" else PRESETS[args.model].weights_path.with_suffix(".tflite")
         model = ExportedLandmarker(path)
+    wanted = [flag for flag, on in (("--align", args.align is not None), ("--pose", args.pose)) if on]
+    if wanted and getattr(model, "num_keypoints", 68) not in (5, 68):
+        raise ValueError(f"{' and '.join(wanted)} need a 5- or 68-point model; {args.model} predicts "
+                         f"{model.num_keypoints} points")
     out = pathlib.Path(args.out)
     created = not out.exists()
-    ensure_folder(out)
     try:
         with FolderLock(out, "another rcn predict"):
+            claim_folder(out, NAME, args.overwrite)
             return _predict(args, images, boxes, detector, model)
     finally:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # nothing was written: leave no empty folder behind
+        if created and out.is_dir() and is_unused(out):
+            shutil.rmtree(out, ignore_errors=True)  # nothing was written: leave no folder behind
+
+
+def _drawn_so_far(overlays) -> dict[str, str]:
+    """The overlays an interrupted run finished drawing (waiting for the one being drawn)."""
+    if overlays is None:
+        return {}
+    with contextlib.suppress(Exception):
+        overlays.close()
+    return overlays.done
 
 
 def _predict(args, images: list[str], boxes, detector, model) -> int:
     import warnings
 
     from rcn_keras.boxes import parse_box
-    from rcn_keras.prediction_files import OverlayWriter, output_stems, write_predictions
+    from rcn_keras.errors import os_error_line
+    from rcn_keras.prediction_files import (OverlayWriter, aligned_name, output_stems, overlay_staging, write_png,
+                                            write_predictions)
     from rcn_keras.video import is_video, predict_video
 
     bar = ProgressBar(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
     options = dict(box_format=args.box_format, batch_size=args.batch_size, detector=detector or "none",
                    max_faces=args.max_faces, level=not args.no_level)
+    align = None
+    if args.align is not None:
+        from rcn_keras.align import template
+
+        align = template(args.align_template, args.align)
     if args.readout or args.flip:  # Keras only (`choose_runtime`)
         options.update(readout=args.readout, flip=args.flip)
     videos = [i for i in images if is_video(i)]
@@ -188,6 +225,7 @@ def _predict(args, images: list[str], boxes, detector, model) -> int:
             warnings.simplefilter("ignore")  # a truncated video: said below, from the document
             doc = predict_video(model, video, args.out, smooth=not args.no_smooth, overlay=not args.no_overlay,
                                 max_frames=args.max_frames, box=parse_box(args.box) if args.box else None,
+                                detect_every=args.detect_every,
                                 stem=stem, **options)
         if doc.get("warning"):
             print(f"rcn: warning: {doc['warning']}", file=sys.stderr)
@@ -198,19 +236,57 @@ def _predict(args, images: list[str], boxes, detector, model) -> int:
         return 0
     start = time.perf_counter()
     side = args.overlay_size or None
-    overlays = None if args.no_overlay else OverlayWriter(args.out, images, side)
+    staging = overlay_staging(args.out)
+    overlays = None if args.no_overlay else OverlayWriter(staging, images, side)
+    finished = []  # the results of the images done so far: written even when the run stops early
+
+    stems = dict(zip(images, output_stems(images)))
+
+    def on_result(result, preview):
+        for i, face in enumerate(result.get("faces", [])):  # aligned crops: staged with the overlays
+            if "aligned" in face:
+                name = aligned_name(stems.get(result["image"], pathlib.PurePath(result["image"]).stem), i)
+                write_png(face.pop("aligned"), staging / name)
+                face["aligned_file"] = name
+        finished.append(result)
+        if overlays is not None:
+            overlays.add(result, preview)
+
+    def listing(stopped=None, drawn=None):
+        return write_predictions(finished, args.out, model=args.model, overlays=drawn or {}, staging=staging,
+                                 detector=detector.name if detector is not None else None, stopped=stopped)
+
     try:
-        results = model.predict(images, boxes=boxes, on_error="skip", progress=bar,
-                                on_result=overlays.add if overlays else None, preview_side=side, **options)
+        try:
+            results = model.predict(images, boxes=boxes, on_error="skip", progress=bar, on_result=on_result,
+                                    preview_side=side, align=align, pose=args.pose, **options)
+            drawn = overlays.close() if overlays else {}
+        except KeyboardInterrupt:
+            drawn = _drawn_so_far(overlays)
+            if finished:
+                listing(f"interrupted after {len(finished)} of {len(images)} images", drawn)
+                print(f"\nrcn: the points of the {len(finished)} finished image(s) are in "
+                      f"{pathlib.Path(args.out) / 'keypoints.json'} (\"complete\": false)", file=sys.stderr)
+            raise
+        except OSError as exc:  # e.g. a full disk: the staged overlays go, the finished images' points stay
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            for face in (f for r in finished for f in r.get("faces", [])):
+                face.pop("aligned_file", None)  # its crop went with the staging folder
+            if exc.filename and pathlib.Path(exc.filename).parent == staging:  # named as the user knows it
+                exc = type(exc)(exc.errno, exc.strerror, str(pathlib.Path(args.out) / pathlib.Path(exc.filename).name))
+            if finished:
+                with contextlib.suppress(OSError):  # else the earlier run's complete output stays as it was
+                    listing(f"stopped after {len(finished)} of {len(images)} images: {os_error_line(exc)}")
+            raise exc from None
+        seconds = time.perf_counter() - start
+        failed = [r for r in results if "error" in r]
+        if len(failed) == len(results):
+            raise ValueError(failed[0]["error"] + (f" (and {len(failed) - 1} more unreadable image(s))"
+                                                   if len(failed) > 1 else ""))
+        written = listing(drawn=drawn)
     finally:
-        written_overlays = overlays.close() if overlays else {}
-    seconds = time.perf_counter() - start
-    failed = [r for r in results if "error" in r]
-    if len(failed) == len(results):
-        raise ValueError(failed[0]["error"] + (f" (and {len(failed) - 1} more unreadable image(s))"
-                                               if len(failed) > 1 else ""))
-    written = write_predictions(results, args.out, model=args.model, overlays=written_overlays,
-                                detector=detector.name if detector is not None else None)
+        shutil.rmtree(staging, ignore_errors=True)
     faces = 0
     for r in results:
         if "error" in r:

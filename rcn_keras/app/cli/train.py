@@ -7,7 +7,7 @@ import json
 import pathlib
 import sys
 
-from rcn_keras.app.cli.common import positive_int
+from rcn_keras.app.cli.common import add_overwrite_option, positive_int
 from rcn_keras.data.sources import DATA_SOURCES
 from rcn_keras.presets import list_presets
 from rcn_keras.runtime import PRECISIONS, STRATEGIES
@@ -39,7 +39,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--steps-per-epoch", type=positive_int)
-    p.add_argument("--out", help="output folder (checkpoints, logs, maps, report)")
+    p.add_argument("--out", help="output folder (checkpoints, logs, maps, report): a new or empty one, or an "
+                                 "earlier rcn train run (to --resume it)")
     p.add_argument("--xla", choices=("auto", "on", "off"), help="jit_compile (auto: GPU only)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="compute precision (auto: float16 on a GPU, bfloat16 on a CPU that has it, else float32); "
@@ -54,6 +55,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--progress", type=int, default=None, choices=(0, 1, 2),
                    help="Keras progress output: 0 none, 1 bars, 2 one line per epoch (default: bars on a terminal, "
                         "one line per epoch in a log file)")
+    add_overwrite_option(p, "config.json, log.csv, report.md and the other run files of the same names are replaced")
     p.set_defaults(func=run)
     return p
 
@@ -83,10 +85,11 @@ def config_from_args(args):
 
 
 def run(args) -> int:
+    from rcn_keras.app.output_folder import claim_folder
     from rcn_keras.app.training.fit import train
 
     config = config_from_args(args)
-    out = pathlib.Path(config.output_dir)
+    out = claim_folder(config.output_dir, NAME, args.overwrite)
     state = out / "state" / "state.json"
     if args.resume and not state.exists():
         print(f"rcn: nothing to resume in {config.output_dir}; starting a new run", file=sys.stderr)

@@ -78,7 +78,7 @@ def _real_300w() -> Experiment:
         Row("rcn_mtfl_tuned", "rcn_mtfl_tuned", {**DATA_5}, "5 points", "Adam, flips, local soft-argmax"),
         Row("sumnet_mtfl", "sumnet_mtfl", {**DATA_5}, "5 points", "paper preset"),
     )
-    return Experiment("real-300w", "Issue 5: RCN and SumNet (paper and tuned presets) on the shared 300W "
+    return Experiment("real-300w", "RCN and SumNet (paper and tuned presets) on the shared 300W "
                       "subset; 68 points validated on a 10 % split of AFW + HELEN train, 5 points tested on AFW.",
                       rows, budget_minutes={68: 18.0, 5: 8.0})
 
@@ -114,7 +114,7 @@ def _convergence_rows(table_rows: list[Row], epochs: int) -> list[Row]:
 def _paper_tables() -> Experiment:
     table = _table_rows(DATA_5)
     rows = table + _convergence_rows(table, CONVERGENCE_EPOCHS)
-    return Experiment("paper-tables", "Issue 9: the paper's Tables 1 and 2 in miniature on real faces (5 points: "
+    return Experiment("paper-tables", "The paper's Tables 1 and 2 in miniature on real faces (5 points: "
                       "HELEN train, test AFW), every row with the same number of epochs.",
                       tuple(rows), epochs=8, overrides=dict(TABLES_OPTIMIZER))
 
@@ -129,9 +129,9 @@ def _mtfl_tables() -> Experiment:
     # Table 2's 6-branch rows with occlusion are also Table 3 (SumNet vs RCN) and, trained on, the
     # convergence pair (each curve shown is the longest of its family).
     table = _table_rows(DATA_MTFL)
-    return Experiment("mtfl-tables", "Issue 31: the paper's Tables 1-3 and its convergence claim on MTFL as the "
+    return Experiment("mtfl-tables", "The paper's Tables 1-3 and its convergence claim on MTFL as the "
                       "paper ran them (train 9,000, select on the 1,000 validation faces, test AFLW 2,995), "
-                      f"the paper's recipe, every row {MTFL_EPOCHS} epochs.",
+                      "the paper's recipe, every row with the same number of epochs.",
                       tuple(table + _convergence_rows(table, MTFL_CONVERGENCE_EPOCHS)),
                       epochs=MTFL_EPOCHS, source="mtfl", test_set="AFLW",
                       convergence=("t2_rcn_6br_occ", "t2_sumnet_6br_occ", "conv_rcn_6br", "conv_sumnet_6br"))

@@ -15,7 +15,7 @@ from rcn_keras.markdown import markdown_table
 from rcn_keras.evaluation.report import headline_rows
 from rcn_keras.app.experiments.definitions import Experiment, Row, get_experiment, with_seed
 from rcn_keras.app.experiments.paper_report import write_for_experiment
-from rcn_keras.app.training.config import TrainConfig, preset_train_config
+from rcn_keras.app.training.config import TrainConfig, describe_changes, preset_train_config, resume_changes
 from rcn_keras.app.training.fit import train
 from rcn_keras.data.sources import load_splits
 
@@ -61,12 +61,39 @@ def split_lists(exp: Experiment, root: str, cache_dir: str | None = None) -> dic
     return lists
 
 
-def run_row(config: TrainConfig, verbose: int | str = 2, start_from: pathlib.Path | None = None) -> dict:
-    """Train one row unless its summary exists; resume a half-finished one. ``start_from``: a finished
-    run folder whose state, log and best model a new row copies and trains on from."""
+def finished_row(config: TrainConfig) -> tuple[bool, str]:
+    """Whether the finished row in ``config.output_dir`` is kept as it is, and what to say of it: kept when
+    nothing that matters changed or when a change needs a new run (said); trained on when only more
+    epochs or more time are asked for."""
+    out = pathlib.Path(config.output_dir)
+    saved = TrainConfig.load(out / "config.json")
+    safe, refused = resume_changes(saved, config)
+    if refused:
+        return True, (f"finished with other settings ({describe_changes(refused)}): kept as it was trained; "
+                      f"give a new --out to train these settings")
+    state_path = out / "state" / "state.json"
+    done = json.loads(state_path.read_text()).get("epoch", 0) if state_path.is_file() else config.epochs
+    more_time = "time_budget_minutes" in safe and (safe["time_budget_minutes"][1] is None or
+                                                   safe["time_budget_minutes"][1] > (safe["time_budget_minutes"][0] or 0))
+    if done < config.epochs and ("epochs" in safe or more_time):
+        return False, f"finished at epoch {done}: trained on to {config.epochs} epochs"
+    if safe:
+        return True, f"finished at epoch {done} ({describe_changes(safe)} asks for no more training): kept"
+    return True, f"finished at epoch {done}: kept"
+
+
+def run_row(config: TrainConfig, verbose: int | str = 2, start_from: pathlib.Path | None = None,
+            say=print) -> dict:
+    """Train one row unless it has finished (`finished_row` says whether it is kept); resume a
+    half-finished one. ``start_from``: a finished run folder whose state, log and best model a new row
+    copies and trains on from."""
     out = pathlib.Path(config.output_dir)
     if (out / "summary.json").is_file():
-        return json.loads((out / "summary.json").read_text())
+        keep, message = finished_row(config)
+        say(message)
+        if keep:
+            return json.loads((out / "summary.json").read_text())
+        return train(config, resume=True, verbose=verbose).summary
     if start_from is not None and not (out / "state" / "state.json").is_file():
         if not (start_from / "summary.json").is_file():
             raise ValueError(f"{out.name} continues {start_from}, which has not finished: run that row first")
@@ -140,6 +167,9 @@ def write_results(exp: Experiment, out: str | pathlib.Path, rows: list[Row] | No
     done = {(r["row"], r.get("seed")) for r in results}
     results += [r for r in previous or [] if (r["row"], r.get("seed")) not in done]
     md = [f"# Experiment {exp.name}", "", exp.description, ""]
+    trained = sorted({r["epochs"] for r in results if r.get("epochs") is not None})
+    if trained:
+        md += [f"Epochs trained: {', '.join(map(str, trained))} (the table's epochs column, row by row).", ""]
     for table in dict.fromkeys(r.table for r in rows):
         sel = [r for r in results if r["table"] == table]
         if not sel:
@@ -180,7 +210,8 @@ def run_experiment(experiment: str | Experiment, root: str, out: str | pathlib.P
             print(f"[{exp.name}] {row.name}: being trained by another process, skipped", flush=True)
             continue
         try:
-            run_row(config, verbose, source)  # `train` locks the row's folder
+            run_row(config, verbose, source,  # `train` locks the row's folder
+                    say=lambda text, row=row: print(f"[{exp.name}] {row.name}: {text}", flush=True))
         except FolderInUse:
             print(f"[{exp.name}] {row.name}: being trained by another process, skipped", flush=True)
             continue

@@ -126,14 +126,23 @@ class TrainConfig:
             if given != self.keypoints["num_keypoints"]:
                 raise ValueError(f"model_options.num_keypoints={given} disagrees with the keypoint scheme's "
                                  f"{self.keypoints['num_keypoints']} points")
+        if self.data.source == "mtfl" and not self.is_denoiser and self.num_keypoints != 5:
+            raise ValueError(f"data.source={self.data.source!r} has 5 keypoints but preset {self.model} predicts "
+                             f"{self.num_keypoints}: pick a 5-point preset (e.g. rcn_mtfl_real)")
         if self.init_from is not None:
             check_model_spec(self.init_from, "init_from")
         if self.init_points is not None:
-            ok = isinstance(self.init_points, list) and all(
-                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.init_points)
-            if not ok or self.init_from is None or len(self.init_points) != self.num_keypoints:
+            if self.init_from is None:
+                raise ValueError(f"init_points={self.init_points!r} picks points of the init_from model, and none "
+                                 f"is given (--init)")
+            if not isinstance(self.init_points, list) or len(self.init_points) != self.num_keypoints:
                 raise ValueError(f"init_points={self.init_points!r} must list {self.num_keypoints} point indices of "
                                  f"the init_from model (one per point of the run)")
+            bad = [(j, i) for j, i in enumerate(self.init_points)
+                   if not isinstance(i, int) or isinstance(i, bool) or i < 0]
+            if bad:
+                raise ValueError(f"init_points[{bad[0][0]}]={bad[0][1]!r}: each entry must be the index (0 or more) "
+                                 f"of a point of the init_from model")
         if self.distill_from is not None:
             if isinstance(self.distill_from, str):
                 self.distill_from = [self.distill_from]
@@ -173,6 +182,9 @@ class TrainConfig:
         _number("target_sigma", self.target_sigma, 0.0, low_inclusive=False)
         _number("distill_weight", self.distill_weight)
         _number("label_weight", self.label_weight)
+        if self.distill_weight != 1.0 and not self.distill_from:
+            raise ValueError(f"distill_weight={self.distill_weight!r} weighs the distill_from teachers' maps, and no "
+                             f"teacher is given")
         if self.label_weight == 0 and not self.distill_from:
             raise ValueError("label_weight=0 leaves nothing to learn from; it is for distillation (distill_from)")
         if self.distill_from and self.is_denoiser:
