@@ -28,9 +28,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import environment, print_table, write_results  # noqa: E402
+from rcn_keras.evaluation.regions import REGION_COLUMNS  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
-REGIONS = ["jaw", "jaw along", "jaw across", "brows", "nose", "eyes", "mouth"]
 
 
 def load_dlib():
@@ -191,7 +191,7 @@ def main() -> None:
         shown = [c for c in shown if any(c in r for r in rows)]
         print_table([{c: ("" if r.get(c) is None else r[c]) for c in shown} for r in rows], shown)
         if k == 68:
-            print_table(rows, ["method", *REGIONS])
+            print_table(rows, ["method", *REGION_COLUMNS])
         payload[f"{k}pt"] = rows
     print(f"\nwrote {write_results('peer_dlib', payload)}")
 

@@ -27,11 +27,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import RESULTS, environment, print_table, write_results  # noqa: E402
 from real_faces import jittered  # noqa: E402
+from rcn_keras.evaluation.regions import REGION_COLUMNS  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
 COLUMNS = ["model", "params", "train faces", "train min", "read-out alone", "shape prior", "flip + prior",
            "detector-like box + prior"]
-REGION_COLUMNS = ["model", "jaw", "jaw along", "jaw across", "brows", "nose", "eyes", "mouth"]
 PRIOR = 1  # the reading (index into COLUMNS[4:]) whose errors are split by region
 
 
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     print(f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints")
     table = print_table(rows, COLUMNS)
     print(f"\nPer face region, {COLUMNS[4 + PRIOR]}")
-    region_table = print_table(regions, REGION_COLUMNS)
+    region_table = print_table(regions, ["model", *REGION_COLUMNS])
     from rcn_keras.files import atomic_write_text
 
     command = " ".join(["python benchmarks/self_training.py", *(argv if argv is not None else sys.argv[1:])])

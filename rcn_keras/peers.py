@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rcn_keras.boxes import LANDMARK_BOX_SCALE, Box, check_box
+from rcn_keras.boxes import LANDMARK_BOX_SCALE, Box, check_box, crop_rect
 from rcn_keras.detection.registry import calibrated_box_formats
 from rcn_keras.extras import require
 from rcn_keras.inference import to_rgb
@@ -23,11 +23,8 @@ NUM_KEYPOINTS = 68
 def dlib_box(box: Box, box_format: tuple[float, float, float] = (LANDMARK_BOX_SCALE, 0.0, 0.0)) -> Box:
     """The square dlib HOG-detector box (x, y, w, h) whose calibrated crop is the crop of ``box`` under
     ``box_format``: the same face square, read back through dlib's calibration."""
-    x, y, w, h = check_box(box)
-    scale, sx, sy = box_format
-    size = max(w, h)
-    side = size * scale
-    cx, cy = x + w / 2 + sx * size, y + h / 2 + sy * size
+    x0, y0, side = (float(v) for v in crop_rect((1, 1), box, box_format))
+    cx, cy = x0 + side / 2, y0 + side / 2
     d_scale, d_sx, d_sy = calibrated_box_formats(NUM_KEYPOINTS)["dlib"]
     d_size = side / d_scale
     dcx, dcy = cx - d_sx * d_size, cy - d_sy * d_size

@@ -75,7 +75,7 @@ def project(points3d: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
     return focal * cam[:, :2] / depth[:, None] + centre
 
 
-def _orthographic(model: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+def orthographic_fit(model: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """Closed-form scaled orthographic fit: (rotation, scale, 2D shift) taking ``model`` onto ``image``."""
     m, c = model - model.mean(0), image.mean(0)
     affine = np.linalg.lstsq(m, image - c, rcond=None)[0].T  # (2, 3)
@@ -99,7 +99,7 @@ def head_pose(points: np.ndarray, image_size: tuple[int, int] | None = None, foc
         raise ValueError("head pose needs finite points; this face has NaN or infinite ones")
     if np.ptp(seen, axis=0).max() < 1e-6:
         raise ValueError("head pose needs a face: all its points are at one place (a degenerate shape)")
-    rotation, scale, shift = _orthographic(model, seen)
+    rotation, scale, shift = orthographic_fit(model, seen)
     if image_size is None:
         fitted = project(model, rotation, np.array([*(shift / scale), scale]), None, np.zeros(2))
         return _result(rotation, seen, fitted, scale)

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from rcn_keras.boxes import LANDMARK_BOX_SCALE
 from rcn_keras.errors import first_line
 from rcn_keras.extras import require
 from rcn_keras.files import atomic_write_bytes, temporary_sibling
@@ -181,23 +182,28 @@ DETECT_EVERY = 10
 LOST = 0.08
 
 
-def follow_box(face: dict, anchor: dict) -> tuple[float, float, float, float]:
-    """The box ("landmarks" format: the crop is the box enlarged 1.3) of the crop that keeps ``anchor``'s
-    relation between crop and points ({"offset", "ratio"}, `anchor_of`) for ``face``'s points."""
+def _centre_and_spread(face: dict) -> tuple[np.ndarray, float]:
+    """The mean of a face's points and their RMS distance from it."""
     points = np.asarray(face["keypoints"], np.float64)
     centre = points.mean(0)
-    spread = float(np.sqrt(((points - centre) ** 2).sum(1).mean()))
+    return centre, float(np.sqrt(((points - centre) ** 2).sum(1).mean()))
+
+
+def follow_box(face: dict, anchor: dict) -> tuple[float, float, float, float]:
+    """The box ("landmarks" format: the crop is the box enlarged `LANDMARK_BOX_SCALE`) of the crop that
+    keeps ``anchor``'s relation between crop and points ({"offset", "ratio"}, `anchor_of`) for ``face``'s
+    points."""
+    centre, spread = _centre_and_spread(face)
     side = anchor["ratio"] * spread
     cx, cy = centre + anchor["offset"] * spread
-    inner = side / 1.3  # `boxes.LANDMARK_BOX_SCALE`
+    inner = side / LANDMARK_BOX_SCALE
     return (cx - inner / 2, cy - inner / 2, inner, inner)
 
 
 def anchor_of(face: dict) -> dict:
     """How a face's crop sits against its points (centre offset and side, in units of the points' spread)."""
-    points = np.asarray(face["keypoints"], np.float64)
-    centre = points.mean(0)
-    spread = max(float(np.sqrt(((points - centre) ** 2).sum(1).mean())), 1e-6)
+    centre, spread = _centre_and_spread(face)
+    spread = max(spread, 1e-6)
     x, y, side = (float(v) for v in face["rect"])
     return {"offset": (np.array([x + side / 2, y + side / 2]) - centre) / spread, "ratio": side / spread}
 

@@ -22,9 +22,10 @@ import sys
 
 import numpy as np
 
+from rcn_keras.pose import INNER  # the 51 inner points (brows, nose, eyes, mouth)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "rcn_keras" / "weights" / "mean_face.json"
-INNER = np.arange(17, 68)
 
 
 def factorise(shapes: np.ndarray) -> np.ndarray:
@@ -56,12 +57,10 @@ def normalise(face: np.ndarray, mean2d: np.ndarray, flip: list[int]) -> np.ndarr
     """``face`` turned to the average view of the training faces (its projection fitted to the 2D mean
     shape ``mean2d``: x right, y down), the nose tip towards -z, made symmetric (mirrored onto the flipped
     points), scaled to outer eye corners 1 apart and centred at the inner points' mean."""
+    from rcn_keras.pose import orthographic_fit
+
     face = face - face[INNER].mean(0)
-    target = mean2d[INNER] - mean2d[INNER].mean(0)
-    affine = np.linalg.lstsq(face[INNER], target, rcond=None)[0].T  # (2, 3): the average view, scaled
-    u, _, vt = np.linalg.svd(affine, full_matrices=False)
-    xy = u @ vt  # its two orthonormal rows
-    rotation = np.stack([xy[0], xy[1], np.cross(xy[0], xy[1])])
+    rotation = orthographic_fit(face[INNER], mean2d[INNER])[0]  # the average view
     face = face @ rotation.T
     if face[30, 2] > face[INNER, 2].mean():  # the nose tip must be nearest the camera (smallest z)
         face[:, 2] *= -1  # the reflection factorisation cannot tell apart

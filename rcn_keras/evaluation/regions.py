@@ -10,6 +10,8 @@ from rcn_keras.evaluation.nme import inter_ocular, per_sample_nme
 from rcn_keras.keypoints import REGIONS_68, KeypointScheme
 
 CONTOUR = "jaw"
+# The keys of `region_errors`, in the order tables show them: the jaw, its along / across split, the rest.
+REGION_COLUMNS = ("jaw", "jaw along", "jaw across", "brows", "nose", "eyes", "mouth")
 
 
 def contour_tangents(points: np.ndarray) -> np.ndarray:
@@ -40,12 +42,13 @@ def contour_components(pred: np.ndarray, gt: np.ndarray, contour, distance: np.n
 
 def region_errors(pred: np.ndarray, gt: np.ndarray, normaliser: str | None = None, mask: np.ndarray | None = None,
                   scheme: KeypointScheme | None = None) -> dict[str, float]:
-    """NME (%) per region of the 68 points (the mean over faces of each face's region NME), then the jaw's
-    mean error along and across its true contour (``"jaw along"``, ``"jaw across"``)."""
+    """NME (%) per region of the 68 points (the mean over faces of each face's region NME) and the jaw's
+    mean error along and across its true contour (``"jaw along"``, ``"jaw across"``), keyed in
+    `REGION_COLUMNS` order."""
     if np.shape(gt)[-2] != 68:
         raise ValueError(f"face regions are those of the 68 iBUG points, not of {np.shape(gt)[-2]} points")
     distance = inter_ocular(gt, normaliser, scheme)
     out = {name: float(100 * per_sample_nme(pred, gt, mask=mask, points=list(points), iod=distance).mean())
            for name, points in REGIONS_68.items()}
     out["jaw along"], out["jaw across"] = contour_components(pred, gt, REGIONS_68[CONTOUR], distance, mask)
-    return out
+    return {name: out[name] for name in REGION_COLUMNS}
