@@ -56,15 +56,16 @@ def seconds_per_face(fn, faces, repeats: int = 3) -> float:
 
 def score_run(folder: pathlib.Path, root: str) -> tuple[list[dict], dict]:
     from rcn_keras.app.training.config import TrainConfig
+    from rcn_keras.data.crop import crop_side
     from rcn_keras.data.sources import load_splits
     from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
     from rcn_keras.landmarker import load_landmarker
     from rcn_keras.models.config import READOUTS
 
     config = TrainConfig.load(folder / "config.json").with_overrides({"data.root": root, "data.test_subsets": []})
-    splits = load_splits(config.data, config.num_keypoints)
-    val = splits.validation
     model = load_landmarker(folder / "best.keras")
+    splits = load_splits(config.data, config.num_keypoints, crop_size=crop_side(model.input_size))
+    val = splits.validation
     rows, headline = [], {}
 
     def add(label, pred, gt, faces, readout):

@@ -64,18 +64,29 @@ def main(argv=None) -> int:
         print(f"skipped: {args.root} not found (the 300W data is research-only and not shipped)")
         return 0
     from rcn_keras.app.training.fit import training_shapes
+    from rcn_keras.data.crop import crop_side
     from rcn_keras.data.sources import DataConfig, load_splits
     from rcn_keras.evaluation.report import headline_nme, headline_regions, predict_faceset
     from rcn_keras.landmarker import load_landmarker
     from rcn_keras.models.shape_prior import ShapePrior
 
-    splits = load_splits(DataConfig(source="300w", root=args.root), 68)
-    val, moved = splits.validation, jittered(splits.validation)
+    split_at = {}  # crop side -> (splits, validation, jittered validation): a 160 network's faces at 320
+
+    def faces_for(side):
+        if side not in split_at:
+            splits = load_splits(DataConfig(source="300w", root=args.root), 68, crop_size=crop_side(side))
+            split_at[side] = splits, splits.validation, jittered(splits.validation)
+        return split_at[side]
+
+    splits, val, moved = faces_for(80)
+    sides = set()
     fitted = None
     rows, regions, points = [], [], []  # points: per model, the predicted points of each reading (COLUMNS[4:])
     for spec in args.models:
         path, info = describe(spec)
         model = load_landmarker(path)
+        _, val, moved = faces_for(model.input_size)
+        sides.add(model.input_size)
         prior = model.shape_prior
         if prior is None:
             fitted = fitted or ShapePrior.from_shapes(training_shapes(splits.train))
@@ -90,6 +101,8 @@ def main(argv=None) -> int:
                      **{column: headline_nme(pred, *truth)
                         for column, pred, truth in zip(COLUMNS[4:], points[-1], truths)}})
         regions.append({"model": spec, **headline_regions(points[-1][PRIOR], *truths[PRIOR])})
+    if args.mean and len(sides) > 1:
+        raise SystemExit("--mean: the models must take crops of one side (their points are in the crop's frame)")
     if args.mean and len(points) > 1:
         name = "mean of the points of " + " + ".join(args.models)
         rows.append({"model": name, "params": None, "train faces": None, "train min": None, "own prior": None,

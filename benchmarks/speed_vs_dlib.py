@@ -32,19 +32,22 @@ RUNTIMES = ("keras", "saved_model", "litert_fp32", "litert_fp16", "litert_int8",
 CACHE = "runs/cache"
 
 
-def _faces(root: str, k: int):
-    """(representative training crops, validation FaceSet, validation crops) for a k-point model."""
+def _faces(root: str, k: int, side: int = 80):
+    """(representative training crops, validation FaceSet, validation crops) for a k-point model of
+    ``side`` x ``side`` crops (its loose crops at `crop_side`)."""
     import numpy as np
 
+    from rcn_keras.data.crop import crop_side
     from rcn_keras.data.datasets import load_300w
     from rcn_keras.data.pipeline import make_dataset
 
+    common = dict(cache_dir=CACHE, crop_size=crop_side(side))
     if k == 68:
-        train, val = load_300w(root, ("afw", "helen_train"), 68, cache_dir=CACHE).split(0.1)
+        train, val = load_300w(root, ("afw", "helen_train"), 68, **common).split(0.1)
     else:  # the 5-point model trains on HELEN and is tested on AFW
-        train = load_300w(root, ("helen_train",), 5, cache_dir=CACHE).split(0.1)[0]
-        val = load_300w(root, ("afw",), 5, cache_dir=CACHE)
-    crops = lambda faces: np.concatenate([x.numpy() for x, _ in make_dataset(faces, "test", 64)])  # noqa: E731
+        train = load_300w(root, ("helen_train",), 5, **common).split(0.1)[0]
+        val = load_300w(root, ("afw",), 5, **common)
+    crops = lambda faces: np.concatenate([x.numpy() for x, _ in make_dataset(faces, "test", 64, out_size=side)])  # noqa: E731
     return crops(train.take(range(0, min(300, len(train))))), val, crops(val)
 
 
@@ -67,7 +70,7 @@ def _worker(task: dict) -> dict:
     from rcn_keras.runtimes import ExportedLandmarker
 
     model = load_landmarker(task["model"])
-    rep, val, crops = _faces(task["root"], model.num_keypoints)
+    rep, val, crops = _faces(task["root"], model.num_keypoints, model.input_size)
     batch = task["batch"]
     runtime = task["runtime"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +110,7 @@ def _worker(task: dict) -> dict:
 
 
 def _normalised(faces):
-    """Ground truth of ``faces`` in the normalised [0, 1] frame of the 80x80 crop (as the predictions)."""
+    """Ground truth of ``faces`` in the normalised [0, 1] frame of the crop (as the predictions)."""
     import numpy as np
 
     from rcn_keras.data.pipeline import make_dataset

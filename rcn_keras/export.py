@@ -77,7 +77,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, readout: str
     "confidence": (B, K) peak probability}) and ``presoftmax`` (image -> (B, S, S, K) maps: S = 80, or 40 for
     a network whose maps are not upsampled).
 
-    ``image`` is float32 (B, 80, 80, 1) raw grey intensities, B any size unless ``batch_size`` fixes
+    ``image`` is float32 (B, 80, 80, 1) raw grey intensities (160 for a network of a 160 input), B any size unless ``batch_size`` fixes
     it; it loads with plain TensorFlow. ``model``: a `Landmarker` (its read-out unless ``readout``, and
     its shape prior) or a map model (arg-max unless ``readout``).
     """
@@ -89,20 +89,21 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, readout: str
     infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
     try:
         with atomic_folder(path) as tmp:
-            _write_saved_model(infer, tmp, batch_size)
+            _write_saved_model(infer, tmp, batch_size, int(as_map_model(model).input.shape[1]))
     except tf.errors.OpError as exc:
         raise _write_error(path, exc) from None
     return pathlib.Path(path)
 
 
-def _write_saved_model(infer, folder: pathlib.Path, batch_size: int | None) -> None:
-    """The ``serve`` and ``presoftmax`` endpoints of ``infer`` written as a SavedModel into ``folder``."""
+def _write_saved_model(infer, folder: pathlib.Path, batch_size: int | None, side: int = MAP_SIZE) -> None:
+    """The ``serve`` and ``presoftmax`` endpoints of ``infer`` (crops ``side`` pixels square) written as a
+    SavedModel into ``folder``."""
     import keras
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
     archive.track(infer)
-    spec = [tf.TensorSpec([batch_size, MAP_SIZE, MAP_SIZE, 1], tf.float32, name="image")]
+    spec = [tf.TensorSpec([batch_size, side, side, 1], tf.float32, name="image")]
 
     def serve(image):
         out = infer(image, training=False)
@@ -134,18 +135,21 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | No
     confidence). A fixed batch lets TFLite's default XNNPack delegate run it (with a dynamic batch the
     delegate fails to prepare). ``quantize``: "none" (float32), "float16" (half-size weights, float
     compute) or "int8" (weights and activations, post-training; ``representative``: raw grey crops
-    (N, 80, 80, 1) to calibrate the activation ranges on, a few hundred training faces). Input and
+    (N, 80, 80, 1), or the network's input side, to calibrate the activation ranges on, a few hundred training faces). Input and
     outputs stay float32, and the read-out (the exponentials of the softmax) stays in float."""
     import numpy as np
     import tensorflow as tf
+
+    from rcn_keras.models.head import as_map_model
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize={quantize!r} is not allowed; allowed: {', '.join(QUANTIZATIONS)}")
     path = check_export_path(path, "tflite", overwrite)
     if quantize == "int8":
         if representative is None or len(representative) == 0:
-            raise ValueError("int8 quantisation needs representative faces (80x80 grey crops of training faces)")
-        representative = np.asarray(representative, np.float32).reshape(-1, MAP_SIZE, MAP_SIZE, 1)
+            raise ValueError("int8 quantisation needs representative faces (grey crops of training faces)")
+        side = int(as_map_model(model).input.shape[1])
+        representative = np.asarray(representative, np.float32).reshape(-1, side, side, 1)
     with tempfile.TemporaryDirectory() as tmp:
         sm = export_saved_model(model, pathlib.Path(tmp) / "sm", _readout_of(model, readout), batch_size=batch_size)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(sm), signature_keys=["serve"])
@@ -184,7 +188,8 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None
     tf2onnx = require("tf2onnx", "ONNX export", "tf2onnx", "onnx")
     path = check_export_path(path, "onnx", overwrite)
     infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
-    spec = (tf.TensorSpec([batch_size, MAP_SIZE, MAP_SIZE, 1], tf.float32, name="image"),)
+    side = int(as_map_model(model).input.shape[1])
+    spec = (tf.TensorSpec([batch_size, side, side, 1], tf.float32, name="image"),)
 
     @tf.function(input_signature=spec)
     def serve(image):

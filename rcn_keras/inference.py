@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from rcn_keras.boxes import Box, BoxFormat, boxes_for, check_box, crop_rect
-from rcn_keras.data.crop import STAGE_A_SIZE, W300_STAGE_A_ENLARGE, W300_STAGE_B_ENLARGE
+from rcn_keras.data.crop import W300_STAGE_A_ENLARGE, W300_STAGE_B_ENLARGE, crop_side
 from rcn_keras.data.formats import DataFormatError, decode_image
 from rcn_keras.grid import MAP_SIZE
 
@@ -103,17 +103,18 @@ def to_rgb(item, index: int = 0) -> tuple[str, np.ndarray]:
     return str(item), decode_image(item, "RGB", upright=True)[0]
 
 
-def as_crops(crops) -> np.ndarray:
-    """Crops (N, 80, 80, 1) float32 of raw grey intensities from (N, 80, 80) or (N, 80, 80, 1); other
-    shapes and non-finite values (NaN, inf) are refused with a ValueError naming the first bad crop."""
+def as_crops(crops, side: int = MAP_SIZE) -> np.ndarray:
+    """Crops (N, side, side, 1) float32 of raw grey intensities from (N, side, side) or (N, side, side, 1)
+    (``side``: the network's input, 80 or 160); other shapes and non-finite values (NaN, inf) are refused
+    with a ValueError naming the first bad crop."""
     try:
         crops = np.asarray(crops, np.float32)
     except (TypeError, ValueError):
-        raise ValueError("crops must be an array (N, 80, 80, 1) of grey intensities") from None
+        raise ValueError(f"crops must be an array (N, {side}, {side}, 1) of grey intensities") from None
     if crops.ndim == 3:
         crops = crops[..., None]
-    if crops.ndim != 4 or crops.shape[1:] != (MAP_SIZE, MAP_SIZE, 1):
-        raise ValueError(f"crops must be (N, {MAP_SIZE}, {MAP_SIZE}, 1) grey images, got shape {crops.shape}")
+    if crops.ndim != 4 or crops.shape[1:] != (side, side, 1):
+        raise ValueError(f"crops must be (N, {side}, {side}, 1) grey images, got shape {crops.shape}")
     finite = np.isfinite(crops).all(axis=(1, 2, 3))
     if not finite.all():
         raise ValueError(f"crop {int(np.argmin(finite))} holds NaN or infinite values "
@@ -163,15 +164,15 @@ def roll_degrees(eyes: np.ndarray) -> float:
     return math.degrees(math.atan2(ry - ly, rx - lx))
 
 
-def warp_params(rect: np.ndarray, angle: float) -> tuple[np.ndarray, float, float, float]:
+def warp_params(rect: np.ndarray, angle: float, side: int = MAP_SIZE) -> tuple[np.ndarray, float, float, float]:
     """(top-left corner, scale, cos, sin) of the similarity dst = k R(-angle)(p - tl) that maps the square
-    ``rect`` rotated by ``angle`` degrees about its centre onto [0, 80]^2 (as `data.augment.warp_params`)."""
+    ``rect`` rotated by ``angle`` degrees about its centre onto [0, side]^2 (as `data.augment.warp_params`)."""
     x0, y0, s = (float(v) for v in rect)
     t = math.radians(angle)
     c, sn = math.cos(t), math.sin(t)
     h = -s / 2.0
     tl = np.array([x0 + s / 2 + c * h - sn * h, y0 + s / 2 + sn * h + c * h])
-    return tl, MAP_SIZE / s, c, sn
+    return tl, side / s, c, sn
 
 
 def _bilinear(images: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -195,28 +196,30 @@ def loose_side(plan: "FacePlan") -> float:
     return float(plan.rect[2]) * LOOSE_OVER_FACE
 
 
-def face_inputs(rgb: np.ndarray, plans: Sequence[FacePlan], scale: float = 1.0) -> np.ndarray:
-    """The (N, 80, 80, 1) float32 model inputs of the faces of one RGB uint8 image; ``scale``: original
-    pixels per pixel of ``rgb`` (the plans' squares are in original pixels)."""
+def face_inputs(rgb: np.ndarray, plans: Sequence[FacePlan], scale: float = 1.0, side: int = MAP_SIZE) -> np.ndarray:
+    """The (N, side, side, 1) float32 model inputs (``side``: 80, or a 160 network's) of the faces of one
+    RGB uint8 image; ``scale``: original pixels per pixel of ``rgb`` (the plans' squares are in original
+    pixels)."""
     from PIL import Image
 
     if not plans:
-        return np.zeros((0, MAP_SIZE, MAP_SIZE, 1), np.float32)
+        return np.zeros((0, side, side, 1), np.float32)
+    n = crop_side(side)
     image = Image.fromarray(rgb)
     loose, local = [], []
     for p in plans:
         x, y, s = (float(v) / scale for v in p.rect)
-        side = max(1, round(s * LOOSE_OVER_FACE))
-        left, top = math.floor(x + s / 2 - side / 2), math.floor(y + s / 2 - side / 2)
-        region = image.crop((left, top, left + side, top + side))  # zero outside the image
+        square = max(1, round(s * LOOSE_OVER_FACE))
+        left, top = math.floor(x + s / 2 - square / 2), math.floor(y + s / 2 - square / 2)
+        region = image.crop((left, top, left + square, top + square))  # zero outside the image
         # grey first (training converts after the resize: both linear, the same up to rounding; 3x cheaper)
-        small = region.convert("L").resize((STAGE_A_SIZE, STAGE_A_SIZE), Image.LANCZOS, reducing_gap=3.0)
+        small = region.convert("L").resize((n, n), Image.LANCZOS, reducing_gap=3.0)
         loose.append(np.asarray(small, np.float32))
-        k = STAGE_A_SIZE / side
+        k = n / square
         local.append(((x - left) * k, (y - top) * k, s * k))
-    u, v = np.meshgrid(np.arange(MAP_SIZE, dtype=np.float64), np.arange(MAP_SIZE, dtype=np.float64))
+    u, v = np.meshgrid(np.arange(side, dtype=np.float64), np.arange(side, dtype=np.float64))
     u, v = u.reshape(1, -1), v.reshape(1, -1)
-    params = [warp_params(np.array(r), p.angle) for r, p in zip(local, plans)]
+    params = [warp_params(np.array(r), p.angle, side) for r, p in zip(local, plans)]
     tl = np.array([q[0] for q in params])
     inv = 1.0 / np.array([q[1] for q in params])[:, None]
     c, sn = np.array([q[2] for q in params])[:, None], np.array([q[3] for q in params])[:, None]
@@ -225,7 +228,7 @@ def face_inputs(rgb: np.ndarray, plans: Sequence[FacePlan], scale: float = 1.0) 
     xs = tl[:, :1] + inv * (c * ue - sn * ve) - 0.5
     ys = tl[:, 1:] + inv * (sn * ue + c * ve) - 0.5
     out = _bilinear(np.stack(loose), xs, ys)
-    return out.reshape(-1, MAP_SIZE, MAP_SIZE, 1)
+    return out.reshape(-1, side, side, 1)
 
 
 def crop_to_image(keypoints: np.ndarray, rect: np.ndarray, angle: float = 0.0) -> np.ndarray:
@@ -351,23 +354,24 @@ def scaled_detections(found, scale: float):
 
 
 def prepare_photo(photo: Photo, box, box_format: BoxFormat, finder=None, found_format: BoxFormat | None = None,
-                  level: bool = True, max_faces: int | None = None) -> tuple[Photo, list[FacePlan], np.ndarray]:
+                  level: bool = True, max_faces: int | None = None, side: int = MAP_SIZE
+                  ) -> tuple[Photo, list[FacePlan], np.ndarray]:
     """The faces of one photo and their model inputs: ``box`` (or boxes) when given, else ``finder``'s
     detections (on the reduced decode), else the whole image; each face cropped from pixels fine enough
     for it (`CROP_SOURCE`; the photo is decoded again, finer, when a face needs it). Returns the photo
-    (as finally decoded), the plans (original pixels) and the crops (N, 80, 80, 1)."""
+    (as finally decoded), the plans (original pixels) and the crops (N, side, side, 1)."""
     found = finder.detect(photo.rgb) if (box is None and finder is not None) else None
     plans = plan_faces((photo.height, photo.width), photo.name, box, box_format,
                        scaled_detections(found, photo.scale), found_format, level, max_faces)
     if plans:
-        photo = photo.finer(min(loose_side(p) for p in plans) / (CROP_SOURCE * STAGE_A_SIZE))
-    return photo, plans, face_inputs(photo.rgb, plans, photo.scale)
+        photo = photo.finer(min(loose_side(p) for p in plans) / (CROP_SOURCE * crop_side(side)))
+    return photo, plans, face_inputs(photo.rgb, plans, photo.scale, side)
 
 
 def predict_images(run_crops, images, boxes, box_format: BoxFormat, finder=None, found_format=None,
                    batch_size: int = 64, on_error: str = "raise", level: bool = True, max_faces: int | None = None,
                    progress=None, on_result=None, preview_side: int | None = None, align=None,
-                   pose: bool = False) -> list[dict]:
+                   pose: bool = False, side: int = MAP_SIZE) -> list[dict]:
     """The photo pipeline of `Landmarker.predict` and `ExportedLandmarker.predict`: each image read (a
     worker thread decodes and detects ahead), its faces planned and cropped, the crops of about
     ``batch_size`` faces at a time run by ``run_crops`` (crops -> {"keypoints", "confidence"}), and
@@ -375,7 +379,7 @@ def predict_images(run_crops, images, boxes, box_format: BoxFormat, finder=None,
     done, with its pixels as decoded for it, at most ``preview_side`` long (``(rgb, scale)``; ``None``
     for an image that could not be read). ``images``: one path or array, or a list of them. ``align``
     (a crop size, template name or `align.Template`) adds each face's aligned crop, ``pose`` its head
-    pose (`add_alignment_and_pose`)."""
+    pose (`add_alignment_and_pose`). ``side``: the network's input side (80, or 160)."""
     if align is not None:
         from rcn_keras.align import as_template
 
@@ -393,7 +397,8 @@ def predict_images(run_crops, images, boxes, box_format: BoxFormat, finder=None,
         photo, error = read_photo_or_error(images[i], i, on_error)
         if error:
             return {"image": str(images[i]), "error": error}, [], None, None, None
-        photo, plans, crops = prepare_photo(photo, per_image[i], box_format, finder, found_format, level, max_faces)
+        photo, plans, crops = prepare_photo(photo, per_image[i], box_format, finder, found_format, level, max_faces,
+                                            side)
         head = {"image": photo.name, "width": int(photo.width), "height": int(photo.height)}
         return (head, plans, crops, photo.preview(preview_side) if on_result is not None else None,
                 photo if align is not None else None)
@@ -402,7 +407,7 @@ def predict_images(run_crops, images, boxes, box_format: BoxFormat, finder=None,
 
     def flush():
         crops = [item[2] for item in pending if item[2] is not None and len(item[2])]
-        out = run_crops(np.concatenate(crops) if crops else np.zeros((0, MAP_SIZE, MAP_SIZE, 1), np.float32))
+        out = run_crops(np.concatenate(crops) if crops else np.zeros((0, side, side, 1), np.float32))
         row = 0
         for head, plans, c, preview, photo in pending:
             faces = []

@@ -21,7 +21,6 @@ from rcn_keras import inference, losses, metrics  # noqa: F401  (losses, metrics
 from rcn_keras.boxes import BOX_FORMAT_NAMES, Box, BoxFormat, default_box_formats, pick_box_format
 from rcn_keras.detection.base import Detector
 from rcn_keras.detection.registry import make_detector
-from rcn_keras.grid import MAP_SIZE
 from rcn_keras.keypoints import as_scheme
 from rcn_keras.models.config import ModelConfig
 from rcn_keras.models.denoising import build_joint_model
@@ -112,6 +111,11 @@ class Landmarker(keras.Model):
     @property
     def num_keypoints(self) -> int:
         return int(self.backbone.output.shape[-1])
+
+    @property
+    def input_size(self) -> int:
+        """Side of the grey crops the network takes: 80, or 160 for a network that sees more pixels."""
+        return int(self.backbone.input.shape[1])
 
     def network_config(self) -> ModelConfig:
         """The `ModelConfig` of the backbone: as built, else its preset's network; a ValueError when
@@ -223,7 +227,9 @@ class Landmarker(keras.Model):
         if key not in cache:
             head, perm = self._head(readout), self.mirror_permutation(flip)
 
-            @tf.function(input_signature=[tf.TensorSpec([None, MAP_SIZE, MAP_SIZE, 1], tf.float32)])
+            side = self.input_size
+
+            @tf.function(input_signature=[tf.TensorSpec([None, side, side, 1], tf.float32)])
             def infer(crops):
                 out = mirrored_readout(self.backbone, head, crops, perm, self.shape_prior)
                 return out["keypoints"], out["confidence"]
@@ -233,10 +239,10 @@ class Landmarker(keras.Model):
 
     def predict_crops(self, crops, batch_size: int = 64, readout: str | None = None,
                       flip: bool = False) -> dict[str, np.ndarray]:
-        """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) for 80x80 grey crops.
+        """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) for grey crops of `input_size`.
         ``flip``: average with the mirrored crops (flip test-time averaging: about 0.15 NME points
         better on 300W validation faces for twice the network time)."""
-        crops = inference.as_crops(crops)
+        crops = inference.as_crops(crops, self.input_size)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
         infer = self._inference_fn(readout, flip)
@@ -280,14 +286,14 @@ class Landmarker(keras.Model):
         """
         if kwargs:
             raise TypeError(f"Landmarker.predict takes images and boxes; unexpected {sorted(kwargs)} "
-                            f"(use predict_crops for 80x80 crops)")
+                            f"(use predict_crops for {self.input_size}x{self.input_size} crops)")
         self.mirror_permutation(flip)  # a scheme without a mirror fails before any image is read
         given_format = self.box_format(box_format)
         finder = self.detector if detector is None else make_detector(detector)
         found_format = self.box_format(finder.name) if finder is not None else None
         return inference.predict_images(lambda crops: self.predict_crops(crops, batch_size, readout, flip), images,
                                         boxes, given_format, finder, found_format, batch_size, on_error, level,
-                                        max_faces, progress, on_result, preview_side, align, pose)
+                                        max_faces, progress, on_result, preview_side, align, pose, self.input_size)
 
     # --- export -------------------------------------------------------------------------------
 

@@ -53,7 +53,6 @@ import tempfile
 import numpy as np
 
 from rcn_keras.files import atomic_write_bytes, atomic_write_with, remove_stale_temporaries, temporary_prefix
-from rcn_keras.grid import MAP_SIZE
 
 SCHEMA_VERSION = 2
 OVERLAY_SIDE = 1600
@@ -264,7 +263,7 @@ def overlay_image(result: dict, rgb: np.ndarray | None = None, scale: float = 1.
     if rgb is None:
         img = Image.fromarray(np.clip(faces[0]["crop"], 0, 255).astype(np.uint8)).convert("RGB")
         draw = ImageDraw.Draw(img)
-        for px, py in faces[0]["crop_keypoints"] * MAP_SIZE - 0.5:
+        for px, py in faces[0]["crop_keypoints"] * img.width - 0.5:
             draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=(255, 40, 40))
         return img
     img = Image.fromarray(rgb)

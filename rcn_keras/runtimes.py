@@ -55,7 +55,8 @@ class ExportedLandmarker:
                 self._run = interpreter.get_signature_runner("serve")
             except (ValueError, RuntimeError) as exc:
                 raise ValueError(f"{self.path}: cannot load the TFLite model ({first_line(exc)})") from None
-            self.batch_size = int(interpreter.get_input_details()[0]["shape"][0])  # fixed at export
+            shape = interpreter.get_input_details()[0]["shape"]
+            self.batch_size, self.input_size = int(shape[0]), int(shape[1])  # fixed at export
         elif suffix == ".onnx":
             self.runtime = "onnxruntime"
             onnxruntime = require("onnxruntime", "running ONNX models", "onnxruntime", "onnx")
@@ -68,8 +69,9 @@ class ExportedLandmarker:
                                                              providers=["CPUExecutionProvider"])
             except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own types for bad files)
                 raise ValueError(f"{self.path}: cannot load the ONNX model ({first_line(exc)})") from None
-            dim = self._session.get_inputs()[0].shape[0]
+            dim, side = self._session.get_inputs()[0].shape[:2]
             self.batch_size = dim if isinstance(dim, int) else None
+            self.input_size = side if isinstance(side, int) else MAP_SIZE
             self._outputs = [o.name for o in self._session.get_outputs()]
         else:
             raise ValueError(f"{self.path}: not an exported model (.tflite or .onnx)")
@@ -82,7 +84,8 @@ class ExportedLandmarker:
 
     def _probe_keypoints(self) -> int:
         """The point count of the file's outputs (one blank crop run through it)."""
-        return int(self(np.zeros((1, MAP_SIZE, MAP_SIZE, 1), np.float32))["keypoints"].shape[1])
+        side = self.input_size
+        return int(self(np.zeros((1, side, side, 1), np.float32))["keypoints"].shape[1])
 
     def box_format(self, name: str | None = None):
         """The box format ``name`` (see `rcn_keras.boxes.pick_box_format`)."""
@@ -103,7 +106,7 @@ class ExportedLandmarker:
         found_format = self.box_format(finder.name) if finder is not None else None
         return inference.predict_images(self, images, boxes, self.box_format(box_format), finder, found_format,
                                         batch_size, on_error, level, max_faces, progress, on_result, preview_side,
-                                        align, pose)
+                                        align, pose, self.input_size)
 
     def _call(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.runtime == "litert":
@@ -113,11 +116,12 @@ class ExportedLandmarker:
         return {"keypoints": np.asarray(out["keypoints"]), "confidence": np.asarray(out["confidence"])}
 
     def __call__(self, crops) -> dict[str, np.ndarray]:
-        """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) of crops (N, 80, 80, 1) or
-        (N, 80, 80) of raw grey intensities (as `Landmarker.predict_crops`); other shapes are refused."""
+        """Keypoints (N, K, 2) in [0, 1] of the crop and confidence (N, K) of crops (N, S, S, 1) or
+        (N, S, S) of raw grey intensities (S = `input_size`, 80 or 160; as `Landmarker.predict_crops`);
+        other shapes are refused."""
         from rcn_keras.inference import as_crops
 
-        crops = as_crops(crops)
+        crops = as_crops(crops, self.input_size)
         if not len(crops) and hasattr(self, "num_keypoints"):
             return {"keypoints": np.zeros((0, self.num_keypoints, 2), np.float32),
                     "confidence": np.zeros((0, self.num_keypoints), np.float32)}

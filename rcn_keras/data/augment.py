@@ -1,5 +1,5 @@
 """Stage C of the preprocessing (docs/model.md 1.4-1.8) as TensorFlow ops for the tf.data map: the jittered
-affine warp of the 160 crop to 80x80 (keypoints moved by the same matrix), one black occlusion
+affine warp of the 160 crop to 80x80 (or a larger network's input; keypoints moved by the same matrix), one black occlusion
 rectangle, label masks, and the optional horizontal flip with the keypoint permutation.
 
 All randomness is stateless, from a per-sample seed, so a pipeline is reproducible for a given seed.
@@ -117,19 +117,21 @@ def warp_image(image, tl, k, c, sn, out_size: int = OUT_SIZE):
     return out[0]
 
 
-def _gaussian_blur(image, sigma):
-    """Separable 5-tap Gaussian blur of an (H, W, 1) image (edges padded by reflection)."""
-    taps = tf.range(-2.0, 3.0)
+def _gaussian_blur(image, sigma, radius: int = 2):
+    """Separable (2 radius + 1)-tap Gaussian blur of an (H, W, 1) image (edges padded by reflection)."""
+    taps = tf.range(-float(radius), radius + 1.0)
     kernel = tf.exp(-0.5 * tf.square(taps / sigma))
     kernel = kernel / tf.reduce_sum(kernel)
-    x = tf.pad(image[None], [[0, 0], [2, 2], [2, 2], [0, 0]], mode="REFLECT")
-    x = tf.nn.conv2d(x, tf.reshape(kernel, [5, 1, 1, 1]), 1, "VALID")
-    x = tf.nn.conv2d(x, tf.reshape(kernel, [1, 5, 1, 1]), 1, "VALID")
+    width = 2 * radius + 1
+    x = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    x = tf.nn.conv2d(x, tf.reshape(kernel, [width, 1, 1, 1]), 1, "VALID")
+    x = tf.nn.conv2d(x, tf.reshape(kernel, [1, width, 1, 1]), 1, "VALID")
     return x[0]
 
 
-def photometric(image, seed, config: AugmentConfig):
-    """Gamma, contrast, blur and noise jitter of a raw-intensity (0-255) crop, from a stateless seed."""
+def photometric(image, seed, config: AugmentConfig, zoom: float = 1.0):
+    """Gamma, contrast, blur and noise jitter of a raw-intensity (0-255) crop, from a stateless seed;
+    ``zoom``: the crop's side over 80 (the blur's sigma is in 80x80 pixels)."""
     u = tf.random.stateless_uniform([4], seed, -1.0, 1.0)
     x = image
     if config.gamma:
@@ -138,19 +140,21 @@ def photometric(image, seed, config: AugmentConfig):
         mean = tf.reduce_mean(x)
         x = mean + (x - mean) * (1.0 + config.contrast * u[1])
     if config.blur:
-        sigma = 1.0 + 0.5 * u[2]
+        sigma = zoom * (1.0 + 0.5 * u[2])
         do_blur = tf.random.stateless_uniform([], seed + 1) < config.blur
-        x = tf.cond(do_blur, lambda: _gaussian_blur(x, sigma), lambda: x)
+        x = tf.cond(do_blur, lambda: _gaussian_blur(x, sigma, round(2 * zoom)), lambda: x)
     if config.noise:
         std = config.noise * 0.5 * (u[3] + 1.0)
         x = x + std * tf.random.stateless_normal(tf.shape(x), seed + 2)
     return tf.clip_by_value(x, 0.0, 255.0)
 
 
-def occlude(image, seed, config: AugmentConfig):
-    """Paint exactly one black rectangle, sides uniform integers in [min, max], fully inside (docs/model.md 1.5)."""
+def occlude(image, seed, config: AugmentConfig, zoom: float = 1.0):
+    """Paint exactly one black rectangle, sides uniform integers in [min, max], fully inside (docs/model.md 1.5);
+    ``zoom``: the crop's side over 80 (the sizes are in 80x80 pixels)."""
     size = image.shape[0]
-    hw = tf.random.stateless_uniform([2], seed, config.occlusion_min, config.occlusion_max + 1, dtype=tf.int32)
+    low, high = round(config.occlusion_min * zoom), round(config.occlusion_max * zoom)
+    hw = tf.random.stateless_uniform([2], seed, low, high + 1, dtype=tf.int32)
     u = tf.random.stateless_uniform([2], seed + 7, 0.0, 1.0)
     top = tf.cast(tf.floor(u[0] * tf.cast(size - hw[0] + 1, tf.float32)), tf.int32)
     left = tf.cast(tf.floor(u[1] * tf.cast(size - hw[1] + 1, tf.float32)), tf.int32)

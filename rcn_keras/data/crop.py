@@ -20,6 +20,13 @@ W300_STAGE_A_ENLARGE = 1.7
 W300_STAGE_B_ENLARGE = 1.3
 
 
+def crop_side(input_size: int = 80) -> int:
+    """The side of the loose (stage-A) crop a network of ``input_size`` pixels is cut from, in training and
+    on photos: the paper's 160 for 80x80 crops, proportionally more for a larger input (the face keeps its
+    share of the pixels)."""
+    return STAGE_A_SIZE * input_size // 80
+
+
 def _fit_axis(start: int, end: int, size: int) -> tuple[int, int, int]:
     """Shift [start, end) into [0, size) along one axis; returns (start, end, excess that did not fit)."""
     if start < 0:
@@ -127,13 +134,13 @@ def crop_rule(rule: str | None, num_points: int) -> str:
     return rule or ("eyes_mouth" if num_points == 5 else "points")
 
 
-def stage_b_rect(points160: np.ndarray, rule: str | None = None) -> np.ndarray:
-    """Inner face rectangle (x, y, side) on the 160 crop (docs/model.md 1.3) by the keypoint scheme's crop
-    ``rule`` (`crop_rule`): "eyes_mouth" (the 5-point rule with ratio 0.95) or "points" (the tight box
-    enlarged by 1.3)."""
+def stage_b_rect(points160: np.ndarray, rule: str | None = None, size: int = STAGE_A_SIZE) -> np.ndarray:
+    """Inner face rectangle (x, y, side) on the ``size`` (160) crop (docs/model.md 1.3) by the keypoint
+    scheme's crop ``rule`` (`crop_rule`): "eyes_mouth" (the 5-point rule with ratio 0.95) or "points" (the
+    tight box enlarged by 1.3)."""
     p = np.asarray(points160)
     if crop_rule(rule, p.shape[0]) == "eyes_mouth":
-        box = box_from_5_points(p, STAGE_A_SIZE, STAGE_A_SIZE, MTFL_STAGE_B_RATIO)
+        box = box_from_5_points(p, size, size, MTFL_STAGE_B_RATIO)
     else:
         box = box_from_all_points(p, W300_STAGE_B_ENLARGE)
     return np.asarray(box, dtype=np.float32)
@@ -146,11 +153,11 @@ def box_corners(box) -> np.ndarray:
     return np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]])
 
 
-def stage_b_pad(pad_a: np.ndarray, rect: np.ndarray) -> np.ndarray:
-    """Re-express the stage-A pad (ratios of the 160 crop) as ratios of the stage-B rectangle
+def stage_b_pad(pad_a: np.ndarray, rect: np.ndarray, size: int = STAGE_A_SIZE) -> np.ndarray:
+    """Re-express the stage-A pad (ratios of the ``size`` (160) crop) as ratios of the stage-B rectangle
     (`get_padded_region`, docs/model.md 1.3): the part of each side of ``rect`` that lies in the padding."""
     x, y, s = (float(v) for v in rect)
-    n = STAGE_A_SIZE
+    n = size
     l, t, r, b = (float(v) * n for v in pad_a)
     pads = [min(max(l - x, 0.0), s), min(max(t - y, 0.0), s),
             min(max((x + s) - (n - r), 0.0), s), min(max((y + s) - (n - b), 0.0), s)]

@@ -88,12 +88,13 @@ def outside_remark(source, edge: np.ndarray, width: int, height: int) -> str | N
 
 
 def _face_from_points(image: np.ndarray, edge: np.ndarray, codes: np.ndarray, rule: str | None = None,
-                      box=None) -> dict:
+                      box=None, size: int = crop.STAGE_A_SIZE) -> dict:
     """Stages A and B for one face whose keypoints are in edge coordinates of ``image``: the crop from the
     face ``box`` (x, y, w, h, taken as the tight box of the landmarks) when one is given, else from the
     annotated points by the scheme's crop ``rule`` (`rcn_keras.keypoints.CROP_RULES`; ``None``: the
-    paper's rule for 5 or 68 points). Points that are not annotated (code `NOT_ANNOTATED`) are placed at
-    the centre of the others so that they move with the crop and never count."""
+    paper's rule for 5 or 68 points), ``size`` pixels square (`crop.crop_side`). Points that are not annotated
+    (code `NOT_ANNOTATED`) are placed at the centre of the others so that they move with the crop and
+    never count."""
     h, w = image.shape[:2]
     edge = np.asarray(edge, np.float64).copy()
     hidden = np.asarray(codes) == NOT_ANNOTATED
@@ -107,15 +108,25 @@ def _face_from_points(image: np.ndarray, edge: np.ndarray, codes: np.ndarray, ru
         box_a = crop.box_from_5_points(edge, w, h, crop.MTFL_STAGE_A_RATIO)
     else:
         box_a = crop.box_from_all_points(edge[~hidden], crop.W300_STAGE_A_ENLARGE)
-    crop160, pad_a = crop.crop_square(image, box_a)
-    kp = crop.to_crop_frame(edge, box_a)
+    loose, pad_a = crop.crop_square(image, box_a, size)
+    kp = crop.to_crop_frame(edge, box_a, size)
     if box is not None:
-        rect = crop.stage_b_rect(crop.to_crop_frame(corners, box_a), "points")
+        rect = crop.stage_b_rect(crop.to_crop_frame(corners, box_a, size), "points", size)
     else:
-        rect = crop.stage_b_rect(kp[~hidden], rule)
-    pad_b = crop.stage_b_pad(pad_a, rect)
-    return dict(image=crop160, keypoints=kp.astype(np.float32), rect=rect, pad=pad_b,
+        rect = crop.stage_b_rect(kp[~hidden], rule, size)
+    pad_b = crop.stage_b_pad(pad_a, rect, size)
+    return dict(image=loose, keypoints=kp.astype(np.float32), rect=rect, pad=pad_b,
                 codes=crop.clear_unpadded_codes(codes, pad_b))
+
+
+def _size_tag(crop_size: int) -> str:
+    """The cache-name suffix of face sets cropped at another side than the paper's 160."""
+    return "" if crop_size == crop.STAGE_A_SIZE else f"-{crop_size}px"
+
+
+def _with_size(options: dict, crop_size: int) -> dict:
+    """Cache options with the crop side (left out at 160, so the caches written before it stay valid)."""
+    return options if crop_size == crop.STAGE_A_SIZE else {**options, "crop_size": crop_size}
 
 
 def _build(items: list, process: Callable, on_error: str, workers: int | None = None) -> FaceSet:
@@ -161,7 +172,8 @@ def list_pts(folder: str | os.PathLike, recursive: bool = False) -> list[pathlib
 
 
 def load_300w(root: str | os.PathLike, subsets=("afw", "helen_train"), num_keypoints: int = 68,
-              on_error: str = "raise", cache_dir: str | os.PathLike | None = None) -> FaceSet:
+              on_error: str = "raise", cache_dir: str | os.PathLike | None = None,
+              crop_size: int = crop.STAGE_A_SIZE) -> FaceSet:
     """Load 300W-layout folders under ``root`` (``subsets``: keys of `SUBSETS_300W` or of
     `GROUPS_300W`, e.g. "train", "common"), preprocessed as docs/model.md 1.2-1.3.
 
@@ -194,17 +206,17 @@ def load_300w(root: str | os.PathLike, subsets=("afw", "helen_train"), num_keypo
         edge = raw - 0.5
         if num_keypoints == 5:
             edge, codes = afw5_from_68(edge), np.zeros(5, np.int32)
-        return pts.stem, group, _face_from_points(image, edge, codes)
+        return pts.stem, group, _face_from_points(image, edge, codes, size=crop_size)
 
     files = [f for p, _ in items for f in (p, *_images_beside(p))]
     options = {"loader": "300w", "subsets": list(dict.fromkeys(names)), "k": num_keypoints, "on_error": on_error}
     tag = "-".join(dict.fromkeys(names))
-    return cached(cache_dir, f"300w-{tag}-{num_keypoints}pt", files, options,
+    return cached(cache_dir, f"300w-{tag}-{num_keypoints}pt" + _size_tag(crop_size), files, _with_size(options, crop_size),
                   lambda: _build(items, process, on_error))
 
 
 def load_mtfl(root: str | os.PathLike, list_file: str = "training.txt", on_error: str = "raise",
-              cache_dir: str | os.PathLike | None = None) -> FaceSet:
+              cache_dir: str | os.PathLike | None = None, crop_size: int = crop.STAGE_A_SIZE) -> FaceSet:
     """Load MTFL (``training.txt``: the 10,000 train+validation faces; ``testing.txt``: AFLW test).
 
     Image paths in the list are relative to ``root`` (Windows ``\\`` accepted). Coordinates are taken
@@ -218,16 +230,17 @@ def load_mtfl(root: str | os.PathLike, list_file: str = "training.txt", on_error
         image = load_image(root / rec.image)
         check_points(root / rec.image, rec.keypoints + 0.5, image.shape[1], image.shape[0])
         return rec.image, "aflw" if "testing" in list_file else "mtfl", \
-            _face_from_points(image, rec.keypoints + 0.5, np.zeros(5, np.int32))
+            _face_from_points(image, rec.keypoints + 0.5, np.zeros(5, np.int32), size=crop_size)
 
     items = [(root / r.image, r) for r in records]
-    return cached(cache_dir, f"mtfl-{pathlib.Path(list_file).stem}", [root / list_file] + [p for p, _ in items],
-                  {"loader": "mtfl", "list": list_file, "on_error": on_error},
+    return cached(cache_dir, f"mtfl-{pathlib.Path(list_file).stem}" + _size_tag(crop_size),
+                  [root / list_file] + [p for p, _ in items],
+                  _with_size({"loader": "mtfl", "list": list_file, "on_error": on_error}, crop_size),
                   lambda: _build(items, lambda it: process(it[1]), on_error))
 
 
 def load_mtfl_partial68(root: str | os.PathLike, mean_shape: np.ndarray, on_error: str = "raise",
-                        cache_dir: str | os.PathLike | None = None) -> FaceSet:
+                        cache_dir: str | os.PathLike | None = None, crop_size: int = crop.STAGE_A_SIZE) -> FaceSet:
     """MTFL's ``training.txt`` faces as partially labelled 68-point faces (`keypoints.partial_68`, issue 32),
     each cropped as a 68-point face is: from the tight box of ``mean_shape`` (68, 2, any frame) placed on
     its 5 points. Never ``testing.txt``: that is the AFLW test set."""
@@ -245,16 +258,17 @@ def load_mtfl_partial68(root: str | os.PathLike, mean_shape: np.ndarray, on_erro
         placed = place_shape(mean_shape, edge5)
         lo, hi = placed.min(0), placed.max(0)
         points, codes = partial_68(edge5)
-        return rec.image, "mtfl", _face_from_points(image, points, codes, box=(*lo, *(hi - lo)))
+        return rec.image, "mtfl", _face_from_points(image, points, codes, box=(*lo, *(hi - lo)), size=crop_size)
 
     items = [(root / r.image, r) for r in records]
     options = {"loader": "mtfl-partial68", "mean_shape": np.round(mean_shape, 3).tolist(), "on_error": on_error}
-    return cached(cache_dir, "mtfl-training-partial68", [root / "training.txt"] + [p for p, _ in items], options,
+    return cached(cache_dir, "mtfl-training-partial68" + _size_tag(crop_size), [root / "training.txt"]
+                  + [p for p, _ in items], _with_size(options, crop_size),
                   lambda: _build(items, lambda it: process(it[1]), on_error))
 
 
 def load_afw(root: str | os.PathLike, anno: str = "anno.mat", on_error: str = "raise",
-             cache_dir: str | os.PathLike | None = None) -> FaceSet:
+             cache_dir: str | os.PathLike | None = None, crop_size: int = crop.STAGE_A_SIZE) -> FaceSet:
     """Load the AFW 5-point test set from the original ``anno.mat`` (docs/model.md 7.4): faces with a NaN among
     their 6 points are skipped (and counted in ``skipped``); the mouth centre is dropped."""
     _check_on_error(on_error)
@@ -267,7 +281,7 @@ def load_afw(root: str | os.PathLike, anno: str = "anno.mat", on_error: str = "r
     def process(item):
         path, face = item
         image = load_image(path)
-        return face.image, "afw", _face_from_points(image, face.points5 + 0.5, np.zeros(5, np.int32))
+        return face.image, "afw", _face_from_points(image, face.points5 + 0.5, np.zeros(5, np.int32), size=crop_size)
 
     items = [(root / f.image, f) for f in usable]
 
@@ -276,7 +290,8 @@ def load_afw(root: str | os.PathLike, anno: str = "anno.mat", on_error: str = "r
         out.skipped = nan_skipped + out.skipped
         return out
 
-    return cached(cache_dir, "afw-anno", [root / anno] + [p for p, _ in items], {"loader": "afw", "on_error": on_error}, build)
+    return cached(cache_dir, "afw-anno" + _size_tag(crop_size), [root / anno] + [p for p, _ in items],
+                  _with_size({"loader": "afw", "on_error": on_error}, crop_size), build)
 
 
 def _check_count(where: str, found: int, num_keypoints: int | None) -> None:
@@ -303,7 +318,7 @@ def coco_image_folder(path: pathlib.Path, annotations: list[Annotation]) -> path
 
 def load_annotations(annotations: list[Annotation], base: pathlib.Path, groups: str | list[str],
                      num_keypoints: int | None, crop_rule: str, on_error: str, cache_name: str,
-                     cache_files: list[pathlib.Path], cache_dir) -> FaceSet:
+                     cache_files: list[pathlib.Path], cache_dir, crop_size: int = crop.STAGE_A_SIZE) -> FaceSet:
     """Faces of generic `Annotation`s (images relative to ``base``; ``groups``: one subset label for all
     or one per annotation): cropped from the box when one is given, else from the annotated points by
     ``crop_rule``. Every reader gives one point count per file, checked here once."""
@@ -324,34 +339,38 @@ def load_annotations(annotations: list[Annotation], base: pathlib.Path, groups: 
         h, w = image.shape[:2]
         check_points(ann.where, ann.keypoints[ann.annotated], w, h, has_box=ann.box is not None)
         codes = np.where(ann.annotated, 0, NOT_ANNOTATED).astype(np.int32)
-        return name, group, _face_from_points(image, ann.keypoints, codes, crop_rule, ann.box)
+        return name, group, _face_from_points(image, ann.keypoints, codes, crop_rule, ann.box, crop_size)
 
     files = cache_files + [p for p, _, _, _ in items]
     options = {"loader": cache_name, "k": num_keypoints, "rule": crop_rule, "on_error": on_error}
-    return cached(cache_dir, cache_name, files, options, lambda: _build(items, process, on_error))
+    return cached(cache_dir, cache_name + _size_tag(crop_size), files, _with_size(options, crop_size),
+                  lambda: _build(items, process, on_error))
 
 
 def load_keypoint_csv(path: str | os.PathLike, num_keypoints: int | None = None, crop_rule: str = "points",
-                      on_error: str = "raise", cache_dir: str | os.PathLike | None = None) -> FaceSet:
+                      on_error: str = "raise", cache_dir: str | os.PathLike | None = None,
+                      crop_size: int = crop.STAGE_A_SIZE) -> FaceSet:
     """Faces of a keypoint CSV (`read_keypoint_csv`; image paths relative to the CSV's folder)."""
     path = pathlib.Path(path)
     anns = read_keypoint_csv(path)
     return load_annotations(anns, path.parent, path.stem, num_keypoints, crop_rule, on_error,
-                            f"csv-{path.stem}", [path], cache_dir)
+                            f"csv-{path.stem}", [path], cache_dir, crop_size)
 
 
 def load_coco(path: str | os.PathLike, num_keypoints: int | None = None, crop_rule: str = "points",
-              on_error: str = "raise", cache_dir: str | os.PathLike | None = None) -> FaceSet:
+              on_error: str = "raise", cache_dir: str | os.PathLike | None = None,
+              crop_size: int = crop.STAGE_A_SIZE) -> FaceSet:
     """Faces of a COCO keypoints JSON (`read_coco_keypoints`; ``file_name`` relative to the JSON's folder,
     or to an ``images/`` folder beside it when the file is there)."""
     path = pathlib.Path(path)
     anns, _ = read_coco_keypoints(path)
     return load_annotations(anns, coco_image_folder(path, anns), path.stem, num_keypoints, crop_rule, on_error, f"coco-{path.stem}",
-                            [path], cache_dir)
+                            [path], cache_dir, crop_size)
 
 
 def load_pts_folder(root: str | os.PathLike, num_keypoints: int | None = None, crop_rule: str = "points",
-                    on_error: str = "raise", cache_dir: str | os.PathLike | None = None) -> FaceSet:
+                    on_error: str = "raise", cache_dir: str | os.PathLike | None = None,
+                    crop_size: int = crop.STAGE_A_SIZE) -> FaceSet:
     """Faces of every `.pts` file under ``root`` (any point count, 1-based as 300W; searched recursively)
     with the image of the same name beside it. The group of a face is its folder relative to ``root``."""
     root = pathlib.Path(root)
@@ -365,7 +384,7 @@ def load_pts_folder(root: str | os.PathLike, num_keypoints: int | None = None, c
         anns.append(Annotation(str(image.relative_to(root)), points - 0.5, np.ones(len(points), bool), None, str(pts)))
         groups.append(pts.parent.relative_to(root).as_posix() if pts.parent != root else root.name or "pts")
     return load_annotations(anns, root, groups, num_keypoints, crop_rule, on_error, f"pts-{root.name or 'root'}",
-                            files, cache_dir)
+                            files, cache_dir, crop_size)
 
 
 def image_files(source: str, root: str | os.PathLike, subsets=(), list_file: str = "testing.txt") -> set[pathlib.Path]:

@@ -14,9 +14,10 @@ SPLIT_SEED = 7345
 
 @dataclasses.dataclass
 class FaceSet:
-    """N faces: 160x160 grey crops, keypoints and the inner face rectangle, all in the crop frame.
+    """N faces: 160x160 grey crops (larger for networks of a larger input), keypoints and the inner face
+    rectangle, all in the crop frame.
 
-    * ``images`` (N, 160, 160) uint8; ``keypoints`` (N, K, 2) float32 edge coordinates (x, y);
+    * ``images`` (N, 160, 160) uint8 (`crop_size` square); ``keypoints`` (N, K, 2) float32 edge coordinates (x, y);
     * ``rects`` (N, 3) float32 stage-B square (x, y, side) that the warp maps to 80x80;
     * ``border_codes`` (N, K) int32 300W border codes (0 = not at an image border; MTFL all 0);
     * ``pads`` (N, 4) float32 pad ratios of the rectangle [left, top, right, bottom];
@@ -41,8 +42,9 @@ class FaceSet:
             self.weights = np.asarray(self.weights, np.float32).reshape(-1)
             if len(self.weights) != n or not np.all(np.isfinite(self.weights)) or np.any(self.weights < 0):
                 raise ValueError(f"FaceSet.weights must be {n} finite values >= 0, got {len(self.weights)}")
-        if self.images.shape[1:] != (STAGE_A_SIZE, STAGE_A_SIZE):
-            raise ValueError(f"FaceSet images must be (N, {STAGE_A_SIZE}, {STAGE_A_SIZE}), got {self.images.shape}")
+        if self.images.ndim != 3 or self.images.shape[1] != self.images.shape[2] or self.images.shape[1] < 1:
+            raise ValueError(f"FaceSet images must be (N, side, side) square crops (side {STAGE_A_SIZE} for "
+                             f"80x80 networks), got {self.images.shape}")
         for name in ("keypoints", "rects", "border_codes", "pads", "names", "groups"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"FaceSet.{name} has {len(getattr(self, name))} entries for {n} images")
@@ -61,6 +63,11 @@ class FaceSet:
     def weighted(self, weight: float) -> "FaceSet":
         """The same faces with every face's labels weighing ``weight`` in the loss."""
         return dataclasses.replace(self, weights=np.full(len(self), weight, np.float32))
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the loose crops in pixels (160 for the paper's 80x80 networks)."""
+        return int(self.images.shape[1])
 
     @property
     def num_keypoints(self) -> int:
@@ -95,6 +102,9 @@ class FaceSet:
         ks = {s.num_keypoints for s in sets}
         if len(ks) != 1:
             raise ValueError(f"cannot join face sets with different keypoint counts {sorted(ks)}")
+        sides = {s.crop_size for s in sets}
+        if len(sides) != 1:
+            raise ValueError(f"cannot join face sets cropped at different sides {sorted(sides)}")
         cat = lambda name: np.concatenate([getattr(s, name) for s in sets])  # noqa: E731
         return FaceSet(cat("images"), cat("keypoints"), cat("rects"), cat("border_codes"), cat("pads"),
                        sum((s.names for s in sets), []), sum((s.groups for s in sets), []),

@@ -1,7 +1,7 @@
 """tf.data pipelines over a `FaceSet` (docs/model.md 6): train (fresh jitter and occlusion every epoch,
 reshuffled), validation (jittered and occluded once with a fixed seed), test (no jitter).
 
-Each element is ``(image, target)``: image (B, 80, 80, 1) float32 raw intensities 0-255 (LCN is
+Each element is ``(image, target)``: image (B, 80, 80, 1) (or the network's input side) float32 raw intensities 0-255 (LCN is
 inside the model), target (B, K, 3) = normalised x, y in [0, 1] and the loss mask: 0/1 times the face's
 label weight (`FaceSet.weights`: 1 for true labels, less for pseudo-labels); a negative mask marks a point
 that holds its group's mean (`keypoints.GROUP_MEAN`: trained only through that mean).
@@ -30,8 +30,9 @@ def flip_order(scheme: KeypointScheme, config: aug.AugmentConfig) -> list[int] |
     return list(scheme.flip)
 
 
-def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, perm: list[int] | None):
+def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, perm: list[int] | None, out_size: int):
     jitter = mode != "test"
+    zoom = out_size / aug.OUT_SIZE  # occlusion sizes and blur are in 80x80 pixels
 
     def fn(sample, seed):
         seed = tf.stack([seed, tf.cast(sample["index"], tf.int64)])
@@ -40,19 +41,19 @@ def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, perm: l
             scale, tx, ty, rot = aug.draw_jitter(seed, config)
         else:
             scale, tx, ty, rot = tf.constant(1.0), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
-        tl, k, c, sn = aug.warp_params(rect, scale, tx, ty, rot)
-        image = aug.warp_image(sample["image"], tl, k, c, sn)
-        points = aug.warp_points(sample["keypoints"], tl, k, c, sn) / aug.OUT_SIZE
+        tl, k, c, sn = aug.warp_params(rect, scale, tx, ty, rot, out_size)
+        image = aug.warp_image(sample["image"], tl, k, c, sn, out_size)
+        points = aug.warp_points(sample["keypoints"], tl, k, c, sn) / out_size
         if mode == "train" and config.photometric:
-            image = aug.photometric(image, seed + 5, config)
+            image = aug.photometric(image, seed + 5, config, zoom)
         if jitter and config.occlusion:
-            image = aug.occlude(image, seed + 3, config)
+            image = aug.occlude(image, seed + 3, config, zoom)
         mask = aug.label_mask(points, sample["border_codes"], mask_outside) * sample["weight"]
         if perm is not None:
             do_flip = tf.random.stateless_uniform([], seed + 11) < 0.5
             image, points, mask = tf.cond(do_flip, lambda: aug.flip_sample(image, points, mask, perm),
                                           lambda: (image, points, mask))
-        image = tf.ensure_shape(image, (aug.OUT_SIZE, aug.OUT_SIZE, 1))
+        image = tf.ensure_shape(image, (out_size, out_size, 1))
         return image, tf.concat([points, mask[:, None]], axis=-1)
 
     return fn
@@ -61,8 +62,9 @@ def _sample_fn(mode: str, config: aug.AugmentConfig, mask_outside: bool, perm: l
 def make_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64,
                  augment: aug.AugmentConfig | None = None, seed: int = 0,
                  mask_outside: bool | None = None, drop_remainder: bool = False,
-                 scheme: KeypointScheme | None = None) -> tf.data.Dataset:
-    """Batched, prefetched ``(image, target)`` pipeline over ``faces``.
+                 scheme: KeypointScheme | None = None, out_size: int = aug.OUT_SIZE) -> tf.data.Dataset:
+    """Batched, prefetched ``(image, target)`` pipeline over ``faces``, crops ``out_size`` pixels square
+    (the network's input side; the targets are normalised, the same for any side).
 
     ``scheme``: the keypoint scheme (default: the `standard_scheme` of K) for the flip permutation and
     ``mask_outside``, which masks keypoints that leave the crop after the warp (the paper's schemes:
@@ -87,7 +89,7 @@ def make_dataset(faces: FaceSet, mode: str = "train", batch_size: int = 64,
         ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=(mode == "train"))
     ds = tf.data.Dataset.zip((ds, seeds))
-    ds = ds.map(_sample_fn(mode, config, mask_outside, perm),
+    ds = ds.map(_sample_fn(mode, config, mask_outside, perm, out_size),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 

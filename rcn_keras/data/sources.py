@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rcn_keras.data import datasets
+from rcn_keras.data.crop import STAGE_A_SIZE
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.synthetic import synthetic_faces
 from rcn_keras.keypoints import is_annotated
@@ -97,10 +98,11 @@ class Splits:
 
 def load_faces(source: str, root: str | None = None, num_keypoints: int = 68, subsets=("afw", "helen_train"),
                list_file: str = "testing.txt", faces: int = 300, seed: int = 2, on_error: str = "raise",
-               cache_dir: str | None = None, crop_rule: str | None = None) -> FaceSet:
+               cache_dir: str | None = None, crop_rule: str | None = None, crop_size: int = STAGE_A_SIZE) -> FaceSet:
     """One face set: ``faces`` synthetic faces, 300W ``subsets`` under ``root``, an MTFL ``list_file``,
     AFW's ``anno.mat`` (5 points), or a user's keypoints (``pts`` folder, ``csv`` / ``coco`` file at
-    ``root``, cropped by ``crop_rule``, default "points")."""
+    ``root``, cropped by ``crop_rule``, default "points"); real faces cropped ``crop_size`` pixels square
+    (`crop.crop_side`)."""
     if source == "synthetic":
         return synthetic_faces(faces, num_keypoints, seed=seed)
     if source not in EVAL_SOURCES:
@@ -109,14 +111,16 @@ def load_faces(source: str, root: str | None = None, num_keypoints: int = 68, su
         raise ValueError(f"data source {source!r} needs {root_kind(source)} (--root)")
     if source in CUSTOM_SOURCES:
         loader = {"pts": datasets.load_pts_folder, "csv": datasets.load_keypoint_csv, "coco": datasets.load_coco}
-        return loader[source](root, num_keypoints, crop_rule or "points", on_error=on_error, cache_dir=cache_dir)
+        return loader[source](root, num_keypoints, crop_rule or "points", on_error=on_error, cache_dir=cache_dir,
+                              crop_size=crop_size)
+    common = dict(on_error=on_error, cache_dir=cache_dir, crop_size=crop_size)
     if source == "300w":
-        return datasets.load_300w(root, tuple(subsets), num_keypoints, on_error=on_error, cache_dir=cache_dir)
+        return datasets.load_300w(root, tuple(subsets), num_keypoints, **common)
     if num_keypoints != 5:
         raise ValueError(f"{source} has 5 keypoints but the model predicts {num_keypoints}")
     if source == "mtfl":
-        return datasets.load_mtfl(root, list_file, on_error=on_error, cache_dir=cache_dir)
-    return datasets.load_afw(root, on_error=on_error, cache_dir=cache_dir)
+        return datasets.load_mtfl(root, list_file, **common)
+    return datasets.load_afw(root, **common)
 
 
 def extra_source(path: str) -> str:
@@ -142,13 +146,15 @@ def annotated_mean_shape(faces: FaceSet) -> np.ndarray:
     return (np.where(own, faces.keypoints, 0.0).sum(0) / counts).astype(np.float64)
 
 
-def load_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None = None) -> Splits:
+def load_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None = None,
+                crop_size: int = STAGE_A_SIZE) -> Splits:
     """Train / validation / test face sets of ``data`` for a model of ``num_keypoints`` (``crop_rule``: the
-    keypoint scheme's, for a user's keypoints), with the ``extra_train`` faces added to the training set."""
-    splits = _source_splits(data, num_keypoints, crop_rule)
+    keypoint scheme's, for a user's keypoints), with the ``extra_train`` faces added to the training set;
+    real faces cropped ``crop_size`` pixels square (`crop.crop_side` of the network's input)."""
+    splits = _source_splits(data, num_keypoints, crop_rule, crop_size)
     if not data.extra_train:
         return splits
-    common = dict(on_error=data.on_error, cache_dir=data.cache_dir)
+    common = dict(on_error=data.on_error, cache_dir=data.cache_dir, crop_size=crop_size)
     extras, tested = [], None
     for path in data.extra_train:
         kind = extra_source(path)
@@ -183,13 +189,13 @@ def test_images(data: DataConfig) -> set[pathlib.Path]:
     return set()
 
 
-def _source_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None) -> Splits:
+def _source_splits(data: DataConfig, num_keypoints: int, crop_rule: str | None, crop_size: int) -> Splits:
     d, k = data, num_keypoints
     if d.source == "synthetic":
         return Splits(synthetic_faces(d.synthetic_train, k, seed=d.seed),
                       synthetic_faces(d.synthetic_validation, k, seed=d.seed + 1),
                       synthetic_faces(d.synthetic_test, k, seed=d.seed + 2))
-    common = dict(num_keypoints=k, on_error=d.on_error, cache_dir=d.cache_dir)
+    common = dict(num_keypoints=k, on_error=d.on_error, cache_dir=d.cache_dir, crop_size=crop_size)
     if d.source in CUSTOM_SOURCES:
         train, val = load_faces(d.source, d.root, crop_rule=crop_rule, **common).split(d.validation)
         test = load_faces(d.source, d.test_root, crop_rule=crop_rule, **common) if d.test_root else None

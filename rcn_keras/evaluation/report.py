@@ -39,7 +39,8 @@ def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, re
         perm = (model.mirror_permutation(True) if hasattr(model, "mirror_permutation")
                 else standard_scheme(faces.num_keypoints).flip)
     prior = getattr(model, "shape_prior", None) if shape_prior else None
-    for x, y in make_dataset(faces, "test", batch_size=batch_size):
+    side = int(maps_model.input.shape[1])  # the network's crop side (80, or 160)
+    for x, y in make_dataset(faces, "test", batch_size=batch_size, out_size=side):
         out = mirrored_readout(maps_model, head, x, perm, prior)
         preds.append(out["keypoints"].numpy())
         confs.append(out["confidence"].numpy())

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import keras
 
-from rcn_keras.models.config import INPUT_SIZE, LEVEL_SIZES, LEVELS, ModelConfig
+from rcn_keras.models.config import INPUT_SIZE, LEVEL_SIZES, ModelConfig
 from rcn_keras.models.layers import LearnedUpsampling, LocalContrastNormalization, MaxOnly, RCNUniform
 
 # Encoder (trunk) output channels per level F..O; Sh7 (level O) is a 1x1 conv, the rest 3x3.
 ENCODER_CHANNELS = {"mtfl": (16, 32, 48, 48, 48, 48, 48), "300w": (64,) * 7,
                     "fast": (8, 16, 48, 64, 96, 96, 96)}
+# The 160x160 level H of a 160 input: one 3x3 trunk conv (as many channels as F's), max-pooled into F.
+FINER_CHANNELS = {"mtfl": 16, "300w": 64, "fast": 8}
 
 # RCN decoder convs per level (before the output conv at F). "D_top" is D when it is the
 # coarsest level (4 branches): two convs, like S in the 5-branch net (docs/model.md 4.3).
@@ -37,14 +39,14 @@ EXTRA_FINE = {"mtfl": [(16, 3), (16, 3)], "300w": [(64, 1), (64, 1)], "fast": [(
 SEPARABLE_LAYOUTS = ("fast",)
 
 
-def pool_of(level: int) -> tuple[int, int]:
-    """(pool size, stride) of the max pool that leaves ``level`` for the next coarser one."""
-    return (3, 2) if LEVELS[level] == "S" else (2, 2)
+def pool_of(name: str) -> tuple[int, int]:
+    """(pool size, stride) of the max pool that leaves level ``name`` for the next coarser one."""
+    return (3, 2) if name == "S" else (2, 2)
 
 
-def up_of(level: int) -> tuple[int, int]:
-    """(factor, rows cropped at the end) of the upsampling from ``level + 1`` to ``level``."""
-    return (3, 1) if LEVELS[level] == "S" else (2, 0)
+def up_of(name: str) -> tuple[int, int]:
+    """(factor, rows cropped at the end) of the upsampling from the level coarser than ``name`` to it."""
+    return (3, 1) if name == "S" else (2, 0)
 
 
 class GraphBuilder:
@@ -89,28 +91,50 @@ class GraphBuilder:
         return x
 
     def inputs(self):
-        """Raw grey 80x80x1 input and its normalised version (LCN inside the graph, docs/model.md 1.6)."""
-        image = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="image")
-        x = LocalContrastNormalization(self.config.lcn_floor, name="lcn")(image) if self.config.lcn else image
-        return image, x
+        """Raw grey input (80x80x1, or 160x160x1) and the normalised 80x80 image (LCN inside the graph,
+        docs/model.md 1.6); a 160 input also gives its own normalised version (LCN at twice the scale,
+        so both see the same part of the face), else None."""
+        size = self.config.input_size
+        image = keras.Input((size, size, 1), name="image")
+        lcn = self.config.lcn
+        fine = None
+        if size != INPUT_SIZE:
+            factor = size // INPUT_SIZE
+            fine = LocalContrastNormalization(self.config.lcn_floor, kernel_size=factor * 8 + 1,
+                                              sigma=1.591 * factor, name="lcn_h")(image) if lcn else image
+            image80 = keras.layers.AveragePooling2D(factor, name="image_f")(image)
+        else:
+            image80 = image
+        x = LocalContrastNormalization(self.config.lcn_floor, name="lcn")(image80) if lcn else image80
+        return image, x, fine
 
-    def trunk(self, x, top: int) -> list:
-        """Encoder Sh1..Sh(top+1): returns the trunk output at each level 0..top."""
+    def trunk(self, x, top: int, fine=None) -> list:
+        """Encoder Sh1..Sh(top+1): returns the trunk output at each level 0..top. With ``fine`` (the
+        normalised 160 image) level 0 is H: its conv ``sh0``, max-pooled, joins ``x`` as F's input."""
         channels = ENCODER_CHANNELS[self.config.layout]
+        names = self.config.levels
+        first = 0
         feats = []
-        for level in range(top + 1):
-            if level > 0:
-                size, stride = pool_of(level - 1)
-                x = keras.layers.MaxPool2D(size, stride, padding="valid", name=f"pool{level}")(x)
-                x = self.noise(x, f"pool{level}")
-            kernel = 1 if LEVELS[level] == "O" else 3
-            x = self.conv(x, channels[level], kernel, f"sh{level + 1}", "encoder")
+        if fine is not None:
+            h = self.conv(fine, FINER_CHANNELS[self.config.layout], 3, "sh0", "encoder")
+            feats.append(h)
+            h = self.noise(keras.layers.MaxPool2D(2, 2, padding="valid", name="pool0")(h), "pool0")
+            x = keras.layers.Concatenate(name="concat_h")([x, h])
+            first = 1
+        for level in range(first, top + 1):
+            step = level - first  # the 80x80 network's own level index (F = 0)
+            if step > 0:
+                size, stride = pool_of(names[level - 1])
+                x = keras.layers.MaxPool2D(size, stride, padding="valid", name=f"pool{step}")(x)
+                x = self.noise(x, f"pool{step}")
+            kernel = 1 if names[level] == "O" else 3
+            x = self.conv(x, channels[step], kernel, f"sh{step + 1}", "encoder")
             feats.append(x)
         return feats
 
     def upsample(self, x, level: int, name: str):
         """Upsample from ``level + 1`` to ``level``: nearest repetition or learned shared kernel."""
-        factor, crop = up_of(level)
+        factor, crop = up_of(self.config.levels[level])
         if self.config.upsampling == "learned":
             return LearnedUpsampling(factor, crop, seed=self.next_seed(), name=name)(x)
         x = keras.layers.UpSampling2D(factor, interpolation="nearest", name=name)(x)
@@ -120,8 +144,9 @@ class GraphBuilder:
 
     def max_only(self, x, level: int):
         """The ``zero_non_pooled`` copy of a trunk tensor: only each pool window's maxima survive."""
-        size, stride = pool_of(level)
-        return MaxOnly(size, stride, name=f"max_only_{LEVELS[level].lower()}")(x)
+        name = self.config.levels[level]
+        size, stride = pool_of(name)
+        return MaxOnly(size, stride, name=f"max_only_{name.lower()}")(x)
 
 
 def upsample_to_input(x, level: int, name: str):

@@ -16,11 +16,15 @@ UPSAMPLINGS = ("nearest", "learned")
 LCN_FLOORS = ("image", "batch")
 MIN_BRANCHES, MAX_BRANCHES = 4, 7
 INPUT_SIZE = MAP_SIZE
+# Input crop sides: 80 (the paper) or 160, where a finer level "H" (160x160) feeds the F level's trunk.
+INPUT_SIZES = (MAP_SIZE, 2 * MAP_SIZE)
 # Map -> keypoint read-outs of `KeypointReadout` (docs/model.md, 5.3).
 READOUTS = ("argmax", "soft_argmax", "local_soft_argmax")
-# Level names, finest first: spatial size 80, 40, 20, 10, 5, 2, 1 (docs/model.md, 2).
+# Level names, finest first: spatial size 80, 40, 20, 10, 5, 2, 1 (docs/model.md, 2); a 160x160 input
+# adds the level H in front (`ModelConfig.levels`).
 LEVELS = ("F", "M", "C", "D", "S", "T", "O")
 LEVEL_SIZES = (80, 40, 20, 10, 5, 2, 1)
+FINER_LEVEL, FINER_SIZE = "H", 2 * MAP_SIZE
 OUTPUT_LEVELS = (0, 1)
 
 
@@ -36,6 +40,12 @@ class ModelConfig:
     bilinearly to 80x80 unless ``upsample_maps=False`` (40x40 maps: the read-out's softmax over a quarter of
     the pixels, about half of the fast model's time per face). L2 coefficients follow docs/model.md 5.5's
     three groups.
+
+    ``input_size=160`` (RCN only) sees the face at twice the pixels: a finer branch H at 160x160 (one
+    trunk conv on the full-resolution crop, max-pooled) joins the 80x80 level's input beside the crop
+    averaged down to 80, so F..S work as at 80 and a network trained at 80 starts there as itself
+    (`transfer`); the decoder then ends at F (``output_level=1``: the level index counts H as 0) and the
+    maps stay 80x80.
     """
 
     family: str = "rcn"
@@ -77,8 +87,14 @@ class ModelConfig:
             bad("branches", self.branches, f"an integer from {MIN_BRANCHES} to {MAX_BRANCHES}")
         if not isinstance(self.num_keypoints, int) or self.num_keypoints < 1:
             bad("num_keypoints", self.num_keypoints, "a positive integer")
-        if self.input_size != INPUT_SIZE:
-            bad("input_size", self.input_size, f"{INPUT_SIZE} (the architecture is built for 80x80 crops)")
+        if self.input_size not in INPUT_SIZES:
+            bad("input_size", self.input_size, f"{INPUT_SIZES} (crop side in pixels)")
+        if self.input_size != INPUT_SIZE and self.family != "rcn":
+            bad("input_size", self.input_size, f"{INPUT_SIZE} for family='sumnet'; {INPUT_SIZES} for 'rcn'")
+        if self.input_size != INPUT_SIZE and self.output_level != 1:
+            bad("output_level", self.output_level, "1 with input_size=160 (the decoder ends at F: 80x80 maps)")
+        if self.input_size != INPUT_SIZE and self.branches < 5:
+            bad("branches", self.branches, "5 to 7 with input_size=160 (H and at least F, M, C, D)")
         if self.branch_mask is not None:
             mask = tuple(self.branch_mask)
             if len(mask) != self.branches or any(m not in (0, 1) for m in mask):
@@ -90,7 +106,8 @@ class ModelConfig:
         if self.layout == "fast" and self.family != "rcn":
             bad("layout", self.layout, "'fast' only for family='rcn'; for SumNet: ('mtfl', '300w')")
         if self.output_level not in OUTPUT_LEVELS:
-            bad("output_level", self.output_level, f"{OUTPUT_LEVELS} (0 = F, 80x80; 1 = M, 40x40 upsampled)")
+            bad("output_level", self.output_level, f"{OUTPUT_LEVELS} (0 = F, 80x80; 1 = M, 40x40 upsampled; "
+                                                   f"with input_size=160: 1 = F)")
         if self.output_level and self.family != "rcn":
             bad("output_level", self.output_level, "0 for family='sumnet' (each branch has its own output)")
         if not isinstance(self.upsample_maps, bool):
@@ -113,9 +130,20 @@ class ModelConfig:
         return self.branch_mask or (1,) * self.branches
 
     @property
+    def levels(self) -> tuple[str, ...]:
+        """Names of this network's levels, finest first: F, M, ... (H, F, M, ... for a 160x160 input)."""
+        return LEVELS if self.input_size == INPUT_SIZE else (FINER_LEVEL,) + LEVELS[:-1]
+
+    @property
+    def level_sizes(self) -> tuple[int, ...]:
+        """Spatial side of each level of `levels`."""
+        return LEVEL_SIZES if self.input_size == INPUT_SIZE else (FINER_SIZE,) + LEVEL_SIZES[:-1]
+
+    @property
     def map_size(self) -> int:
         """Side of the keypoint maps the network emits: 80, or its output level's (40) without upsampling."""
-        return LEVEL_SIZES[0] if self.upsample_maps else LEVEL_SIZES[self.output_level]
+        size = self.level_sizes[self.output_level]
+        return max(size, MAP_SIZE) if self.upsample_maps else size
 
     @property
     def top_level(self) -> int:

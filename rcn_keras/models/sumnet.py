@@ -30,7 +30,7 @@ def build_sumnet(config: ModelConfig) -> keras.Model:
     trunk levels that no active branch needs are not built. Branch weights W (R, K) ~ U[0, 1), trained.
     """
     g = GraphBuilder(config)
-    image, x = g.inputs()
+    image, x, _ = g.inputs()  # SumNet takes 80x80 crops only (ModelConfig)
     feats = g.trunk(x, config.top_level)
     outputs = []
     for level, feat in enumerate(feats):

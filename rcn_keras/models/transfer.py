@@ -6,7 +6,8 @@ K: with a ``point_map`` (new point j is the source's point ``point_map[j]``) the
 from those points; else the output convs start at zero (every map uniform, so the first updates do not
 push large random logits back through the trained features) and branch weights as initialised.
 
-A wider network (``width`` larger than the source's) starts as the same function: each hidden layer
+A wider network (``width`` larger than the source's), or the source given a 160x160 input (its finer
+level H, `ModelConfig.input_size`), starts as the same function: each hidden layer
 keeps the source's channels at their places (the concatenations of the decoder followed through the
 graph) and its new channels start as initialised, but every weight from a new channel into an old one
 is zero, so the old channels, and the maps, are computed exactly as before; training then puts the new
@@ -111,10 +112,12 @@ def source_channel_positions(source: keras.Model, target: keras.Model) -> dict[s
         if isinstance(op, keras.layers.Concatenate):
             offsets = np.cumsum([0] + [t.shape[-1] for t in node.input_tensors[:-1]])
             out = np.concatenate([p + o for p, o in zip(inputs, offsets)])
+        elif conv and op.name in head:
+            out = None
         elif conv:
-            # a conv the source lacks (another branch count) has no source channels: it starts fresh
-            known = op.name in in_source and op.name not in head
-            out = np.arange(in_source[op.name].output.shape[-1]) if known else None
+            # a conv the source lacks (a branch it has not: another count, the 160 input's H) adds
+            # channels of its own only, which start with zero weights into the source's
+            out = np.arange(in_source[op.name].output.shape[-1]) if op.name in in_source else np.arange(0)
         else:  # channels pass through (pooling, upsampling, normalisation, activation, ...)
             out = inputs[0] if inputs else None
         if op.weights and len(inputs) == 1:

@@ -35,6 +35,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from rcn_keras.data.crop import crop_side
     from rcn_keras.data.sources import load_faces
     from rcn_keras.evaluation.report import (REPORT_COLUMNS, evaluate_predictions, headline_rows, predict_faceset,
                                              region_table, write_report)
@@ -47,7 +48,8 @@ def run(args) -> int:
     readout = args.readout or model.readout
     model.mirror_permutation(args.flip)  # a scheme without a mirror fails before the data is read
     faces = load_faces(args.data, args.root, model.num_keypoints, args.subsets, args.list_file, args.faces,
-                       args.seed, args.on_error, crop_rule=model.keypoints.crop)
+                       args.seed, args.on_error, crop_rule=model.keypoints.crop,
+                       crop_size=crop_side(model.input_size))
     pred, gt, _ = predict_faceset(model, faces, args.batch_size, readout, flip=args.flip)
     result = evaluate_predictions(pred, gt, faces, mode=args.mode, scheme=model.keypoints)
     claim_folder(args.out, NAME, args.overwrite)

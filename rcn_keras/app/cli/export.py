@@ -35,16 +35,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def representative_crops(source: str, root: str | None, num_keypoints: int, faces: int = REPRESENTATIVE_FACES,
-                         crop_rule: str | None = None):
-    """Un-jittered 80x80 crops of ``faces`` training faces of ``source`` (the training split only)."""
+                         crop_rule: str | None = None, side: int = 80):
+    """Un-jittered ``side`` x ``side`` crops (the network's input) of ``faces`` training faces of ``source``
+    (the training split only)."""
     import numpy as np
 
+    from rcn_keras.data.crop import crop_side
     from rcn_keras.data.pipeline import make_dataset
     from rcn_keras.data.sources import DataConfig, load_splits
 
-    train = load_splits(DataConfig(source=source, root=root), num_keypoints, crop_rule).train
+    train = load_splits(DataConfig(source=source, root=root), num_keypoints, crop_rule, crop_side(side)).train
     train = train.take(np.linspace(0, len(train) - 1, min(faces, len(train))).astype(int))
-    return np.concatenate([x.numpy() for x, _ in make_dataset(train, "test", 64)])
+    return np.concatenate([x.numpy() for x, _ in make_dataset(train, "test", 64, out_size=side)])
 
 
 def run(args) -> int:
@@ -59,7 +61,7 @@ def run(args) -> int:
         check_export_path(args.out, args.format, args.overwrite)
     model = load_landmarker(args.model)
     representative = (representative_crops(args.data, args.root, model.num_keypoints,
-                                           crop_rule=model.keypoints.crop)
+                                           crop_rule=model.keypoints.crop, side=model.input_size)
                       if args.quantize == "int8" else None)
     path = model.export(args.out, args.format, args.readout, args.batch_size, quantize=args.quantize,
                         representative=representative, overwrite=args.overwrite)

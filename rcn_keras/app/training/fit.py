@@ -19,6 +19,7 @@ from rcn_keras.app.training.callbacks import (AveragedWeights, BestCheckpoint, E
                                               TrainingState, load_training_state)
 from rcn_keras.app.training.config import TrainConfig, describe_changes, resume_changes
 from rcn_keras.app.training.distributed import is_chief, make_strategy, train_multiworker
+from rcn_keras.data.crop import crop_side
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.pipeline import make_dataset, make_denoiser_dataset
 from rcn_keras.data.sources import load_splits
@@ -27,6 +28,7 @@ from rcn_keras.evaluation.denoiser import denoiser_table, evaluate_denoiser
 from rcn_keras.evaluation.nme import per_sample_nme
 from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
 from rcn_keras.files import atomic_save_model, atomic_write_bytes
+from rcn_keras.grid import MAP_SIZE
 from rcn_keras.landmarker import Landmarker, float32_copy, load_landmarker
 from rcn_keras.metrics import NME
 from rcn_keras.models.config import READOUTS, ModelConfig
@@ -225,14 +227,18 @@ def network_of(config: TrainConfig, source: Landmarker | None = None) -> ModelCo
     return source.network_config().replace(num_keypoints=config.num_keypoints, **options)
 
 
-def load_teachers(config: TrainConfig) -> list[Landmarker]:
-    """The ``distill_from`` models, each checked to give the run's point count (one line naming it if not)."""
+def load_teachers(config: TrainConfig, side: int = MAP_SIZE) -> list[Landmarker]:
+    """The ``distill_from`` models, each checked to give the run's point count and to take its crops of
+    ``side`` pixels (one line naming it if not)."""
     teachers = []
     for spec in config.distill_from or []:
         teacher = load_landmarker(spec)
         if teacher.num_keypoints != config.num_keypoints:
             raise ValueError(f"distill_from={spec!r} gives {teacher.num_keypoints} points; this run trains "
                              f"{config.num_keypoints}")
+        if teacher.input_size != side:
+            raise ValueError(f"distill_from={spec!r} takes {teacher.input_size}x{teacher.input_size} crops; this "
+                             f"run trains on {side}x{side} crops")
         teachers.append(teacher)
     return teachers
 
@@ -320,11 +326,11 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
     keras.mixed_precision.set_global_policy(policy)
     try:
         scheme = config.scheme()
-        splits = load_splits(config.data, config.num_keypoints, scheme.crop)
-        strategy = make_strategy(config.strategy)
-
         # the model a fine-tuning run starts from: read once, for its network and its weights
         source = load_landmarker(config.init_from) if config.init_from and not config.is_denoiser else None
+        side = MAP_SIZE if config.is_denoiser else network_of(config, source).input_size
+        splits = load_splits(config.data, config.num_keypoints, scheme.crop, crop_side(side))
+        strategy = make_strategy(config.strategy)
 
         def build():
             return build_network(config, source)
@@ -334,11 +340,11 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
                 return make_denoiser_dataset(faces, mode, batch, config.n_corrupt, config.augment, seed=seed,
                                              scheme=scheme)
         else:
-            teachers = load_teachers(config)
+            teachers = load_teachers(config, side)
             map_size = network_of(config, source).map_size if teachers else None
 
             def pipeline(faces, mode, batch, seed):
-                ds = make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme)
+                ds = make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme, out_size=side)
                 if teachers and mode == "train":
                     ds = with_teacher_targets(ds, teachers, scheme.flip if config.distill_flip else None, map_size)
                 return ds
