@@ -83,13 +83,13 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, readout: str
     """
     import tensorflow as tf
 
-    from rcn_keras.models.head import as_map_model, with_readout
+    from rcn_keras.models.head import as_map_model, input_side, with_readout
 
     path = check_export_path(path, "saved_model", overwrite)
     infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
     try:
         with atomic_folder(path) as tmp:
-            _write_saved_model(infer, tmp, batch_size, int(as_map_model(model).input.shape[1]))
+            _write_saved_model(infer, tmp, batch_size, input_side(model))
     except tf.errors.OpError as exc:
         raise _write_error(path, exc) from None
     return pathlib.Path(path)
@@ -140,7 +140,7 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | No
     import numpy as np
     import tensorflow as tf
 
-    from rcn_keras.models.head import as_map_model
+    from rcn_keras.models.head import input_side
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize={quantize!r} is not allowed; allowed: {', '.join(QUANTIZATIONS)}")
@@ -148,7 +148,7 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | No
     if quantize == "int8":
         if representative is None or len(representative) == 0:
             raise ValueError("int8 quantisation needs representative faces (grey crops of training faces)")
-        side = int(as_map_model(model).input.shape[1])
+        side = input_side(model)
         representative = np.asarray(representative, np.float32).reshape(-1, side, side, 1)
     with tempfile.TemporaryDirectory() as tmp:
         sm = export_saved_model(model, pathlib.Path(tmp) / "sm", _readout_of(model, readout), batch_size=batch_size)
@@ -183,12 +183,12 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None
     import tensorflow as tf
 
     from rcn_keras.extras import require
-    from rcn_keras.models.head import as_map_model, with_readout
+    from rcn_keras.models.head import as_map_model, input_side, with_readout
 
     tf2onnx = require("tf2onnx", "ONNX export", "tf2onnx", "onnx")
     path = check_export_path(path, "onnx", overwrite)
     infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
-    side = int(as_map_model(model).input.shape[1])
+    side = input_side(model)
     spec = (tf.TensorSpec([batch_size, side, side, 1], tf.float32, name="image"),)
 
     @tf.function(input_signature=spec)

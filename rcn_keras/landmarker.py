@@ -24,7 +24,7 @@ from rcn_keras.detection.registry import make_detector
 from rcn_keras.keypoints import as_scheme
 from rcn_keras.models.config import ModelConfig
 from rcn_keras.models.denoising import build_joint_model
-from rcn_keras.models.head import KeypointReadout, as_map_model, mirrored_readout
+from rcn_keras.models.head import KeypointReadout, as_map_model, input_side, mirrored_readout
 from rcn_keras.models.shape_prior import ShapePrior
 from rcn_keras.models.layers import PACKAGE
 from rcn_keras.models.registry import build_model
@@ -115,7 +115,7 @@ class Landmarker(keras.Model):
     @property
     def input_size(self) -> int:
         """Side of the grey crops the network takes: 80, or 160 for a network that sees more pixels."""
-        return int(self.backbone.input.shape[1])
+        return input_side(self.backbone)
 
     def network_config(self) -> ModelConfig:
         """The `ModelConfig` of the backbone: as built, else its preset's network; a ValueError when

@@ -17,7 +17,7 @@ from rcn_keras.evaluation import nme as N
 from rcn_keras.evaluation.regions import region_errors
 from rcn_keras.keypoints import FACE_68, POINTS_49, KeypointScheme, as_scheme, is_annotated, standard_scheme
 from rcn_keras.markdown import markdown_table
-from rcn_keras.models.head import KeypointReadout, as_map_model, mirrored_readout
+from rcn_keras.models.head import KeypointReadout, as_map_model, input_side, mirrored_readout
 
 THRESHOLDS = (0.08, 0.10)
 # 300W composite groups (docs/model.md 7.3) built from the per-folder groups when present.
@@ -39,8 +39,7 @@ def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, re
         perm = (model.mirror_permutation(True) if hasattr(model, "mirror_permutation")
                 else standard_scheme(faces.num_keypoints).flip)
     prior = getattr(model, "shape_prior", None) if shape_prior else None
-    side = int(maps_model.input.shape[1])  # the network's crop side (80, or 160)
-    for x, y in make_dataset(faces, "test", batch_size=batch_size, out_size=side):
+    for x, y in make_dataset(faces, "test", batch_size=batch_size, out_size=input_side(maps_model)):
         out = mirrored_readout(maps_model, head, x, perm, prior)
         preds.append(out["keypoints"].numpy())
         confs.append(out["confidence"].numpy())

@@ -104,6 +104,11 @@ def mirrored_readout(maps_model, head, crops, flip=None, prior=None) -> dict:
     return {**out, "keypoints": prior.fit(*moments)}
 
 
+def input_side(model: keras.Model) -> int:
+    """Side of the grey crops ``model`` (a map model, read-out model or `Landmarker`) takes: 80, or 160."""
+    return int(as_map_model(model).input.shape[1])
+
+
 def as_map_model(model: keras.Model) -> keras.Model:
     """The pre-softmax map model inside ``model``: itself, the "presoftmax" output of a read-out model,
     or a `Landmarker`'s backbone. A ValueError says what the model is when it is none of these."""

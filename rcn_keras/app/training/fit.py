@@ -328,7 +328,8 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
         scheme = config.scheme()
         # the model a fine-tuning run starts from: read once, for its network and its weights
         source = load_landmarker(config.init_from) if config.init_from and not config.is_denoiser else None
-        side = MAP_SIZE if config.is_denoiser else network_of(config, source).input_size
+        network = None if config.is_denoiser else network_of(config, source)
+        side = MAP_SIZE if network is None else network.input_size
         splits = load_splits(config.data, config.num_keypoints, scheme.crop, crop_side(side))
         strategy = make_strategy(config.strategy)
 
@@ -341,7 +342,7 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
                                              scheme=scheme)
         else:
             teachers = load_teachers(config, side)
-            map_size = network_of(config, source).map_size if teachers else None
+            map_size = network.map_size if teachers else None
 
             def pipeline(faces, mode, batch, seed):
                 ds = make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme, out_size=side)
@@ -354,7 +355,7 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
                 checked = check_teachers(config, pipeline(splits.train, "train", config.batch_size, config.seed),
                                          start)
 
-        wrap = float32_copy if config.is_denoiser else landmarker_for(config, network_of(config, source))
+        wrap = float32_copy if config.is_denoiser else landmarker_for(config, network)
         if config.strategy == "multiworker":
             run = train_multiworker(config, splits, pipeline, build, make_optimizer, out, resume, strategy,
                                     verbose=1 if verbose else 0, wrap=wrap)
