@@ -13,6 +13,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from rcn_keras.grid import MAP_SIZE
+
 STAGE_A_SIZE = 160
 MTFL_STAGE_A_RATIO = 1.25
 MTFL_STAGE_B_RATIO = 3.8 / 4.0
@@ -20,11 +22,11 @@ W300_STAGE_A_ENLARGE = 1.7
 W300_STAGE_B_ENLARGE = 1.3
 
 
-def crop_side(input_size: int = 80) -> int:
+def crop_side(input_size: int = MAP_SIZE) -> int:
     """The side of the loose (stage-A) crop a network of ``input_size`` pixels is cut from, in training and
     on photos: the paper's 160 for 80x80 crops, proportionally more for a larger input (the face keeps its
     share of the pixels)."""
-    return STAGE_A_SIZE * input_size // 80
+    return STAGE_A_SIZE * input_size // MAP_SIZE
 
 
 def _fit_axis(start: int, end: int, size: int) -> tuple[int, int, int]:

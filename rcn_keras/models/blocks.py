@@ -8,7 +8,8 @@ from __future__ import annotations
 import keras
 
 from rcn_keras.models.config import INPUT_SIZE, LEVEL_SIZES, ModelConfig
-from rcn_keras.models.layers import LearnedUpsampling, LocalContrastNormalization, MaxOnly, RCNUniform
+from rcn_keras.models.layers import (LCN_SIGMA, LCN_TAPS, LearnedUpsampling, LocalContrastNormalization, MaxOnly,
+                                    RCNUniform)
 
 # Encoder (trunk) output channels per level F..O; Sh7 (level O) is a 1x1 conv, the rest 3x3.
 ENCODER_CHANNELS = {"mtfl": (16, 32, 48, 48, 48, 48, 48), "300w": (64,) * 7,
@@ -100,8 +101,8 @@ class GraphBuilder:
         fine = None
         if size != INPUT_SIZE:
             factor = size // INPUT_SIZE
-            fine = LocalContrastNormalization(self.config.lcn_floor, kernel_size=factor * 8 + 1,
-                                              sigma=1.591 * factor, name="lcn_h")(image) if lcn else image
+            fine = LocalContrastNormalization(self.config.lcn_floor, kernel_size=factor * (LCN_TAPS - 1) + 1,
+                                              sigma=LCN_SIGMA * factor, name="lcn_h")(image) if lcn else image
             image80 = keras.layers.AveragePooling2D(factor, name="image_f")(image)
         else:
             image80 = image

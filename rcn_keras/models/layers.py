@@ -44,7 +44,11 @@ class RCNUniform(keras.initializers.Initializer):
         return {"seed": self.seed, "depthwise": self.depthwise}
 
 
-def _gaussian_kernel(size: int = 9, sigma: float = 1.591) -> np.ndarray:
+LCN_TAPS = 9  # the paper's LCN Gaussian: 9 taps, sigma 1.591 (docs/model.md 1.6)
+LCN_SIGMA = 1.591
+
+
+def _gaussian_kernel(size: int = LCN_TAPS, sigma: float = LCN_SIGMA) -> np.ndarray:
     """Normalised 1-D Gaussian (size taps) centred on the middle tap. The LCN's 2-D Gaussian
     (docs/model.md 1.6) is its outer product with itself: separable, so the blur runs as two 1-D convs
     (18 instead of 81 multiply-adds per pixel, the same result)."""
@@ -65,7 +69,7 @@ class LocalContrastNormalization(keras.layers.Layer):
 
     FLOOR_MODES = ("image", "batch")
 
-    def __init__(self, floor_mode: str = "image", kernel_size: int = 9, sigma: float = 1.591, **kwargs):
+    def __init__(self, floor_mode: str = "image", kernel_size: int = LCN_TAPS, sigma: float = LCN_SIGMA, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         if floor_mode not in self.FLOOR_MODES:
