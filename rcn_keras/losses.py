@@ -80,7 +80,9 @@ class PixelNLL(keras.losses.Loss):
     not (MTFL's partially labelled faces learn all 68 points from the teacher), at the face's weight (the
     largest mask size of its points), each point counted once; targets without them (validation) give
     the plain loss, so validation losses stay comparable across runs. ``label_weight`` scales the terms
-    of the true labels (0: the teachers' maps alone).
+    of the true labels (0: the teachers' maps alone). ``point_weights`` (one number >= 0 per keypoint) weighs
+    each point's label terms and its share of the normalising count (e.g. the jaw's 17 points x 2), so the
+    loss keeps its scale.
     ``groups`` (tuples of point indices, e.g. `keypoints.GROUPS_68`): where a face's points of a group
     have a negative mask (they hold the group's mean label, MTFL's eye centre), the distance in map
     pixels between the mean of their soft-argmax points and that label, times the mask's size, counts
@@ -89,7 +91,7 @@ class PixelNLL(keras.losses.Loss):
 
     def __init__(self, target: str = "pixel", name: str = "pixel_nll", reduction: str = "sum_over_batch_size",
                  dtype=None, coordinate_weight: float = 0.0, distill_weight: float = 0.0, groups=(),
-                 label_weight: float = 1.0, target_sigma: float = 1.0):
+                 label_weight: float = 1.0, target_sigma: float = 1.0, point_weights=()):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         if target not in TARGETS:
             raise ValueError(f"target={target!r} is not allowed; allowed: {TARGETS}")
@@ -104,6 +106,10 @@ class PixelNLL(keras.losses.Loss):
         groups = tuple(tuple(int(i) for i in g) for g in groups)
         if any(not g or min(g) < 0 for g in groups):
             raise ValueError(f"groups={groups!r} must be non-empty lists of point indices")
+        point_weights = tuple(float(w) for w in point_weights or ())
+        if any(not w >= 0 for w in point_weights):
+            raise ValueError(f"point_weights={point_weights!r} must be numbers >= 0, one per keypoint")
+        self.point_weights = point_weights
         self.target = target
         self.coordinate_weight = float(coordinate_weight)
         self.distill_weight = float(distill_weight)
@@ -116,6 +122,10 @@ class PixelNLL(keras.losses.Loss):
         k = y_pred.shape[-1]
         y_true = ops.cast(y_true, "float32")
         mask = ops.maximum(y_true[..., 2], 0.0)
+        if self.point_weights:
+            if len(self.point_weights) != k:
+                raise ValueError(f"point_weights has {len(self.point_weights)} weights for {k} keypoints")
+            mask = mask * ops.convert_to_tensor(self.point_weights, "float32")
         logp = pixel_log_softmax(y_pred)  # (B, K, H*W)
         if self.target == "pixel":
             labels = discretise(y_true[..., :2], size)
@@ -152,4 +162,4 @@ class PixelNLL(keras.losses.Loss):
         return {"name": self.name, "reduction": self.reduction, "target": self.target,
                 "coordinate_weight": self.coordinate_weight, "distill_weight": self.distill_weight,
                 "groups": [list(g) for g in self.groups], "label_weight": self.label_weight,
-                "target_sigma": self.target_sigma}
+                "target_sigma": self.target_sigma, "point_weights": list(self.point_weights)}

@@ -220,6 +220,23 @@ def test_coordinate_loss_adds_the_soft_argmax_distance_in_pixels(rng):
         rcn_keras.PixelNLL(coordinate_weight=-1)
 
 
+def test_point_weights_weigh_each_points_loss_and_keep_its_scale(rng):
+    logits = rng.normal(size=(2, 80, 80, 3)).astype("float32")
+    y = np.concatenate([rng.uniform(0, 1, (2, 3, 2)), np.ones((2, 3, 1))], -1).astype("float32")
+    per_point = [float(rcn_keras.PixelNLL("bilinear")(y[:, i:i + 1], logits[..., i:i + 1])) for i in range(3)]
+    weighted = float(rcn_keras.PixelNLL("bilinear", point_weights=(2, 1, 0))(y, logits))
+    # K x the weighted mean of the points' NLL: point 0 counts twice, point 2 not at all
+    assert weighted == pytest.approx(3 * (2 * per_point[0] + per_point[1]) / 3, rel=1e-4)
+    assert float(rcn_keras.PixelNLL("bilinear", point_weights=(1, 1, 1))(y, logits)) == pytest.approx(
+        float(rcn_keras.PixelNLL("bilinear")(y, logits)), rel=1e-6)
+    again = rcn_keras.PixelNLL.from_config(rcn_keras.PixelNLL("bilinear", point_weights=(2, 1, 0)).get_config())
+    assert again.point_weights == (2.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="2 weights for 3 keypoints"):
+        rcn_keras.PixelNLL(point_weights=(1, 1))(y, logits)
+    with pytest.raises(ValueError, match="must be numbers >= 0"):
+        rcn_keras.PixelNLL(point_weights=(1, -1, 1))
+
+
 def test_distillation_adds_the_teachers_divergence_and_only_with_teacher_targets(rng):
     from rcn_keras.losses import teacher_divergence
 

@@ -70,6 +70,20 @@ def test_config_overrides_and_errors():
         preset_train_config("rcn_mtfl", **{"data.source": "300w"})
 
 
+def test_point_weights_by_region_or_index_reach_the_loss():
+    cfg = preset_train_config("rcn_300w", point_weights={"jaw": 2, "30": 0.5})
+    weights = cfg.point_weight_vector()
+    assert weights[:17] == (2.0,) * 17 and weights[30] == 0.5 and sum(weights) == 68 + 17 - 0.5
+    assert cfg.loss().point_weights == weights and preset_train_config("rcn_300w").loss().point_weights == ()
+    assert TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    with pytest.raises(ValueError, match=r"key 'chin' is not a region \(jaw, brows, nose, eyes, mouth\) or a point"):
+        preset_train_config("rcn_300w", point_weights={"chin": 2})
+    with pytest.raises(ValueError, match="key 'jaw' is not a point index 0-4"):
+        preset_train_config("rcn_mtfl", point_weights={"jaw": 2})
+    with pytest.raises(ValueError, match=r"point_weights\['eyes'\]=-1 must be a number >= 0"):
+        preset_train_config("rcn_300w", point_weights={"eyes": -1})
+
+
 def test_predict_on_crop_and_box_in_original_pixels(trained_run, tmp_path):
     out, _, _ = trained_run
     model = load_landmarker(out / "best.keras")

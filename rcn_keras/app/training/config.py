@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from rcn_keras.data.augment import AugmentConfig
 from rcn_keras.data.sources import DataConfig, has_partial_labels
-from rcn_keras.keypoints import FACE_68, GROUPS_68, KeypointScheme, as_scheme
+from rcn_keras.keypoints import FACE_68, GROUPS_68, REGIONS_68, KeypointScheme, as_scheme
 from rcn_keras.losses import TARGETS, PixelNLL
 from rcn_keras.models.config import READOUTS, DenoiserConfig, ModelConfig
 from rcn_keras.options import check_fields
@@ -78,7 +78,9 @@ class TrainConfig:
     it lowers the validation NME (``"auto"``), or not (``"off"``). ``weight_average``: the momentum of an
     exponential moving average of the weights, updated every step (Polyak averaging; 0: off, 0.999: about
     the last 1,000 updates); validation, the best checkpoint and the saved model then use the average.
-    ``target_sigma``: the spread in map pixels of ``loss_target="gaussian"``."""
+    ``target_sigma``: the spread in map pixels of ``loss_target="gaussian"``. ``point_weights``: the weight
+    of some keypoints' label loss, keyed by region (68 points: jaw, brows, nose, eyes, mouth) or point
+    index, e.g. ``{"jaw": 2}``; the others weigh 1."""
 
     model: str = "rcn_mtfl"
     model_options: dict = field(default_factory=dict)
@@ -105,6 +107,7 @@ class TrainConfig:
     distill_weight: float = 1.0
     distill_flip: bool = True
     label_weight: float = 1.0
+    point_weights: dict | None = None
     jit_compile: str = "auto"
     precision: str = "auto"
     strategy: str = "default"
@@ -155,6 +158,7 @@ class TrainConfig:
         if not isinstance(self.distill_flip, bool):
             raise ValueError(f"distill_flip={self.distill_flip!r} must be true or false")
         self.model_config()  # validates name and options now, not mid-run
+        self.point_weight_vector()
         for name, allowed in (("jit_compile", SWITCHES), ("precision", PRECISIONS), ("lr_schedule", LR_SCHEDULES),
                               ("loss_target", TARGETS), ("strategy", STRATEGIES), ("optimizer", OPTIMIZERS)):
             if getattr(self, name) not in allowed:
@@ -234,7 +238,33 @@ class TrainConfig:
         return PixelNLL(self.loss_target, reduction=reduction, coordinate_weight=self.coordinate_loss,
                         distill_weight=self.distill_weight if self.distill_from else 0.0,
                         groups=GROUPS_68 if has_partial_labels(self.data, self.num_keypoints) else (),
-                        label_weight=self.label_weight, target_sigma=self.target_sigma)
+                        label_weight=self.label_weight, target_sigma=self.target_sigma,
+                        point_weights=self.point_weight_vector())
+
+    def point_weight_vector(self) -> tuple[float, ...]:
+        """``point_weights`` as one weight per keypoint (empty: all weigh 1); a ValueError names a key that
+        is neither a region nor a point index, or a weight that is not a number >= 0."""
+        if self.point_weights is None:
+            return ()
+        if not isinstance(self.point_weights, dict) or not self.point_weights:
+            raise ValueError(f"point_weights={self.point_weights!r} must map regions or point indices to weights, "
+                             f"e.g. {{\"jaw\": 2}}")
+        k = self.num_keypoints
+        regions = REGIONS_68 if k == 68 else {}
+        weights = [1.0] * k
+        for key, value in self.point_weights.items():
+            if key in regions:
+                points = regions[key]
+            elif str(key).isdigit() and int(key) < k:
+                points = (int(key),)
+            else:
+                named = f"a region ({', '.join(regions)}) or " if regions else ""
+                raise ValueError(f"point_weights key {key!r} is not {named}a point index 0-{k - 1}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"point_weights[{key!r}]={value!r} must be a number >= 0")
+            for i in points:
+                weights[i] = float(value)
+        return tuple(weights)
 
     @property
     def num_keypoints(self) -> int:
