@@ -83,7 +83,7 @@ def test_shipped_tflite_twins_give_the_keras_keypoints():
         assert twin.is_file(), f"{name} has no TFLite twin: python tools/ship_models.py --tflite-only"
         model = load_landmarker(name)
         faces = synthetic_faces(6, model.num_keypoints, seed=5)
-        crops = np.concatenate([x.numpy() for x, _ in make_dataset(faces, "test", 8)])
+        crops = np.concatenate([x.numpy() for x, _ in make_dataset(faces, "test", 8, out_size=model.input_size)])
         expected = model.predict_crops(crops)["keypoints"]
         got = ExportedLandmarker(twin)(crops)["keypoints"]
         # Float differences between the runtimes reach 0.2 px on a synthetic crop through the prior's

@@ -29,7 +29,8 @@ def test_shipped_weights_are_the_presets_that_name_them():
 
 
 def test_lists_and_unknown_names():
-    assert set(list_presets(shipped=True)) == {"rcn-300w", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5", "rcn-mtfl"}
+    assert set(list_presets(shipped=True)) == {"rcn-300w", "rcn-300w-hr", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5",
+                                                 "rcn-mtfl"}
     assert "rcn_mtfl" in list_presets(shipped=False) and "denoiser_300w" in list_presets(denoisers=True)
     with pytest.raises(ValueError, match=r"unknown preset 'rcn_mtf'.*did you mean 'rcn_mtfl'"):
         get_preset("rcn_mtf")
@@ -194,10 +195,33 @@ def test_68_point_model_cards_say_where_the_error_sits():
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
     from ship_models import card_markdown
 
-    for name in ("rcn-300w", "rcn-300w-fast"):
+    for name in ("rcn-300w", "rcn-300w-hr", "rcn-300w-fast"):
         card = PRESETS[name].card()
         regions = card["validation_regions"]
         assert set(regions) == {"jaw", "brows", "nose", "eyes", "mouth", "jaw along", "jaw across"}
         assert regions["jaw"] > regions["eyes"] and regions["jaw along"] > regions["jaw across"]
         assert f"jaw {regions['jaw']:.2f} (along its contour {regions['jaw along']:.2f}" in card_markdown([card])
     assert "per face region" not in card_markdown([PRESETS["rcn-mtfl"].card()])
+
+
+def test_a_run_competes_for_the_shipped_model_of_its_network():
+    """`tools/ship_models.py` files each run under the shipped model of its network: the 160x160 input (a
+    `model_options` override of the 80x80 recipe) is `rcn-300w-hr`, and its card says what it takes."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+    from ship_models import card_markdown, shipped_name
+
+    hr = {"input_size": 160, "branches": 6, "output_level": 1}
+    assert shipped_name("rcn_300w_refine", 68) == "rcn-300w"
+    assert shipped_name("rcn_300w_refine", 68, "300w", hr) == "rcn-300w-hr"
+    assert shipped_name("rcn_300w_fast", 68) == "rcn-300w-fast"
+    assert shipped_name("rcn_mtfl_real", 5, "mtfl") == "rcn-mtfl"
+    assert shipped_name("rcn_mtfl_real", 5) == "rcn-afw5"
+    assert shipped_name("sumnet_mtfl_real", 5) == "sumnet-afw5"
+    card = get_preset("rcn-300w-hr").card()
+    assert card["model_options"] == hr and get_preset("rcn-300w-hr").model.input_size == 160
+    assert "160x160 grey input" in card_markdown([card])
+    assert "80x80 grey input" in card_markdown([get_preset("rcn-300w").card()])
+    assert "1.3x rcn-300w's time" in card_markdown([card])

@@ -28,17 +28,21 @@ from _common import print_table  # noqa: E402
 
 from rcn_keras.presets import get_preset  # noqa: E402
 
-NAMES = ("rcn-300w", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5", "rcn-mtfl")
+NAMES = ("rcn-300w", "rcn-300w-hr", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5", "rcn-mtfl")
 SHARED_300W = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
 
 
-def shipped_name(preset: str, k: int, source: str = "300w") -> str:
-    """The shipped model a run of ``preset`` with ``k`` keypoints on data ``source`` competes for."""
+def shipped_name(preset: str, k: int, source: str = "300w", model_options: dict | None = None) -> str:
+    """The shipped model a run of ``preset`` (with its ``model_options``) with ``k`` keypoints on data
+    ``source`` competes for."""
+    model = get_preset(preset).model.replace(**(model_options or {}))
     if k == 5:
-        if get_preset(preset).model.family == "sumnet":
+        if model.family == "sumnet":
             return "sumnet-afw5"
         return "rcn-mtfl" if source == "mtfl" else "rcn-afw5"
-    return "rcn-300w-fast" if get_preset(preset).model.layout == "fast" else "rcn-300w"
+    if model.layout == "fast":
+        return "rcn-300w-fast"
+    return "rcn-300w-hr" if model.input_size != get_preset("rcn-300w").model.input_size else "rcn-300w"
 
 RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm-up and cosine decay, flips, rotation 30, "
                             "photometric jitter, bilinear sub-pixel targets, read-out picked on validation)",
@@ -72,7 +76,19 @@ def licence_for(data) -> str:
 # What a shipped model is for, where it is not simply the best of its kind.
 PURPOSES = {"rcn-afw5": "RCN's half of the SumNet vs RCN figures (notebook 02), trained exactly as sumnet-afw5 on "
                         "HELEN; for 5 points on photos use rcn-mtfl",
-            "sumnet-afw5": "SumNet's half of the SumNet vs RCN figures (notebook 02); not for use"}
+            "sumnet-afw5": "SumNet's half of the SumNet vs RCN figures (notebook 02); not for use",
+            "rcn-300w-hr": "the most accurate 68-point model, for when accuracy matters more than time: about 1.3x "
+                           "rcn-300w's time per face in Keras and 1.5x in LiteRT (benchmarks/results/hr_speed.md); "
+                           "its 160x160 crop sees a face at about twice the pixels"}
+
+
+def splits_of(config):
+    """The train / validation / test faces of a run or preset's ``config``, cropped for its network's input (a 160x160
+    network's faces cut at twice the pixels, as in its training)."""
+    from rcn_keras.data.crop import crop_side
+    from rcn_keras.data.sources import load_splits
+
+    return load_splits(config.data, config.num_keypoints, crop_size=crop_side(config.model_config().input_size))
 
 
 def run_folders(results: pathlib.Path, extra: list[str]) -> list[pathlib.Path]:
@@ -86,15 +102,15 @@ def score_candidate(folder: pathlib.Path, splits_cache: dict, shape_prior: bool 
     with a `ShapePrior` fitted to the run's training faces (the model's own prior, if saved, counts too);
     ``network_alone``: only without a prior, not even the one it saved (for speed)."""
     from rcn_keras.app.training.config import TrainConfig
-    from rcn_keras.data.sources import load_splits
     from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
     from rcn_keras.landmarker import load_landmarker
     from rcn_keras.models.config import READOUTS
 
     config = TrainConfig.load(folder / "config.json")
-    key = json.dumps(config.to_dict()["data"], sort_keys=True) + str(config.num_keypoints)
+    key = (json.dumps(config.to_dict()["data"], sort_keys=True) + str(config.num_keypoints)
+           + str(config.model_config().input_size))
     if key not in splits_cache:
-        splits_cache[key] = load_splits(config.data, config.num_keypoints)
+        splits_cache[key] = splits_of(config)
     splits = splits_cache[key]
     model = load_landmarker(folder / "best.keras")
     priors = [None] if network_alone else [model.shape_prior]
@@ -190,6 +206,7 @@ def card_markdown(cards: list[dict]) -> str:
              f"{LICENCES['mtfl']}", ""]
     for c in cards:
         options = ", ".join(f"{k}={v}" for k, v in c["model_options"].items())
+        side = get_preset(c["preset"]).model.replace(**c["model_options"]).input_size
         minutes = f"{c['train_minutes']:.0f} min" if c["train_minutes"] else c.get("budget_note", "time not recorded")
         before = "".join(f"{s['epochs']} epochs of `{s['preset']}` ({s['train_minutes']:.0f} min), then "
                          for s in c.get("stages", []))
@@ -199,7 +216,7 @@ def card_markdown(cards: list[dict]) -> str:
                      if c.get("distilled_from") else "")
         lines += [f"## {c['name']}", "",
                   f"* Network: preset `{c['preset']}`{' with ' + options if options else ''} ({c['params']:,} parameters, {c['keypoints']} keypoints, "
-                  f"80x80 grey input), read-out `{c['readout']}`.",
+                  f"{side}x{side} grey input), read-out `{c['readout']}`.",
                   f"* Data: {c['data']}.",
                   f"* Terms: {c['licence']}",
                   f"* Budget: {before}{c['epochs']} epochs{' of `' + c['preset'] + '`' if before else ''}, {minutes} "
@@ -269,7 +286,6 @@ def refresh_prior(name: str, weights_dir: pathlib.Path, root: pathlib.Path = SHA
     steps: `ShapePrior.leading`), both scored on its validation split; the model, its TFLite twin and
     card are re-written when the new prior loses at most `REFRESH_TOLERANCE` points. Returns the card."""
     from rcn_keras.app.training import preset_train_config
-    from rcn_keras.data.sources import load_splits
     from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
     from rcn_keras.files import atomic_save_model, atomic_write_bytes
     from rcn_keras.landmarker import load_landmarker
@@ -282,7 +298,7 @@ def refresh_prior(name: str, weights_dir: pathlib.Path, root: pathlib.Path = SHA
         return None
     new = old.leading()
     config = preset_train_config(name, **{"data.root": str(root)})
-    val = load_splits(config.data, config.num_keypoints).validation
+    val = splits_of(config).validation
     scores, regions = {}, {}
     for label, prior in (("saved", old), ("refreshed", new)):
         pred, gt, _ = predict_faceset(model.with_shape_prior(prior), val, 64)
@@ -308,7 +324,6 @@ def refresh_regions(name: str, weights_dir: pathlib.Path, root: pathlib.Path = S
     """Shipped 68-point model ``name``'s card with its validation NME per face region (as it ships: with its
     prior if it has one), the weights untouched. Returns the card (``None`` for another point count)."""
     from rcn_keras.app.training import preset_train_config
-    from rcn_keras.data.sources import load_splits
     from rcn_keras.evaluation.report import headline_regions, predict_faceset
     from rcn_keras.files import atomic_write_bytes
     from rcn_keras.landmarker import load_landmarker
@@ -318,7 +333,7 @@ def refresh_regions(name: str, weights_dir: pathlib.Path, root: pathlib.Path = S
     if card["keypoints"] != 68:
         return None
     config = preset_train_config(name, **{"data.root": str(root)})
-    val = load_splits(config.data, config.num_keypoints).validation
+    val = splits_of(config).validation
     pred, gt, _ = predict_faceset(load_landmarker(path), val, 64)
     card["validation_regions"] = headline_regions(pred, gt, val)
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
@@ -370,10 +385,10 @@ def main() -> None:
     from rcn_keras.app.training.config import TrainConfig
 
     cache: dict = {}
-    candidates = [row for folder in run_folders(pathlib.Path(args.results), args.extra)
-                  if shipped_name(TrainConfig.load(folder / "config.json").model,
-                                  TrainConfig.load(folder / "config.json").num_keypoints,
-                                  TrainConfig.load(folder / "config.json").data.source) in args.only
+    configs = {folder: TrainConfig.load(folder / "config.json")
+               for folder in run_folders(pathlib.Path(args.results), args.extra)}
+    candidates = [row for folder, cfg in configs.items()
+                  if shipped_name(cfg.model, cfg.num_keypoints, cfg.data.source, cfg.model_options) in args.only
                   for row in score_candidate(folder, cache, args.shape_prior, network_alone=args.no_shape_prior)]
     print_table([{**{k: r[k] for k in ("run", "model", "readout", "epochs", "val_nme")},
                   "shape_prior": r["shape_prior"] is not None} for r in candidates],
@@ -381,7 +396,8 @@ def main() -> None:
     weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     cards = []
     for name in args.only:
-        pool = [r for r in candidates if shipped_name(r["model"], r["k"], r["source"]) == name]
+        pool = [r for r in candidates
+                if shipped_name(r["model"], r["k"], r["source"], r["config"].model_options) == name]
         if not pool:
             print(f"no candidate for {name}: not written")
             continue
