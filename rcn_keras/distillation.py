@@ -59,15 +59,30 @@ def pooled_probabilities(probs, side: int, size: int):
     return ops.reshape(ops.sum(blocks, axis=(3, 5)), (-1, probs.shape[1], size * size))
 
 
+def student_crops(crops, side: int):
+    """Crops (B, S, S, 1) made for a teacher of a finer input as a student's (B, side, side, 1): the mean of
+    each block (160 -> 80: 2x2 blocks, the bilinear halving of the crop); the same crops when S == side."""
+    full = int(crops.shape[1])
+    if full % side:
+        raise ValueError(f"{full}x{full} crops cannot be halved into {side}x{side} student crops "
+                         f"(a divisor of {full} is needed)")
+    f = full // side
+    return crops if f == 1 else ops.average_pool(crops, f, f)
+
+
 def with_teacher_targets(dataset: tf.data.Dataset, teachers: Sequence[keras.Model],
-                         flip: Sequence[int] | None = None, size: int | None = None) -> tf.data.Dataset:
+                         flip: Sequence[int] | None = None, size: int | None = None,
+                         student_side: int | None = None) -> tf.data.Dataset:
     """A batched ``(crops, targets (B, K, 3))`` dataset with the teachers' probabilities appended to each
     keypoint's target: ``(crops, (B, K, 3 + S*S))``, the layout `PixelNLL` distils from; ``size``: the
-    student's map side S when coarser than the teachers' (their probabilities pooled onto it)."""
+    student's map side S when coarser than the teachers' (their probabilities pooled onto it).
+    ``student_side``: a student that takes coarser crops than the teachers (80 from a 160x160 teacher):
+    the teachers see the dataset's crops, the student their block means (`student_crops`)."""
     nets = [as_map_model(t) for t in teachers]
     for net in nets[1:]:
-        if tuple(net.output.shape[1:]) != tuple(nets[0].output.shape[1:]):
-            raise ValueError(f"teachers disagree on their maps: {tuple(nets[0].output.shape[1:])} vs "
+        if tuple(net.output.shape[1:]) != tuple(nets[0].output.shape[1:]) or net.input.shape[1] != nets[0].input.shape[1]:
+            raise ValueError(f"teachers disagree on their crops or maps: {tuple(nets[0].input.shape[1:3])} -> "
+                             f"{tuple(nets[0].output.shape[1:])} vs {tuple(net.input.shape[1:3])} -> "
                              f"{tuple(net.output.shape[1:])}")
     side = int(nets[0].output.shape[1])
     size = side if size is None else int(size)
@@ -75,7 +90,8 @@ def with_teacher_targets(dataset: tf.data.Dataset, teachers: Sequence[keras.Mode
 
     def add(crops, targets):
         probs = pooled_probabilities(teacher_probabilities(nets, crops, flip), side, size)
-        return crops, tf.concat([tf.cast(targets, tf.float32), probs], axis=-1)
+        student = crops if student_side is None else student_crops(crops, student_side)
+        return student, tf.concat([tf.cast(targets, tf.float32), probs], axis=-1)
 
     return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

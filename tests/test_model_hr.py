@@ -125,3 +125,27 @@ def test_saved_model_reads_crops_photos_and_exports(trained_80, tmp_path):
     assert np.abs(runner(crops)["keypoints"] - out["keypoints"]).max() < 1e-3
     from_file = runner.predict(photo, boxes=[(50, 50, 60, 60)])[0]["faces"][0]
     assert np.abs(from_file["keypoints"] - found["keypoints"]).max() < 0.1  # pixels of the photo
+
+
+def test_a_160_teacher_teaches_an_80_student_on_the_same_faces_at_its_pixels(trained_80):
+    """Distillation from a finer teacher: it sees the 160x160 crops, the student their 2x2 means. The
+    teacher made from the student itself (the same function on the averaged crop) teaches exactly the
+    student's own probabilities."""
+    import tensorflow as tf
+
+    from rcn_keras.distillation import student_crops, teacher_probabilities, with_teacher_targets
+
+    teacher, _ = for_keypoints(trained_80, trained_80.rcn_config.replace(**HR), 5)
+    faces = synthetic_faces(4, 5, seed=4)
+    crops, targets = next(iter(make_dataset(faces, "test", 4, out_size=160)))
+    student, packed = next(iter(with_teacher_targets(tf.data.Dataset.from_tensors((crops, targets)), [teacher],
+                                                     student_side=80)))
+    assert student.shape == (4, 80, 80, 1) and packed.shape == (4, 5, 3 + 6400)
+    np.testing.assert_allclose(student.numpy(), pooled(crops.numpy()), rtol=1e-5, atol=1e-3)
+    own = teacher_probabilities([trained_80], student)
+    np.testing.assert_allclose(packed[..., 3:].numpy(), np.asarray(own), atol=1e-5)
+    np.testing.assert_allclose(packed[..., :3].numpy(), targets.numpy())
+    with pytest.raises(ValueError, match="cannot be halved into 70x70"):
+        student_crops(crops, 70)
+    with pytest.raises(ValueError, match="teachers disagree on their crops"):
+        with_teacher_targets(tf.data.Dataset.from_tensors((crops, targets)), [teacher, trained_80])

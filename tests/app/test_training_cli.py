@@ -258,6 +258,35 @@ def test_distillation_from_the_model_itself_adds_only_its_flip_disagreement(trai
     assert saved["distill_from"] == [str(out / "best.keras")] and saved["distill_weight"] == 2.0
 
 
+def test_a_finer_teacher_trains_the_student_on_its_faces_at_the_students_pixels(trained_run, tmp_path, capsys):
+    """A 160x160 teacher of an 80x80 run: the training faces are cut for the teacher and the student sees
+    their block means. The teacher made from the --init model itself (the same function on the averaged
+    crop, `for_keypoints`) scores as the student on the crops it is shown and adds nothing to its loss."""
+    from rcn_keras.landmarker import Landmarker
+    from rcn_keras.models.transfer import for_keypoints
+
+    out, _, _ = trained_run
+    source = load_landmarker(out / "best.keras")
+    hr = source.network_config().replace(input_size=160, branches=5, output_level=1)
+    teacher, _ = for_keypoints(source.backbone, hr, source.num_keypoints)
+    Landmarker(teacher, readout=source.readout).save(tmp_path / "teacher160.keras")
+    common = dict(epochs=1, steps_per_epoch=2, init_from=str(out / "best.keras"),
+                  **{**TINY, "visualize_every": 0, "learning_rate": 1e-12})
+    plain = train(preset_train_config("rcn_mtfl", output_dir=str(tmp_path / "plain"), **common), verbose=0).summary
+    capsys.readouterr()
+    taught = train(preset_train_config("rcn_mtfl", output_dir=str(tmp_path / "taught"), distill_flip=False,
+                                       distill_from=str(tmp_path / "teacher160.keras"), **common), verbose=0).summary
+    check = taught["teacher_check"]
+    assert check["crops"] > 0 and check["teacher_nme"] == pytest.approx(check["student_nme"], abs=1e-2)
+    assert taught["history"]["loss"][0] == pytest.approx(plain["history"]["loss"][0], rel=0.02)
+    assert load_landmarker(tmp_path / "taught" / "best.keras").input_size == 80
+    small = preset_train_config("rcn_mtfl", output_dir=str(tmp_path / "bad"), distill_from=str(out / "best.keras"),
+                                **{**common, "model_options": {"branches": 5, "input_size": 160, "output_level": 1},
+                                   "init_from": None})
+    with pytest.raises(ValueError, match="takes 80x80 crops; this run trains on 160x160 crops"):
+        train(small, verbose=0)
+
+
 def test_ship_models_scores_the_network_alone_without_its_saved_prior(trained_run, tmp_path):
     """`tools/ship_models.py --no-shape-prior`: a run whose best model saved a shape prior competes (and
     ships) as its network alone, under every read-out; by default with its own prior."""

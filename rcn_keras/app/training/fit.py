@@ -228,17 +228,19 @@ def network_of(config: TrainConfig, source: Landmarker | None = None) -> ModelCo
 
 
 def load_teachers(config: TrainConfig, side: int = MAP_SIZE) -> list[Landmarker]:
-    """The ``distill_from`` models, each checked to give the run's point count and to take its crops of
-    ``side`` pixels (one line naming it if not)."""
+    """The ``distill_from`` models, each checked to give the run's point count and to take crops of the
+    run's ``side`` or of a multiple of it (a 160x160 teacher of an 80x80 student sees the faces at twice the
+    pixels), all of one side (one line naming the model if not)."""
     teachers = []
     for spec in config.distill_from or []:
         teacher = load_landmarker(spec)
         if teacher.num_keypoints != config.num_keypoints:
             raise ValueError(f"distill_from={spec!r} gives {teacher.num_keypoints} points; this run trains "
                              f"{config.num_keypoints}")
-        if teacher.input_size != side:
+        if teacher.input_size % side or (teachers and teacher.input_size != teachers[0].input_size):
             raise ValueError(f"distill_from={spec!r} takes {teacher.input_size}x{teacher.input_size} crops; this "
-                             f"run trains on {side}x{side} crops")
+                             f"run trains on {side}x{side} crops: its teachers must take crops of that side or "
+                             f"of one multiple of it")
         teachers.append(teacher)
     return teachers
 
@@ -331,6 +333,11 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
         network = None if config.is_denoiser else network_of(config, source)
         side = MAP_SIZE if network is None else network.input_size
         splits = load_splits(config.data, config.num_keypoints, scheme.crop, crop_side(side))
+        teachers = [] if network is None else load_teachers(config, side)
+        teacher_side = teachers[0].input_size if teachers else side
+        # teachers of a finer input train the student on the same faces cut for them (`student_crops`)
+        finer = (load_splits(config.data, config.num_keypoints, scheme.crop, crop_side(teacher_side)).train
+                 if teacher_side != side else None)
         strategy = make_strategy(config.strategy)
 
         def build():
@@ -341,14 +348,16 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
                 return make_denoiser_dataset(faces, mode, batch, config.n_corrupt, config.augment, seed=seed,
                                              scheme=scheme)
         else:
-            teachers = load_teachers(config, side)
             map_size = network.map_size if teachers else None
 
             def pipeline(faces, mode, batch, seed):
-                ds = make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme, out_size=side)
-                if teachers and mode == "train":
-                    ds = with_teacher_targets(ds, teachers, scheme.flip if config.distill_flip else None, map_size)
-                return ds
+                if not (teachers and mode == "train"):
+                    return make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme, out_size=side)
+                if finer is not None:  # teachers train on the training set: its faces as they see them
+                    faces = finer
+                ds = make_dataset(faces, mode, batch, config.augment, seed=seed, scheme=scheme, out_size=teacher_side)
+                return with_teacher_targets(ds, teachers, scheme.flip if config.distill_flip else None, map_size,
+                                            student_side=side)
 
             if teachers:
                 start = source if source is not None and source.num_keypoints == config.num_keypoints else None
