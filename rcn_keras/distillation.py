@@ -80,7 +80,8 @@ def with_teacher_targets(dataset: tf.data.Dataset, teachers: Sequence[keras.Mode
     the teachers see the dataset's crops, the student their block means (`student_crops`)."""
     nets = [as_map_model(t) for t in teachers]
     for net in nets[1:]:
-        if tuple(net.output.shape[1:]) != tuple(nets[0].output.shape[1:]) or net.input.shape[1] != nets[0].input.shape[1]:
+        if (tuple(net.output.shape[1:]) != tuple(nets[0].output.shape[1:])
+                or net.input.shape[1] != nets[0].input.shape[1]):
             raise ValueError(f"teachers disagree on their crops or maps: {tuple(nets[0].input.shape[1:3])} -> "
                              f"{tuple(nets[0].output.shape[1:])} vs {tuple(net.input.shape[1:3])} -> "
                              f"{tuple(net.output.shape[1:])}")

@@ -83,8 +83,8 @@ PURPOSES = {"rcn-afw5": "RCN's half of the SumNet vs RCN figures (notebook 02), 
 
 
 def splits_of(config):
-    """The train / validation / test faces of a run or preset's ``config``, cropped for its network's input (a 160x160
-    network's faces cut at twice the pixels, as in its training)."""
+    """The train / validation / test faces of a run or preset's ``config``, cropped for its network's input
+    (a 160x160 network's faces cut at twice the pixels, as in its training)."""
     from rcn_keras.data.crop import crop_side
     from rcn_keras.data.sources import load_splits
 
