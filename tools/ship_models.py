@@ -44,6 +44,11 @@ def shipped_name(preset: str, k: int, source: str = "300w", model_options: dict 
         return "rcn-300w-fast"
     return "rcn-300w-hr" if model.input_size != get_preset("rcn-300w").model.input_size else "rcn-300w"
 
+
+def competes_for(config) -> str:
+    """`shipped_name` of a run's ``config`` (its preset, point count, data source and model options)."""
+    return shipped_name(config.model, config.num_keypoints, config.data.source, config.model_options)
+
 RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm-up and cosine decay, flips, rotation 30, "
                             "photometric jitter, bilinear sub-pixel targets, read-out picked on validation)",
            "rcn_300w_refine": "stage 2 of the real-face recipe: the rcn_300w_real model fine-tuned without occlusion "
@@ -385,10 +390,8 @@ def main() -> None:
     from rcn_keras.app.training.config import TrainConfig
 
     cache: dict = {}
-    configs = {folder: TrainConfig.load(folder / "config.json")
-               for folder in run_folders(pathlib.Path(args.results), args.extra)}
-    candidates = [row for folder, cfg in configs.items()
-                  if shipped_name(cfg.model, cfg.num_keypoints, cfg.data.source, cfg.model_options) in args.only
+    candidates = [row for folder in run_folders(pathlib.Path(args.results), args.extra)
+                  if competes_for(TrainConfig.load(folder / "config.json")) in args.only
                   for row in score_candidate(folder, cache, args.shape_prior, network_alone=args.no_shape_prior)]
     print_table([{**{k: r[k] for k in ("run", "model", "readout", "epochs", "val_nme")},
                   "shape_prior": r["shape_prior"] is not None} for r in candidates],
@@ -396,8 +399,7 @@ def main() -> None:
     weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     cards = []
     for name in args.only:
-        pool = [r for r in candidates
-                if shipped_name(r["model"], r["k"], r["source"], r["config"].model_options) == name]
+        pool = [r for r in candidates if competes_for(r["config"]) == name]
         if not pool:
             print(f"no candidate for {name}: not written")
             continue
