@@ -13,8 +13,23 @@ import sys
 import numpy as np
 
 import rcn_keras.data.sources as sources
+from rcn_keras.data.crop import W300_STAGE_A_ENLARGE, W300_STAGE_B_ENLARGE
 
-FACTOR = float(os.environ["RCN_CONTEXT"]) / 1.3
+
+def _refuse(line: str) -> None:
+    """One line on stderr and exit code 2, as the CLI does for bad input."""
+    print(f"wider_context: {line}", file=sys.stderr)
+    sys.exit(2)
+
+
+try:
+    CONTEXT = float(os.environ["RCN_CONTEXT"])
+except (KeyError, ValueError):
+    _refuse("set RCN_CONTEXT to the crop's enlargement of the landmark box, e.g. 1.5")
+if not W300_STAGE_B_ENLARGE <= CONTEXT <= W300_STAGE_A_ENLARGE or len(sys.argv) < 2:
+    _refuse(f"RCN_CONTEXT must lie in [{W300_STAGE_B_ENLARGE}, {W300_STAGE_A_ENLARGE}] "
+            f"(the loose crop holds no more), followed by `rcn ...` or a script and its arguments")
+FACTOR = CONTEXT / W300_STAGE_B_ENLARGE
 _orig = sources.load_splits
 
 
