@@ -49,6 +49,7 @@ def competes_for(config) -> str:
     """`shipped_name` of a run's ``config`` (its preset, point count, data source and model options)."""
     return shipped_name(config.model, config.num_keypoints, config.data.source, config.model_options)
 
+
 RECIPES = {"rcn_300w_real": "the real-face recipe (bfloat16, Adam 1e-3 with warm-up and cosine decay, flips, rotation 30, "
                             "photometric jitter, bilinear sub-pixel targets, read-out picked on validation)",
            "rcn_300w_refine": "stage 2 of the real-face recipe: the rcn_300w_real model fine-tuned without occlusion "

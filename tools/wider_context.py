@@ -26,9 +26,10 @@ try:
     CONTEXT = float(os.environ["RCN_CONTEXT"])
 except (KeyError, ValueError):
     _refuse("set RCN_CONTEXT to the crop's enlargement of the landmark box, e.g. 1.5")
-if not W300_STAGE_B_ENLARGE <= CONTEXT <= W300_STAGE_A_ENLARGE or len(sys.argv) < 2:
-    _refuse(f"RCN_CONTEXT must lie in [{W300_STAGE_B_ENLARGE}, {W300_STAGE_A_ENLARGE}] "
-            f"(the loose crop holds no more), followed by `rcn ...` or a script and its arguments")
+if not W300_STAGE_B_ENLARGE <= CONTEXT <= W300_STAGE_A_ENLARGE:
+    _refuse(f"RCN_CONTEXT must lie in [{W300_STAGE_B_ENLARGE}, {W300_STAGE_A_ENLARGE}] (the loose crop holds no more)")
+if len(sys.argv) < 2:
+    _refuse("give what to run: `rcn ...` or a script and its arguments")
 FACTOR = CONTEXT / W300_STAGE_B_ENLARGE
 _orig = sources.load_splits
 
