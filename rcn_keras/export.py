@@ -79,14 +79,15 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, readout: str
 
     ``image`` is float32 (B, 80, 80, 1) raw grey intensities (160 for a network of a 160 input), B any size unless ``batch_size`` fixes
     it; it loads with plain TensorFlow. ``model``: a `Landmarker` (its read-out unless ``readout``, and
-    its shape prior) or a map model (arg-max unless ``readout``).
+    its shape prior and label offsets) or a map model (arg-max unless ``readout``).
     """
     import tensorflow as tf
 
     from rcn_keras.models.head import as_map_model, input_side, with_readout
 
     path = check_export_path(path, "saved_model", overwrite)
-    infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
+    infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None),
+                         getattr(model, "label_offsets", None))
     try:
         with atomic_folder(path) as tmp:
             _write_saved_model(infer, tmp, batch_size, input_side(model))
@@ -187,7 +188,8 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None
 
     tf2onnx = require("tf2onnx", "ONNX export", "tf2onnx", "onnx")
     path = check_export_path(path, "onnx", overwrite)
-    infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None))
+    infer = with_readout(as_map_model(model), _readout_of(model, readout), getattr(model, "shape_prior", None),
+                         getattr(model, "label_offsets", None))
     side = input_side(model)
     spec = (tf.TensorSpec([batch_size, side, side, 1], tf.float32, name="image"),)
 

@@ -25,6 +25,7 @@ from rcn_keras.keypoints import as_scheme
 from rcn_keras.models.config import ModelConfig
 from rcn_keras.models.denoising import build_joint_model
 from rcn_keras.models.head import KeypointReadout, as_map_model, input_side, mirrored_readout
+from rcn_keras.models.label_offsets import LabelOffsets, as_label_offsets
 from rcn_keras.models.shape_prior import ShapePrior
 from rcn_keras.models.layers import PACKAGE
 from rcn_keras.models.registry import build_model
@@ -69,13 +70,15 @@ class Landmarker(keras.Model):
     ``network``: the `ModelConfig` (or dict) the backbone was built from, when known (fine-tuning
     rebuilds it for another K). ``shape_prior``: a `ShapePrior` (statistics of the training shapes)
     whose fit to the maps gives the keypoints instead of the read-out alone (the confidence stays the
-    read-out's); saved with the model.
+    read-out's); saved with the model. ``label_offsets``: `LabelOffsets` (or their dict) added to the
+    keypoints, measured on the training faces (`rcn_keras.evaluation.calibration`); saved with the model.
     """
 
     def __init__(self, backbone: keras.Model, readout: str = "argmax", box_formats: dict | None = None,
                  default_box_format: str = "landmarks", preset: str | None = None,
                  detector: str | Detector | None = None, keypoints=None, network=None,
-                 shape_prior: ShapePrior | None = None, **kwargs):
+                 shape_prior: ShapePrior | None = None, label_offsets: LabelOffsets | dict | None = None,
+                 **kwargs):
         network = network if network is not None else getattr(backbone, "rcn_config", None)
         backbone = as_map_model(backbone)
         k = backbone.output.shape[-1]
@@ -91,12 +94,18 @@ class Landmarker(keras.Model):
         if shape_prior is not None and shape_prior.num_keypoints != k:
             raise ValueError(f"the shape prior has {shape_prior.num_keypoints} keypoints, the model {k}")
         self.shape_prior = shape_prior
+        label_offsets = as_label_offsets(label_offsets)
+        if label_offsets is not None and label_offsets.num_keypoints != k:
+            raise ValueError(f"the label offsets have {label_offsets.num_keypoints} keypoints, the model {k}")
+        self.label_offsets = label_offsets
         # === Functional model ===
         image = keras.Input(tuple(backbone.input.shape[1:]), name="image")
         maps = backbone(image)
         outputs = {"presoftmax": maps, **self.readout_layer(maps)}
         if shape_prior is not None:
             outputs["keypoints"] = shape_prior(maps)
+        if label_offsets is not None:
+            outputs["keypoints"] = label_offsets.apply(outputs["keypoints"])
         kwargs.setdefault("name", f"{backbone.name}_landmarker")
         super().__init__(inputs=image, outputs=outputs, **kwargs)
         # === Config ===
@@ -133,8 +142,9 @@ class Landmarker(keras.Model):
                          f"{self.preset!r}): fine-tune from a shipped model or a model trained with this version")
 
     def _same(self, backbone=None, readout=None, **kwargs) -> "Landmarker":
-        """A Landmarker like this one with another backbone, read-out or shape prior."""
+        """A Landmarker like this one with another backbone, read-out, shape prior or label offsets."""
         kwargs.setdefault("shape_prior", self.shape_prior)
+        kwargs.setdefault("label_offsets", self.label_offsets)
         return Landmarker(backbone or self.backbone, readout or self.readout, self.box_formats,
                           self.default_box_format, self.preset, self.detector, self.keypoints, self.network,
                           **kwargs)
@@ -147,7 +157,8 @@ class Landmarker(keras.Model):
                 "keypoints": self.keypoints.to_dict(),
                 "network": self.network.to_dict() if isinstance(self.network, ModelConfig) else None,
                 "shape_prior": (keras.saving.serialize_keras_object(self.shape_prior)
-                                if self.shape_prior is not None else None)}
+                                if self.shape_prior is not None else None),
+                "label_offsets": self.label_offsets.to_dict() if self.label_offsets is not None else None}
 
     @classmethod
     def from_config(cls, config: dict) -> "Landmarker":
@@ -185,6 +196,10 @@ class Landmarker(keras.Model):
     def with_shape_prior(self, prior: ShapePrior | None) -> "Landmarker":
         """The same network (shared weights) with ``prior`` fitted to its maps (``None``: without)."""
         return self._same(shape_prior=prior)
+
+    def with_label_offsets(self, offsets: LabelOffsets | None) -> "Landmarker":
+        """The same network (shared weights) with ``offsets`` added to its keypoints (``None``: without)."""
+        return self._same(label_offsets=offsets)
 
     def with_detector(self, detector: str | Detector | None) -> "Landmarker":
         """This model (itself, not a copy) finding faces with ``detector`` (see the constructor)."""
@@ -231,7 +246,7 @@ class Landmarker(keras.Model):
 
             @tf.function(input_signature=[tf.TensorSpec([None, side, side, 1], tf.float32)])
             def infer(crops):
-                out = mirrored_readout(self.backbone, head, crops, perm, self.shape_prior)
+                out = mirrored_readout(self.backbone, head, crops, perm, self.shape_prior, self.label_offsets)
                 return out["keypoints"], out["confidence"]
 
             cache[key] = infer

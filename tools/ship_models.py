@@ -7,7 +7,8 @@ Writes ``rcn_keras/weights/<name>.keras`` (a float32 `Landmarker` with the picke
 optimizer state), ``<name>.tflite`` (the same model as a float32 TFLite file of batch 1, which `rcn predict`
 runs with LiteRT without importing TensorFlow), ``<name>.json`` (model card data) and ``MODEL_CARD.md``.
 ``--tflite-only`` re-writes the TFLite files of the shipped models as they are; ``--refresh-prior`` gives the
-shipped models' shape priors the library's present defaults (`ShapePrior.leading`). The preset of the same
+shipped models' shape priors the library's present defaults (`ShapePrior.leading`); ``--calibrate`` gives them
+label offsets measured on their training faces (`rcn_keras.models.label_offsets`). The preset of the same
 name in `rcn_keras.presets` must then say the same read-out (a test checks it).
 
     python tools/ship_models.py --results runs/experiments/real-300w --extra runs/real_v2_68
@@ -30,6 +31,7 @@ from rcn_keras.presets import get_preset  # noqa: E402
 
 NAMES = ("rcn-300w", "rcn-300w-hr", "rcn-300w-fast", "rcn-afw5", "sumnet-afw5", "rcn-mtfl")
 SHARED_300W = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
+SHARED_MTFL = SHARED_300W.parent / "mtfl"
 
 
 def shipped_name(preset: str, k: int, source: str = "300w", model_options: dict | None = None) -> str:
@@ -171,11 +173,17 @@ def earlier_stages(config, run: str | None = None) -> list[dict]:
 
 def test_rows(folder: str, readout: str, faces, shape_prior=None) -> list[dict]:
     """The whole-set rows of a run's best model (with ``readout`` and ``shape_prior``) on test ``faces``."""
-    from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset
     from rcn_keras.landmarker import load_landmarker
 
     model = load_landmarker(pathlib.Path(folder) / "best.keras")
     model = model.with_shape_prior(shape_prior) if shape_prior is not None else model
+    return whole_set_rows(model, faces, readout)
+
+
+def whole_set_rows(model, faces, readout: str | None = None) -> list[dict]:
+    """The whole-set rows (every normaliser) of ``model`` (with ``readout``, else its own) on ``faces``."""
+    from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset
+
     pred, gt, _ = predict_faceset(model, faces, 64, readout)
     return [r for r in evaluate_predictions(pred, gt, faces)["rows"] if r["subset"] == "all"]
 
@@ -235,6 +243,12 @@ def card_markdown(cards: list[dict]) -> str:
             lines.append(f"* Shape prior (`rcn_keras.models.shape_prior`): {p['modes']} PCA modes of {p['shapes']}' "
                          f"keypoints; each point's softmax (logits x {p['temperature']}) gives a mean and covariance, "
                          f"the keypoints are the most probable shape (prior strength {p['strength']}).")
+        if c.get("label_offsets"):
+            o = c["label_offsets"]
+            lines.append(f"* Label offsets (`rcn_keras.models.label_offsets`): each point's mean error on the "
+                         f"{o['faces']} training faces is added to it (on average {o['mean_x_px']:+.2f} map pixels "
+                         f"in x: the labels' convention; validation NME without them "
+                         f"{o['validation_before'][0]['nme']:.2f} %).")
         lines += [f"* Validation ({r['faces']} faces): NME {r['nme']:.2f} % ({r['normaliser']}), "
                   f"FR@8 {r['fr8']:.1f} %, FR@10 {r['fr10']:.1f} %, AUC@8 {r['auc8']:.3f}, AUC@10 {r['auc10']:.3f}."
                   for r in c["validation"]]
@@ -347,6 +361,54 @@ def refresh_regions(name: str, weights_dir: pathlib.Path, root: pathlib.Path = S
     return card
 
 
+def calibrate(name: str, weights_dir: pathlib.Path) -> dict | None:
+    """Shipped model ``name`` with `LabelOffsets` measured on its training faces, scored without and with them
+    on its validation split; when they lower it, the model, its TFLite twin and its card (validation, regions and
+    the test rows it lists, re-scored as it now ships) are re-written. Returns the card."""
+    from rcn_keras.app.training import preset_train_config
+    from rcn_keras.evaluation.calibration import measure_label_offsets
+    from rcn_keras.evaluation.report import headline_regions, headline_rows, predict_faceset
+    from rcn_keras.files import atomic_save_model, atomic_write_bytes
+    from rcn_keras.landmarker import load_landmarker
+
+    path = weights_dir / f"{name}.keras"
+    card = json.loads(path.with_suffix(".json").read_text())
+    config = preset_train_config(name, **{"data.root": str(SHARED_300W)})
+    if config.data.source == "mtfl":
+        config = preset_train_config(name, **{"data.root": str(SHARED_MTFL)})
+    if not pathlib.Path(config.data.root).is_dir():
+        print(f"{name}: {config.data.root} not found: left as it is")
+        return None
+    splits = splits_of(config)
+    model = load_landmarker(path).with_label_offsets(None)
+    offsets = measure_label_offsets(model, splits.train)
+    calibrated = model.with_label_offsets(offsets)
+    before, after = (headline_rows(whole_set_rows(m, splits.validation)) for m in (model, calibrated))
+    print(f"{name}: offsets (mean over points, 80x80 map pixels) plain {offsets.plain.mean(0) * 80} flip "
+          f"{None if offsets.flip is None else offsets.flip.mean(0) * 80}; validation NME "
+          f"{before[0]['nme']:.3f} -> {after[0]['nme']:.3f} % ({len(splits.validation)} faces)")
+    if after[0]["nme"] >= before[0]["nme"]:
+        print(f"{name}: the offsets do not lower the validation NME: left as it is")
+        return None
+    card["validation"] = after
+    card["label_offsets"] = {"faces": len(splits.train),
+                             "mean_x_px": float(offsets.plain[:, 0].mean() * 80), "validation_before": before}
+    if card["keypoints"] == 68:
+        pred, gt, _ = predict_faceset(calibrated, splits.validation, 64)
+        card["validation_regions"] = headline_regions(pred, gt, splits.validation)
+    if card.get("test") and splits.test is not None:
+        card["test"] = whole_set_rows(calibrated, splits.test)
+    for test in card.get("tests", []):
+        if test["set"].startswith("AFW") and (SHARED_300W / "afw").is_dir():
+            from rcn_keras.data.sources import load_faces
+
+            test["rows"] = whole_set_rows(calibrated, load_faces("300w", str(SHARED_300W), 5, subsets=("afw",)))
+    atomic_save_model(calibrated, path)
+    write_tflite(path)
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
+    return card
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="runs/experiments/real-300w")
@@ -365,6 +427,9 @@ def main() -> None:
     parser.add_argument("--refresh-prior", action="store_true",
                         help="only give the shipped models' (--only) shape priors the present defaults (fewer modes, "
                              "rounds, steps), where that costs at most REFRESH_TOLERANCE validation points")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="only give the shipped models (--only) label offsets measured on their training faces, "
+                             "where they lower the validation NME (rcn_keras.models.label_offsets)")
     parser.add_argument("--refresh-regions", action="store_true",
                         help="only score the shipped 68-point models' (--only) validation NME per face region into "
                              "their cards")
@@ -380,9 +445,9 @@ def main() -> None:
             print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
         return
 
-    if args.refresh_prior or args.refresh_regions:
+    if args.refresh_prior or args.refresh_regions or args.calibrate:
         weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
-        refresh = refresh_prior if args.refresh_prior else refresh_regions
+        refresh = refresh_prior if args.refresh_prior else calibrate if args.calibrate else refresh_regions
         refreshed = [card for name in args.only if (card := refresh(name, weights_dir))]
         if refreshed:
             write_cards(weights_dir, refreshed)

@@ -30,7 +30,8 @@ def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, re
     """Un-jittered test crops of ``faces`` through a `Landmarker` or map model: (pred, gt) normalised
     (N, K, 2) and confidence. ``readout``: the model's own (a `Landmarker`'s) unless given, else arg-max.
     ``flip``: flip test-time averaging with the model's keypoint scheme (the paper's for a map model).
-    ``shape_prior``: fit the model's `ShapePrior` when it has one (False: the read-out alone)."""
+    ``shape_prior``: fit the model's `ShapePrior` when it has one (False: the read-out alone). A
+    `Landmarker`'s `LabelOffsets` move its points as in `Landmarker.predict_crops`."""
     preds, gts, confs = [], [], []
     head = KeypointReadout(readout or getattr(model, "readout", None) or "argmax")
     maps_model = as_map_model(model)
@@ -40,7 +41,7 @@ def predict_faceset(model: keras.Model, faces: FaceSet, batch_size: int = 64, re
                 else standard_scheme(faces.num_keypoints).flip)
     prior = getattr(model, "shape_prior", None) if shape_prior else None
     for x, y in make_dataset(faces, "test", batch_size=batch_size, out_size=input_side(maps_model)):
-        out = mirrored_readout(maps_model, head, x, perm, prior)
+        out = mirrored_readout(maps_model, head, x, perm, prior, getattr(model, "label_offsets", None))
         preds.append(out["keypoints"].numpy())
         confs.append(out["confidence"].numpy())
         gts.append(y.numpy()[..., :2])

@@ -86,22 +86,25 @@ def mirror_average(out: dict, mirrored: dict, flip) -> dict:
     return {"keypoints": (out["keypoints"] + points) / 2, "confidence": (out["confidence"] + confidence) / 2}
 
 
-def mirrored_readout(maps_model, head, crops, flip=None, prior=None) -> dict:
+def mirrored_readout(maps_model, head, crops, flip=None, prior=None, offsets=None) -> dict:
     """``head`` on ``maps_model``'s maps of ``crops`` (B, H, W, C); with a ``flip`` permutation, averaged
     with the read-out of the mirrored crops (`mirror_average`, twice the network time). With a
     `ShapePrior` ``prior``, the keypoints are its fit to the maps' moments (both crops' moments
-    averaged when flipping); the confidence stays the head's."""
+    averaged when flipping); the confidence stays the head's. `LabelOffsets` ``offsets`` (of the plain or
+    the flip-averaged reading) move the keypoints last."""
     maps = maps_model(crops, training=False)
     out = head(maps)
     mirrored = None if flip is None else maps_model(ops.flip(crops, axis=2), training=False)
     if mirrored is not None:
         out = mirror_average(out, head(mirrored), flip)
-    if prior is None:
-        return out
-    moments = prior.moments(maps)
-    if mirrored is not None:
-        moments = average_moments(moments, mirror_moments(*prior.moments(mirrored), flip))
-    return {**out, "keypoints": prior.fit(*moments)}
+    if prior is not None:
+        moments = prior.moments(maps)
+        if mirrored is not None:
+            moments = average_moments(moments, mirror_moments(*prior.moments(mirrored), flip))
+        out = {**out, "keypoints": prior.fit(*moments)}
+    if offsets is not None:
+        out = {**out, "keypoints": offsets.apply(out["keypoints"], flip is not None)}
+    return out
 
 
 def input_side(model: keras.Model) -> int:
@@ -136,9 +139,10 @@ def is_map_side(height, width) -> bool:
     return height == width and isinstance(height, int) and height > 0 and MAP_SIZE % height == 0
 
 
-def with_readout(model: keras.Model, readout: str = "argmax", prior=None) -> keras.Model:
+def with_readout(model: keras.Model, readout: str = "argmax", prior=None, offsets=None) -> keras.Model:
     """Wrap a map model into one returning {"presoftmax", "keypoints", "confidence"}; with a
-    `ShapePrior` ``prior``, the keypoints are its fit (the confidence stays the read-out's).
+    `ShapePrior` ``prior``, the keypoints are its fit (the confidence stays the read-out's); `LabelOffsets`
+    ``offsets`` (the plain reading's) move them last.
 
     The wrapped model shares weights with ``model``; use it for inference, evaluation and export.
     """
@@ -147,4 +151,6 @@ def with_readout(model: keras.Model, readout: str = "argmax", prior=None) -> ker
     out = KeypointReadout(readout, name="readout")(logits)
     if prior is not None:
         out = {**out, "keypoints": prior(logits)}
+    if offsets is not None:
+        out = {**out, "keypoints": offsets.apply(out["keypoints"])}
     return keras.Model(model.input, {"presoftmax": logits, **out}, name=f"{model.name}_readout")

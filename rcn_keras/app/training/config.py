@@ -26,7 +26,9 @@ READOUT_CHOICES = READOUTS + ("auto",)
 SHAPE_PRIOR_CHOICES = ("off", "on", "auto")
 # Options a resumed run may change (applied, and said): the rest must equal the run's config.json.
 # A changed ``epochs`` re-plans the cosine schedule over the new length from the update reached.
-RESUME_SAFE = ("epochs", "time_budget_minutes", "visualize_every", "readout", "shape_prior", "jit_compile")
+LABEL_OFFSET_CHOICES = SHAPE_PRIOR_CHOICES
+RESUME_SAFE = ("epochs", "time_budget_minutes", "visualize_every", "readout", "shape_prior", "label_offsets",
+               "jit_compile")
 RESUME_IGNORED = ("output_dir",)  # the folder may have been moved or renamed
 # `mixed_precision` (auto/on/off, float16 only) became `precision`; old config.json files still load.
 _OLD_MIXED = {"auto": "auto", "on": "mixed_float16", "off": "float32"}
@@ -75,7 +77,9 @@ class TrainConfig:
     (`rcn_keras.distillation`), on every point of every training face; ``label_weight`` weighs the true
     labels' loss (0: the student learns from the teachers alone). ``shape_prior``: after training, fit a
     `ShapePrior` to the training faces' keypoints and save it with the model (``"on"``), keep it only if
-    it lowers the validation NME (``"auto"``), or not (``"off"``). ``weight_average``: the momentum of an
+    it lowers the validation NME (``"auto"``), or not (``"off"``). ``label_offsets``: after that, measure
+    `LabelOffsets` on the training faces (each point's mean error: the labels' convention) and save them with
+    the model, by the same three choices. ``weight_average``: the momentum of an
     exponential moving average of the weights, updated every step (Polyak averaging; 0: off, 0.999: about
     the last 1,000 updates); validation, the best checkpoint and the saved model then use the average.
     ``target_sigma``: the spread in map pixels of ``loss_target="gaussian"``. ``point_weights``: the weight
@@ -113,6 +117,7 @@ class TrainConfig:
     strategy: str = "default"
     readout: str | None = None
     shape_prior: str = "off"
+    label_offsets: str = "auto"
     visualize_every: int = 1
     time_budget_minutes: float | None = None
     seed: int = 0
@@ -166,6 +171,9 @@ class TrainConfig:
         if self.shape_prior not in SHAPE_PRIOR_CHOICES:
             raise ValueError(f"shape_prior={self.shape_prior!r} is not allowed; allowed: "
                              f"{', '.join(SHAPE_PRIOR_CHOICES)}")
+        if self.label_offsets not in LABEL_OFFSET_CHOICES:
+            raise ValueError(f"label_offsets={self.label_offsets!r} is not allowed; allowed: "
+                             f"{', '.join(LABEL_OFFSET_CHOICES)}")
         if self.shape_prior == "on" and not self.is_denoiser and self.num_keypoints < 3:
             raise ValueError(f"shape_prior=on needs at least 3 keypoints (this run has {self.num_keypoints})")
         if self.readout is not None and self.readout not in READOUT_CHOICES:

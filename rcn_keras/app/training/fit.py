@@ -24,6 +24,7 @@ from rcn_keras.data.faceset import FaceSet
 from rcn_keras.data.pipeline import make_dataset, make_denoiser_dataset
 from rcn_keras.data.sources import load_splits
 from rcn_keras.distillation import teacher_check, with_teacher_targets
+from rcn_keras.evaluation.calibration import measure_label_offsets
 from rcn_keras.evaluation.denoiser import denoiser_table, evaluate_denoiser
 from rcn_keras.evaluation.nme import per_sample_nme
 from rcn_keras.evaluation.report import evaluate_predictions, predict_faceset, write_report
@@ -194,6 +195,21 @@ def choose_shape_prior(model: Landmarker, splits, config: TrainConfig, summary: 
             summary["shape_prior"] = False
             return model, False
     summary["shape_prior"] = True
+    return candidate, True
+
+
+def choose_label_offsets(model: Landmarker, splits, config: TrainConfig, summary: dict) -> tuple[Landmarker, bool]:
+    """``model`` with `LabelOffsets` measured on the training faces (``label_offsets`` "on"), or with them only
+    when they lower the validation NME ("auto"); both NMEs go into ``summary``. Also: whether it changed."""
+    candidate = model.with_label_offsets(measure_label_offsets(model, splits.train, config.batch_size))
+    if config.label_offsets == "auto":
+        scores = {name: mean_nme(m, splits.validation, config.batch_size)
+                  for name, m in (("off", model.with_label_offsets(None)), ("on", candidate))}
+        summary["label_offsets_validation_nme"] = scores
+        if scores["on"] >= scores["off"]:
+            summary["label_offsets"] = False
+            return model, False
+    summary["label_offsets"] = True
     return candidate, True
 
 
@@ -405,6 +421,9 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
         if config.shape_prior != "off":  # also picked on the validation split
             best_model, prior_changed = choose_shape_prior(best_model, splits, config, summary)
             changed = changed or prior_changed
+        if config.label_offsets != "off":  # measured on the training faces, kept by the validation split
+            best_model, offsets_changed = choose_label_offsets(best_model, splits, config, summary)
+            changed = changed or offsets_changed
         if not scheme.is_standard and is_chief():
             summary["detector_calibration"] = calibrate_detectors(best_model, splits.train)
             changed = changed or any(n in best_model.box_formats for n in summary["detector_calibration"])
