@@ -246,8 +246,8 @@ def card_markdown(cards: list[dict]) -> str:
         if c.get("label_offsets"):
             o = c["label_offsets"]
             lines.append(f"* Label offsets (`rcn_keras.models.label_offsets`): each point's mean error on the "
-                         f"{o['faces']} training faces is added to it (on average {o['mean_x_px']:+.2f} map pixels "
-                         f"in x: the labels' convention; validation NME without them "
+                         f"{o['faces']} training faces is added to it (on average {o['mean_px'][0]:+.2f} map pixels "
+                         f"in x, {o['mean_px'][1]:+.2f} in y: the labels' convention; validation NME without them "
                          f"{o['validation_before'][0]['nme']:.2f} %).")
         lines += [f"* Validation ({r['faces']} faces): NME {r['nme']:.2f} % ({r['normaliser']}), "
                   f"FR@8 {r['fr8']:.1f} %, FR@10 {r['fr10']:.1f} %, AUC@8 {r['auc8']:.3f}, AUC@10 {r['auc10']:.3f}."
@@ -391,8 +391,8 @@ def calibrate(name: str, weights_dir: pathlib.Path) -> dict | None:
         print(f"{name}: the offsets do not lower the validation NME: left as it is")
         return None
     card["validation"] = after
-    card["label_offsets"] = {"faces": len(splits.train),
-                             "mean_x_px": float(offsets.plain[:, 0].mean() * 80), "validation_before": before}
+    card["label_offsets"] = {"faces": len(splits.train), "mean_px": [float(v) for v in offsets.plain.mean(0) * 80],
+                             "validation_before": before}
     if card["keypoints"] == 68:
         pred, gt, _ = predict_faceset(calibrated, splits.validation, 64)
         card["validation_regions"] = headline_regions(pred, gt, splits.validation)
