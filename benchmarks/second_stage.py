@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import environment, print_table, write_results  # noqa: E402
+from _common import RESULTS, environment, print_table, write_results  # noqa: E402
 from real_faces import jittered  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
@@ -51,29 +51,18 @@ def warp_crops(images: np.ndarray, rects: np.ndarray, angles: np.ndarray, side: 
     return np.stack(out)
 
 
-def back_to_frame(points: np.ndarray, rects: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """Points in [0, 1] of rotated crops -> edge coordinates of the loose crop (the inverse warp)."""
-    out = []
-    for p, (x, y, s), angle in zip(points, rects, angles):
-        t = np.radians(angle)
-        c, sn = np.cos(t), np.sin(t)
-        centre = np.array([x + s / 2, y + s / 2])
-        q = (np.asarray(p, np.float64) - 0.5) * s
-        out.append(centre + np.stack([c * q[:, 0] - sn * q[:, 1], sn * q[:, 0] + c * q[:, 1]], axis=-1))
-    return np.array(out)
-
-
 def second_pass(model, faces, first: np.ndarray) -> np.ndarray:
     """The model on crops made from its own points ``first`` (normalised to ``faces.rects``), eyes level."""
     from rcn_keras.data.crop import stage_b_rect
-    from rcn_keras.inference import roll_degrees
+    from rcn_keras.inference import crop_to_image, roll_degrees
 
     rects = faces.rects.astype(np.float64)
     points = rects[:, None, :2] + first * rects[:, None, 2:]
     new = np.array([stage_b_rect(p) for p in points], np.float64)
     angles = np.array([roll_degrees([p[36:42].mean(0), p[42:48].mean(0)]) for p in points])
     found = model.predict_crops(warp_crops(faces.images, new, angles, model.input_size))["keypoints"]
-    return (back_to_frame(found, new, angles) - rects[:, None, :2]) / rects[:, None, 2:]
+    edges = np.array([crop_to_image(f, r, a) + 0.5 for f, r, a in zip(found, new, angles)])  # pixel centres -> edges
+    return (edges - rects[:, None, :2]) / rects[:, None, 2:]
 
 
 def features(model, faces) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -222,7 +211,6 @@ def main(argv=None) -> int:
              f"midpoints; per region from the landmark box")
     print(title)
     table = print_table(rows, columns)
-    from _common import RESULTS
     from rcn_keras.files import atomic_write_text
 
     command = " ".join(["python benchmarks/second_stage.py", *(argv if argv is not None else sys.argv[1:])])

@@ -367,7 +367,7 @@ def calibrate(name: str, weights_dir: pathlib.Path) -> dict | None:
     the test rows it lists, re-scored as it now ships) are re-written. Returns the card."""
     from rcn_keras.app.training import preset_train_config
     from rcn_keras.evaluation.calibration import measure_label_offsets
-    from rcn_keras.evaluation.report import headline_regions, headline_rows, predict_faceset
+    from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
     from rcn_keras.files import atomic_save_model, atomic_write_bytes
     from rcn_keras.landmarker import load_landmarker
 
@@ -383,7 +383,11 @@ def calibrate(name: str, weights_dir: pathlib.Path) -> dict | None:
     model = load_landmarker(path).with_label_offsets(None)
     offsets = measure_label_offsets(model, splits.train)
     calibrated = model.with_label_offsets(offsets)
-    before, after = (headline_rows(whole_set_rows(m, splits.validation)) for m in (model, calibrated))
+    scores = []  # without and with the offsets: one prediction each gives the rows and the regions
+    for m in (model, calibrated):
+        pred, gt, _ = predict_faceset(m, splits.validation, 64)
+        scores.append(evaluate_predictions(pred, gt, splits.validation))
+    before, after = (headline_rows(result["rows"]) for result in scores)
     print(f"{name}: offsets (mean over points, 80x80 map pixels) plain {offsets.plain.mean(0) * 80} flip "
           f"{None if offsets.flip is None else offsets.flip.mean(0) * 80}; validation NME "
           f"{before[0]['nme']:.3f} -> {after[0]['nme']:.3f} % ({len(splits.validation)} faces)")
@@ -394,8 +398,7 @@ def calibrate(name: str, weights_dir: pathlib.Path) -> dict | None:
     card["label_offsets"] = {"faces": len(splits.train), "mean_px": [float(v) for v in offsets.plain.mean(0) * 80],
                              "validation_before": before}
     if card["keypoints"] == 68:
-        pred, gt, _ = predict_faceset(calibrated, splits.validation, 64)
-        card["validation_regions"] = headline_regions(pred, gt, splits.validation)
+        card["validation_regions"] = scores[1]["regions"]
     if card.get("test") and splits.test is not None:
         card["test"] = whole_set_rows(calibrated, splits.test)
     for test in card.get("tests", []):

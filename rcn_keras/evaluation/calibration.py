@@ -6,7 +6,7 @@ import numpy as np
 
 from rcn_keras.data.faceset import FaceSet
 from rcn_keras.evaluation.report import predict_faceset
-from rcn_keras.models.label_offsets import LabelOffsets, mean_offsets
+from rcn_keras.models.label_offsets import READINGS, LabelOffsets, mean_offsets
 
 
 def measure_label_offsets(model, faces: FaceSet, batch_size: int = 64) -> LabelOffsets:
@@ -18,7 +18,7 @@ def measure_label_offsets(model, faces: FaceSet, batch_size: int = 64) -> LabelO
         raise ValueError("label offsets need at least one face")
     model = model.with_label_offsets(None)
     offsets = {}
-    for reading in ("plain", "flip"):
+    for reading in READINGS:
         flip = reading == "flip"
         if flip and model.keypoints.flip is None:
             offsets[reading] = None

@@ -179,38 +179,39 @@ def training_shapes(faces: FaceSet, batch_size: int = 64) -> np.ndarray:
     return np.concatenate(shapes)
 
 
+def keep_if_better(option: str, setting: str, model: Landmarker, without: Landmarker, candidate: Landmarker,
+                   splits, config: TrainConfig, summary: dict) -> tuple[Landmarker, bool]:
+    """``candidate`` (``model`` with what ``option`` adds) when ``setting`` is "on", or when it scores a lower
+    validation NME than ``without`` (``model`` without it; "auto", both NMEs in ``summary[option +
+    "_validation_nme"]``), else ``model``; ``summary[option]`` says which. Also: whether the model changed."""
+    if setting == "auto":
+        scores = {name: mean_nme(m, splits.validation, config.batch_size)
+                  for name, m in (("off", without), ("on", candidate))}
+        summary[f"{option}_validation_nme"] = scores
+        if scores["on"] >= scores["off"]:
+            summary[option] = False
+            return model, False
+    summary[option] = True
+    return candidate, True
+
+
 def choose_shape_prior(model: Landmarker, splits, config: TrainConfig, summary: dict) -> tuple[Landmarker, bool]:
     """``model`` with a `ShapePrior` of the training faces' shapes (``shape_prior`` "on"), or with it only
     when it lowers the validation NME ("auto"); both NMEs go into ``summary``. Also: whether it changed."""
     if model.num_keypoints < 3:  # a shape of one or two points has no modes beyond pose
         summary["shape_prior"] = False
         return model, False
-    prior = ShapePrior.from_shapes(training_shapes(splits.train, config.batch_size))
-    candidate = model.with_shape_prior(prior)
-    if config.shape_prior == "auto":
-        scores = {name: mean_nme(m, splits.validation, config.batch_size)
-                  for name, m in (("off", model.with_shape_prior(None)), ("on", candidate))}
-        summary["shape_prior_validation_nme"] = scores
-        if scores["on"] >= scores["off"]:
-            summary["shape_prior"] = False
-            return model, False
-    summary["shape_prior"] = True
-    return candidate, True
+    candidate = model.with_shape_prior(ShapePrior.from_shapes(training_shapes(splits.train, config.batch_size)))
+    return keep_if_better("shape_prior", config.shape_prior, model, model.with_shape_prior(None), candidate,
+                          splits, config, summary)
 
 
 def choose_label_offsets(model: Landmarker, splits, config: TrainConfig, summary: dict) -> tuple[Landmarker, bool]:
     """``model`` with `LabelOffsets` measured on the training faces (``label_offsets`` "on"), or with them only
     when they lower the validation NME ("auto"); both NMEs go into ``summary``. Also: whether it changed."""
     candidate = model.with_label_offsets(measure_label_offsets(model, splits.train, config.batch_size))
-    if config.label_offsets == "auto":
-        scores = {name: mean_nme(m, splits.validation, config.batch_size)
-                  for name, m in (("off", model.with_label_offsets(None)), ("on", candidate))}
-        summary["label_offsets_validation_nme"] = scores
-        if scores["on"] >= scores["off"]:
-            summary["label_offsets"] = False
-            return model, False
-    summary["label_offsets"] = True
-    return candidate, True
+    return keep_if_better("label_offsets", config.label_offsets, model, model.with_label_offsets(None), candidate,
+                          splits, config, summary)
 
 
 def test_set_name(config: TrainConfig) -> str:
