@@ -7,6 +7,8 @@ second look at the face place the points, the jaw's above all, better than the m
   predicted shape, or on the finest feature maps sampled at the predicted points (shape-indexed features,
   as an ERT's), fitted on the training faces (un-jittered and ``--copies`` detector-like jittered copies),
   its strength chosen by 5-fold cross-validation on them;
+* **test-time augmentation**: flip averaging, and its mean over the face's square and four copies moved by 3 %
+  of its side;
 * **dlib's ERT trained on the same faces** (``--ert``, the ``peers`` extra): dlib's shape predictor
   trainer on the same training crops and boxes, alone and with its jaw mixed into the model's.
 
@@ -37,6 +39,7 @@ LAMBDAS = (1e2, 1e3, 3e3, 1e4, 3e4, 1e5)
 FEATURE_LAYER = "f3"  # the last convolution before the output maps, at the maps' 80x80
 JAW = slice(0, 17)
 ERT_JAW_WEIGHT = 0.3
+SHIFT = 0.03  # of the face square's side, for the shifted-crop test-time augmentation
 
 
 def warp_crops(images: np.ndarray, rects: np.ndarray, angles: np.ndarray, side: int) -> np.ndarray:
@@ -51,18 +54,39 @@ def warp_crops(images: np.ndarray, rects: np.ndarray, angles: np.ndarray, side: 
     return np.stack(out)
 
 
+def pass_on(model, faces, new: np.ndarray, angles: np.ndarray, flip: bool = False) -> np.ndarray:
+    """The model's points on crops of the squares ``new`` rotated by ``angles``, normalised to ``faces.rects``."""
+    from rcn_keras.inference import crop_to_image
+
+    rects = faces.rects.astype(np.float64)
+    found = model.predict_crops(warp_crops(faces.images, new, angles, model.input_size), flip=flip)["keypoints"]
+    edges = np.array([crop_to_image(f, r, a) + 0.5 for f, r, a in zip(found, new, angles)])  # pixel centres -> edges
+    return (edges - rects[:, None, :2]) / rects[:, None, 2:]
+
+
 def second_pass(model, faces, first: np.ndarray) -> np.ndarray:
     """The model on crops made from its own points ``first`` (normalised to ``faces.rects``), eyes level."""
     from rcn_keras.data.crop import stage_b_rect
-    from rcn_keras.inference import crop_to_image, roll_degrees
+    from rcn_keras.inference import roll_degrees
 
     rects = faces.rects.astype(np.float64)
     points = rects[:, None, :2] + first * rects[:, None, 2:]
     new = np.array([stage_b_rect(p) for p in points], np.float64)
     angles = np.array([roll_degrees([p[36:42].mean(0), p[42:48].mean(0)]) for p in points])
-    found = model.predict_crops(warp_crops(faces.images, new, angles, model.input_size))["keypoints"]
-    edges = np.array([crop_to_image(f, r, a) + 0.5 for f, r, a in zip(found, new, angles)])  # pixel centres -> edges
-    return (edges - rects[:, None, :2]) / rects[:, None, 2:]
+    return pass_on(model, faces, new, angles)
+
+
+def shifted_crops(model, faces, shift: float = SHIFT) -> np.ndarray:
+    """Test-time augmentation: the mean of the flip-averaged points on the face's own square and on four
+    copies of it moved by ``shift`` of its side left, right, up and down (10 network passes)."""
+    rects = faces.rects.astype(np.float64)
+    passes = []
+    for dx, dy in ((0, 0), (-shift, 0), (shift, 0), (0, -shift), (0, shift)):
+        new = rects.copy()
+        new[:, 0] += dx * rects[:, 2]
+        new[:, 1] += dy * rects[:, 2]
+        passes.append(pass_on(model, faces, new, np.zeros(len(rects)), flip=True))
+    return np.mean(passes, axis=0)
 
 
 def features(model, faces) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -175,6 +199,11 @@ def main(argv=None) -> int:
     second = {n: second_pass(model, sets[n], found[n][0]) for n in sets}
     readings["second pass, levelled, from its own points"] = second
     readings["mean of both passes"] = {n: (found[n][0] + second[n]) / 2 for n in sets}
+    rects = {n: sets[n].rects.astype(np.float64) for n in sets}
+    readings["flip-averaged"] = {n: pass_on(model, sets[n], rects[n], np.zeros(len(rects[n])), flip=True)
+                                 for n in sets}
+    readings[f"flip-averaged on the square and 4 copies moved by {SHIFT:g} of its side"] = {
+        n: shifted_crops(model, sets[n]) for n in sets}
 
     train = [features(model, splits.train)] + [features(model, jittered(splits.train, seed=s))
                                                for s in range(1, args.copies + 1)]

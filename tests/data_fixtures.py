@@ -1,4 +1,5 @@
-"""Writers of small dataset fixtures in the exact on-disk formats (300W folders, MTFL list, AFW anno.mat)."""
+"""Writers of small dataset fixtures in the exact on-disk formats (300W folders, MTFL list, AFW anno.mat), and
+the settings of a tiny training run on synthetic faces."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from PIL import Image
 
 from rcn_keras.data.formats import write_pts
 from rcn_keras.data.synthetic import synthetic_face
+
+# `preset_train_config` overrides for a run of seconds: 48 synthetic faces, 4 branches, no maps drawn
+TINY_TRAINING = {"data.synthetic_train": 48, "data.synthetic_validation": 8, "data.synthetic_test": 8,
+                 "batch_size": 16, "model_options": {"branches": 4}, "visualize_every": 0}
 
 
 def face_image(seed: int, size: int = 200) -> tuple[np.ndarray, np.ndarray]:

@@ -2,12 +2,15 @@
 flip-averaged): their checks, what they add where, their measurement, save / load, export and training."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import keras
+from data_fixtures import TINY_TRAINING
 from rcn_keras.app.training import TrainConfig, preset_train_config, train
+from rcn_keras.app.training.fit import keep_if_better
 from rcn_keras.data.synthetic import synthetic_faces
 from rcn_keras.evaluation.calibration import measure_label_offsets
 from rcn_keras.evaluation.report import predict_faceset
@@ -94,16 +97,31 @@ def test_measured_offsets_follow_the_labels(models):
     assert np.allclose((gt - pred).mean(axis=0), 0.0, atol=1e-5)
 
 
+def test_rejected_offsets_also_drop_older_ones(models):
+    """"auto" keeps the model without offsets when the new ones score worse, even when it came with older ones
+    (the best checkpoint of a resumed run): the returned model is the one that was scored."""
+    plain, with_old = models
+    faces = synthetic_faces(8, K, seed=3)
+    worse = plain.with_label_offsets(LabelOffsets(PLAIN + 0.2, FLIP + 0.2, faces=8))
+    splits, config, summary = SimpleNamespace(validation=faces), SimpleNamespace(batch_size=8), {}
+    kept, changed = keep_if_better("label_offsets", "auto", with_old, plain, worse, splits, config, summary)
+    assert kept.label_offsets is None and changed and summary["label_offsets"] is False
+    scores = summary["label_offsets_validation_nme"]
+    assert scores["on"] > scores["off"]
+    kept, changed = keep_if_better("label_offsets", "auto", plain, plain, worse, splits, config, {})
+    assert kept is plain and not changed
+    kept, changed = keep_if_better("label_offsets", "on", plain, plain, worse, splits, config, {})
+    assert kept is worse and changed
+
+
 @pytest.mark.slow
 def test_training_measures_and_keeps_them(tmp_path):
-    tiny = {"data.synthetic_train": 48, "data.synthetic_validation": 8, "data.synthetic_test": 8,
-            "batch_size": 16, "model_options": {"branches": 4}, "visualize_every": 0}
-    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "on"), label_offsets="on", **tiny)
+    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "on"), label_offsets="on", **TINY_TRAINING)
     result = train(config, verbose=0)
     assert result["label_offsets"] is True and "label_offsets_validation_nme" not in result.summary
     saved = load_landmarker(tmp_path / "on" / "best.keras")
     assert saved.label_offsets is not None and saved.label_offsets.faces == 48
-    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "off"), label_offsets="off", **tiny)
+    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "off"), label_offsets="off", **TINY_TRAINING)
     result = train(config, verbose=0)
     assert "label_offsets" not in result.summary
     assert load_landmarker(tmp_path / "off" / "best.keras").label_offsets is None

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import keras
+from data_fixtures import TINY_TRAINING
 import rcn_keras
 from rcn_keras.app.cli import main as cli
 from rcn_keras.app.training import TrainConfig, preset_train_config, train
@@ -19,8 +20,7 @@ from rcn_keras.landmarker import Landmarker, load_landmarker
 
 pytestmark = pytest.mark.slow
 
-TINY = {"data.synthetic_train": 48, "data.synthetic_validation": 8, "data.synthetic_test": 8,
-        "batch_size": 16, "model_options": {"branches": 4}, "visualize_every": 1}
+TINY = {**TINY_TRAINING, "visualize_every": 1}
 
 
 @pytest.fixture(scope="module")

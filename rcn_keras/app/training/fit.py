@@ -183,14 +183,16 @@ def keep_if_better(option: str, setting: str, model: Landmarker, without: Landma
                    splits, config: TrainConfig, summary: dict) -> tuple[Landmarker, bool]:
     """``candidate`` (``model`` with what ``option`` adds) when ``setting`` is "on", or when it scores a lower
     validation NME than ``without`` (``model`` without it; "auto", both NMEs in ``summary[option +
-    "_validation_nme"]``), else ``model``; ``summary[option]`` says which. Also: whether the model changed."""
+    "_validation_nme"]``), else ``without``; ``summary[option]`` says which. Also: whether the model changed
+    (``model`` may already hold an older one, e.g. the best checkpoint of a resumed run)."""
     if setting == "auto":
         scores = {name: mean_nme(m, splits.validation, config.batch_size)
                   for name, m in (("off", without), ("on", candidate))}
         summary[f"{option}_validation_nme"] = scores
         if scores["on"] >= scores["off"]:
             summary[option] = False
-            return model, False
+            had = getattr(model, option) is not None
+            return (without, True) if had else (model, False)
     summary[option] = True
     return candidate, True
 
