@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import keras
 from data_fixtures import TINY_TRAINING
+
+import keras
 from rcn_keras.app.training import TrainConfig, preset_train_config, train
 from rcn_keras.app.training.fit import keep_if_better
 from rcn_keras.data.synthetic import synthetic_faces
@@ -116,12 +117,14 @@ def test_rejected_offsets_also_drop_older_ones(models):
 
 @pytest.mark.slow
 def test_training_measures_and_keeps_them(tmp_path):
-    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "on"), label_offsets="on", **TINY_TRAINING)
+    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "on"),
+                                 label_offsets="on", **TINY_TRAINING)
     result = train(config, verbose=0)
     assert result["label_offsets"] is True and "label_offsets_validation_nme" not in result.summary
     saved = load_landmarker(tmp_path / "on" / "best.keras")
     assert saved.label_offsets is not None and saved.label_offsets.faces == 48
-    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "off"), label_offsets="off", **TINY_TRAINING)
+    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "off"),
+                                 label_offsets="off", **TINY_TRAINING)
     result = train(config, verbose=0)
     assert "label_offsets" not in result.summary
     assert load_landmarker(tmp_path / "off" / "best.keras").label_offsets is None

@@ -4,8 +4,9 @@ carries one (save / load, flip, export) and a training run that fits one."""
 import numpy as np
 import pytest
 
-import keras
 from data_fixtures import TINY_TRAINING
+
+import keras
 from rcn_keras.app.training import TrainConfig, preset_train_config, train
 from rcn_keras.landmarker import Landmarker, load_landmarker
 from rcn_keras.models.head import mirror_average
@@ -197,12 +198,14 @@ def test_exports_keep_the_prior(with_prior, tmp_path):
 
 @pytest.mark.slow
 def test_training_fits_and_saves_a_prior(tmp_path):
-    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "on"), shape_prior="on", **TINY_TRAINING)
+    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "on"),
+                                 shape_prior="on", **TINY_TRAINING)
     result = train(config, verbose=0)
     assert result["shape_prior"] is True
     saved = load_landmarker(tmp_path / "on" / "best.keras")
     assert saved.shape_prior is not None and saved.shape_prior.num_keypoints == 5
-    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "auto"), shape_prior="auto", **TINY_TRAINING)
+    config = preset_train_config("rcn_mtfl", epochs=1, output_dir=str(tmp_path / "auto"),
+                                 shape_prior="auto", **TINY_TRAINING)
     result = train(config, verbose=0)
     scores = result["shape_prior_validation_nme"]
     assert set(scores) == {"off", "on"}

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import keras
 from data_fixtures import TINY_TRAINING
+
+import keras
 import rcn_keras
 from rcn_keras.app.cli import main as cli
 from rcn_keras.app.training import TrainConfig, preset_train_config, train

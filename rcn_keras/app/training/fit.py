@@ -403,7 +403,8 @@ def _train_locked(config: TrainConfig, out: pathlib.Path, resume: bool, verbose)
                    "best_val_nme": best_value, "val_readout": config.working_readout(),
                    "train_seconds": seconds, "strategy": config.strategy,
                    "precision": policy, "train_faces": len(splits.train),
-                   "steps_per_epoch": config.updates_per_epoch(len(splits.train)), "history": {k: [float(v) for v in vals] for k, vals in history.items()}}
+                   "steps_per_epoch": config.updates_per_epoch(len(splits.train)),
+                   "history": {k: [float(v) for v in vals] for k, vals in history.items()}}
         if not config.is_denoiser and teachers:
             summary["teacher_check"] = checked
         test = splits.test or splits.validation
