@@ -64,6 +64,26 @@ def test_model_cards_count_every_training_stage(tmp_path):
     assert earlier_stages(preset_train_config("rcn_300w_refine", output_dir="unused")) == []
 
 
+def test_a_run_started_from_a_shipped_name_has_that_models_preset_on_its_card():
+    """`rcn train --init rcn-300w-fast` names the shipped model as the run's model: its card gives the network's
+    preset and options (the fast model's 40x40 maps), with the run's own options on top."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+    from ship_models import network_preset
+
+    card = get_preset("rcn-300w-fast").card()
+    assert card["preset"] == "rcn_300w_fast" and card["model_options"] == {"upsample_maps": False}
+    run = {"output_dir": "unused", "init_from": "rcn-300w-fast", "data.source": "synthetic"}
+    by_name = preset_train_config("rcn-300w-fast", **run)
+    assert by_name.model == "rcn-300w-fast"
+    assert network_preset(by_name) == ("rcn_300w_fast", {"upsample_maps": False})
+    wider = preset_train_config("rcn-300w-fast", model_options={"width": 1.25}, **run)
+    assert network_preset(wider) == ("rcn_300w_fast", {"upsample_maps": False, "width": 1.25})
+    assert network_preset(preset_train_config("rcn_300w_refine", output_dir="unused")) == ("rcn_300w_refine", {})
+
+
 def test_model_card_says_what_a_model_was_distilled_from():
     import pathlib
     import sys

@@ -47,6 +47,18 @@ def shipped_name(preset: str, k: int, source: str = "300w", model_options: dict 
     return "rcn-300w-hr" if model.input_size != get_preset("rcn-300w").model.input_size else "rcn-300w"
 
 
+def network_preset(config) -> tuple[str, dict]:
+    """The preset and model options of a run's network: a run started from a shipped model by name (``rcn train
+    --init rcn-300w-fast``, whose ``model`` is that name) has its card's, with the run's options on top."""
+    from rcn_keras.presets import list_presets
+
+    if config.model in list_presets(shipped=True):
+        card = get_preset(config.model).card() or {}
+        if "preset" in card:
+            return card["preset"], {**card.get("model_options", {}), **config.model_options}
+    return config.model, dict(config.model_options)
+
+
 def competes_for(config) -> str:
     """`shipped_name` of a run's ``config`` (its preset, point count, data source and model options)."""
     return shipped_name(config.model, config.num_keypoints, config.data.source, config.model_options)
@@ -166,7 +178,7 @@ def earlier_stages(config, run: str | None = None) -> list[dict]:
             break
         config = TrainConfig.load(folder / "config.json")
         state = json.loads((folder / "state" / "state.json").read_text())
-        stages.insert(0, {"run": str(folder), "preset": config.model, "epochs": state["epoch"],
+        stages.insert(0, {"run": str(folder), "preset": network_preset(config)[0], "epochs": state["epoch"],
                           "train_minutes": state.get("train_seconds", 0.0) / 60.0})
     return stages
 
@@ -476,7 +488,8 @@ def main() -> None:
         best = min(pool, key=lambda r: r["val_nme"])
         cfg = best["config"]
         data = cfg.data
-        card = {"name": name, "preset": cfg.model, "model_options": cfg.model_options, "keypoints": k,
+        preset, options = network_preset(cfg)
+        card = {"name": name, "preset": preset, "model_options": options, "keypoints": k,
                 "readout": best["readout"], "epochs": best["epochs"], "train_minutes": best["train_minutes"],
                 "optimizer": cfg.optimizer, "batch_size": cfg.batch_size, "source_run": best["run"],
                 "data": data_text(data, best["splits"]), "source": data.source,
