@@ -343,7 +343,8 @@ def _wrap(model: keras.Model, source: str) -> Landmarker:
 def load_landmarker(spec: str | os.PathLike) -> Landmarker:
     """A trained `Landmarker`: a `.keras` file (safe mode: no arbitrary code), a shipped model name, or
     ``"joint:RCN,DENOISER"`` (two of those: the joint RCN + denoiser model with the RCN's read-out and
-    box formats). Errors are one-line `ValueError`s / `FileNotFoundError`s that name the file."""
+    box formats, not its shape prior or label offsets: those were fitted to the RCN's own maps). Errors are
+    one-line `ValueError`s / `FileNotFoundError`s that name the file."""
     text = str(spec)
     if text.startswith("joint:"):
         parts = [p for p in text[len("joint:"):].split(",") if p]
