@@ -82,7 +82,7 @@ def rcn_timing(model, readout: str, batch: int, repeats: int = 5) -> float:
     head = KeypointReadout(readout)
     maps = model.backbone
     fn = tf.function(lambda x: head(maps(x, training=False))["keypoints"])
-    x = tf.random.uniform((batch, 80, 80, 1), 0, 255)
+    x = tf.random.uniform((batch, model.input_size, model.input_size, 1), 0, 255)
     fn(x)
     best = float("inf")
     for _ in range(repeats):
@@ -166,7 +166,8 @@ def main() -> None:
     parser.add_argument("--root", default=str(SHARED), help="300W-layout folder")
     parser.add_argument("--model68", default="rcn-300w", help="68-point model (.keras or shipped name)")
     parser.add_argument("--model5", default="rcn-afw5", help="5-point model (.keras or shipped name)")
-    parser.add_argument("--extra68", nargs="*", default=["rcn-300w-fast"], help="more 68-point models to score")
+    parser.add_argument("--extra68", nargs="*", default=["rcn-300w-hr", "rcn-300w-fast"],
+                        help="more 68-point models to score")
     parser.add_argument("--extra5", nargs="*", default=["sumnet-afw5"], help="more 5-point models to score")
     parser.add_argument("--cache-dir", default="runs/cache")
     args = parser.parse_args()

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PEER_RESULTS = ROOT / "benchmarks" / "results" / "peer_dlib.json"
 # CED curves drawn from peer_dlib.json: its method label -> the legend.
-CED_METHODS = {"RCN rcn-300w": "rcn-300w", "RCN rcn-300w-fast": "rcn-300w-fast",
+CED_METHODS = {"RCN rcn-300w-hr": "rcn-300w-hr", "RCN rcn-300w": "rcn-300w", "RCN rcn-300w-fast": "rcn-300w-fast",
                "dlib ERT, same box as RCN": "dlib ERT (the same box as RCN)",
                "dlib ERT, its HOG detector's box": "dlib ERT (its detector's box)"}
 
