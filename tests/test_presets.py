@@ -1,11 +1,16 @@
 """The one preset registry: every preset is complete and valid data, shipped weights are exactly the
 presets that name them, and a training run can be made from every recipe."""
 
+import pathlib
+import sys
+
 import pytest
 
 from rcn_keras.app.training.config import preset_train_config
 from rcn_keras.models.config import READOUTS, DenoiserConfig, ModelConfig
 from rcn_keras.presets import PRESETS, WEIGHTS_DIR, get_preset, list_presets
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))  # tools/ship_models.py
 
 
 def test_presets_are_valid_data():
@@ -41,10 +46,7 @@ def test_lists_and_unknown_names():
 def test_model_cards_count_every_training_stage(tmp_path):
     """A run fine-tuned from a run folder or from a shipped model: its card counts the whole budget."""
     import json
-    import pathlib
-    import sys
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
     from ship_models import earlier_stages
 
     shipped = get_preset("rcn-300w").card()
@@ -67,10 +69,7 @@ def test_model_cards_count_every_training_stage(tmp_path):
 def test_a_run_started_from_a_shipped_name_has_that_models_preset_on_its_card():
     """`rcn train --init rcn-300w-fast` names the shipped model as the run's model: its card gives the network's
     preset and options (the fast model's 40x40 maps), with the run's own options on top."""
-    import pathlib
-    import sys
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
     from ship_models import network_preset
 
     card = get_preset("rcn-300w-fast").card()
@@ -85,10 +84,6 @@ def test_a_run_started_from_a_shipped_name_has_that_models_preset_on_its_card():
 
 
 def test_model_card_says_what_a_model_was_distilled_from():
-    import pathlib
-    import sys
-
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
     from ship_models import card_markdown
 
     card = get_preset("rcn-300w").card()
@@ -103,10 +98,6 @@ def test_model_card_says_what_a_model_was_distilled_from():
 
 
 def test_model_card_says_the_recipe_of_a_fine_tuning_stage():
-    import pathlib
-    import sys
-
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
     from ship_models import card_markdown, last_stage_text
 
     config = preset_train_config("rcn_300w_fast", output_dir="unused", init_from="rcn-300w-fast", epochs=8,
@@ -161,11 +152,8 @@ def test_refreshing_a_shipped_prior_rewrites_the_model_its_twin_and_card(shared_
     """`tools/ship_models.py --refresh-prior`: the shipped prior cut to the present defaults, scored on
     the validation faces beside the saved one, written with its TFLite twin and card."""
     import json
-    import pathlib
     import shutil
-    import sys
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
     from ship_models import REFRESH_TOLERANCE, refresh_prior
 
     from rcn_keras.landmarker import load_landmarker
@@ -187,10 +175,6 @@ def test_refreshing_a_shipped_prior_rewrites_the_model_its_twin_and_card(shared_
 
 
 def test_every_model_card_states_the_terms_of_every_dataset_it_learned_from():
-    import pathlib
-    import sys
-
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
     from ship_models import LICENCE, LICENCES, card_markdown, licence_for
 
     from rcn_keras.data.sources import DataConfig
@@ -209,10 +193,6 @@ def test_every_model_card_states_the_terms_of_every_dataset_it_learned_from():
 
 
 def test_68_point_model_cards_say_where_the_error_sits():
-    import pathlib
-    import sys
-
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
     from ship_models import card_markdown
 
     for name in ("rcn-300w", "rcn-300w-hr", "rcn-300w-fast"):
@@ -227,10 +207,7 @@ def test_68_point_model_cards_say_where_the_error_sits():
 def test_a_run_competes_for_the_shipped_model_of_its_network():
     """`tools/ship_models.py` files each run under the shipped model of its network: the 160x160 input (a
     `model_options` override of the 80x80 recipe) is `rcn-300w-hr`, and its card says what it takes."""
-    import pathlib
-    import sys
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
     from ship_models import card_markdown, shipped_name
 
     hr = {"input_size": 160, "branches": 6, "output_level": 1}
