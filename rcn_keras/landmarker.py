@@ -10,8 +10,10 @@ Importing this module registers every custom Keras object of the package for `.k
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import zipfile
 from typing import Sequence
 
 import keras
@@ -368,6 +370,20 @@ def load_landmarker(spec: str | os.PathLike) -> Landmarker:
     return _wrap(_load_keras_file(path), str(path))
 
 
+def saved_landmarker_info(path: str | os.PathLike) -> dict | None:
+    """``{"preset", "keypoints"}`` (the run's preset name and keypoint scheme dict) of a `Landmarker` saved in
+    the `.keras` file ``path``, read from its archive without building it; ``None`` for anything else."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    config = saved.get("config") if isinstance(saved, dict) and saved.get("class_name") == "Landmarker" else None
+    if not isinstance(config, dict) or not isinstance(config.get("keypoints"), dict):
+        return None
+    return {"preset": config.get("preset"), "keypoints": config["keypoints"]}
+
+
 def _load_keras_file(path: pathlib.Path) -> keras.Model:
     if path.is_dir() or path.suffix != ".keras":
         raise ValueError(f"{path}: not a .keras model file")
@@ -385,4 +401,4 @@ def _load_keras_file(path: pathlib.Path) -> keras.Model:
     return model
 
 
-__all__ = ["BOX_FORMAT_NAMES", "Landmarker", "float32_copy", "load_landmarker"]
+__all__ = ["BOX_FORMAT_NAMES", "Landmarker", "float32_copy", "load_landmarker", "saved_landmarker_info"]

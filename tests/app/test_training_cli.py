@@ -71,6 +71,34 @@ def test_config_overrides_and_errors():
         preset_train_config("rcn_mtfl", **{"data.source": "300w"})
 
 
+def test_init_from_a_keras_file_keeps_its_preset_and_points(tmp_path):
+    """`rcn train --init FILE` with no --preset trains the file's own preset and keypoint scheme (as a shipped
+    name gives its own), not the default 5-point preset; --preset and --keypoints still win."""
+    from rcn_keras.app.cli.main import build_parser
+    from rcn_keras.app.cli.train import DEFAULT_PRESET, config_from_args
+    from rcn_keras.keypoints import KeypointScheme
+    from rcn_keras.models.registry import build_model
+
+    fast = tmp_path / "fast.keras"
+    Landmarker.from_preset("rcn_300w_fast").save(fast)
+    own = tmp_path / "own.keras"
+    Landmarker(build_model("rcn_mtfl", num_keypoints=7), preset="rcn_mtfl", keypoints=KeypointScheme(7)).save(own)
+    other = tmp_path / "net.keras"
+    build_model("rcn_mtfl", num_keypoints=5).save(other)  # a bare network: nothing to read, the default preset
+
+    def config(*argv):
+        return config_from_args(build_parser().parse_args(["train", *argv]))
+
+    c = config("--init", str(fast), "--data", "300w", "--root", str(tmp_path))
+    assert (c.model, c.num_keypoints, c.optimizer, c.keypoints) == ("rcn_300w_fast", 68, "adam", None)
+    c = config("--init", str(own))
+    assert (c.model, c.num_keypoints, c.scheme()) == ("rcn_mtfl", 7, KeypointScheme(7))
+    assert config("--init", str(own), "--keypoints", "face5").num_keypoints == 5
+    c = config("--init", str(fast), "--preset", "rcn_mtfl")
+    assert (c.model, c.num_keypoints) == ("rcn_mtfl", 5)
+    assert config("--init", str(other)).model == DEFAULT_PRESET
+
+
 def test_point_weights_by_region_or_index_reach_the_loss():
     cfg = preset_train_config("rcn_300w", point_weights={"jaw": 2, "30": 0.5})
     weights = cfg.point_weight_vector()

@@ -23,7 +23,7 @@ FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "out": "output_dir", "d
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help="train a preset (or a JSON config) with model.fit")
-    p.add_argument("--preset", help=f"preset (default {DEFAULT_PRESET}; with --init SHIPPED, its recipe): "
+    p.add_argument("--preset", help=f"preset (default {DEFAULT_PRESET}; with --init, the trained model's own): "
                                     f"{', '.join(list_presets(shipped=False))}")
     p.add_argument("--config", help="a TrainConfig JSON file (e.g. a run's config.json)")
     p.add_argument("--data", choices=DATA_SOURCES,
@@ -78,10 +78,29 @@ def config_from_args(args):
     if args.resume and args.preset is None and "output_dir" in overrides and saved.is_file():
         return TrainConfig.load(saved).with_overrides(overrides)  # `rcn train --out R --resume`: R's own settings
     preset = args.preset
-    if preset is None:  # fine-tuning a shipped model starts from its recipe; else the default preset
-        init = overrides.get("init_from")
-        preset = init if isinstance(init, str) and init in list_presets(shipped=True) else DEFAULT_PRESET
+    if preset is None:  # fine-tuning a trained model starts from its recipe; else the default preset
+        preset = init_preset(overrides)
     return preset_train_config(preset, **overrides)
+
+
+def init_preset(overrides: dict) -> str:
+    """The preset of a run with no --preset: a shipped --init model's own; a --init .keras file's (the preset
+    it was trained from, its keypoint scheme unless --keypoints gives one); else `DEFAULT_PRESET`."""
+    from rcn_keras.app.training.config import TrainConfig
+    from rcn_keras.landmarker import saved_landmarker_info
+
+    init = overrides.get("init_from")
+    if not isinstance(init, str):
+        return DEFAULT_PRESET
+    if init in list_presets(shipped=True):
+        return init
+    saved = saved_landmarker_info(init)
+    if saved is None:  # not a Landmarker file (a denoiser, or unreadable: loading it says why)
+        return DEFAULT_PRESET
+    preset = saved["preset"] if saved["preset"] in list_presets() else DEFAULT_PRESET
+    if "keypoints" not in overrides and TrainConfig(model=preset).scheme().to_dict() != saved["keypoints"]:
+        overrides["keypoints"] = saved["keypoints"]
+    return preset
 
 
 def run(args) -> int:
