@@ -3,12 +3,14 @@
 the read-out alone, with its shape prior (one fitted on the 1,087 training faces where the model has
 none), flip-averaged with the prior, and from detector-like boxes with the prior; beside its parameters,
 training faces and time, and where the error sits (NME per face region with the shape prior; the jaw's error
-along and across its contour); with --mean, a last row for the mean of the models' points (an ensemble). Writes
+along and across its contour); with --mean, a last row for the mean of the models' points (an ensemble); with
+--split train, the same on the training faces (how well each fits what it learned). Writes
 results/self_training.{json,md} (--results NAME: results/NAME.*, for other comparisons beside the
 committed one).
 
     python benchmarks/self_training.py rcn-300w runs/st1 rcn-300w-fast runs/fast_st1
     python benchmarks/self_training.py rcn-300w runs/s1c --mean --results independent_seed
+    python benchmarks/self_training.py rcn-300w-fast rcn-300w-hr --split train --results fit_train
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def main(argv=None) -> int:
     p.add_argument("models", nargs="+", help="shipped model names, training run folders or .keras files")
     p.add_argument("--root", default=str(SHARED))
     p.add_argument("--results", default="self_training", metavar="NAME", help="write results/NAME.{md,json}")
+    p.add_argument("--split", choices=("validation", "train"), default="validation",
+                   help="the faces scored: the validation split, or the 1,087 training faces (how well a model "
+                        "fits what it learned; the fitted shape prior has seen them)")
     p.add_argument("--mean", action="store_true",
                    help="a last row for the mean of the models' points (an ensemble), each reading as above")
     args = p.parse_args(argv)
@@ -75,7 +80,8 @@ def main(argv=None) -> int:
     def faces_for(side):
         if side not in split_at:
             splits = load_splits(DataConfig(source="300w", root=args.root), 68, crop_size=crop_side(side))
-            split_at[side] = splits, splits.validation, jittered(splits.validation)
+            faces = getattr(splits, args.split)
+            split_at[side] = splits, faces, jittered(faces)
         return split_at[side]
 
     splits, val, moved = faces_for(80)
@@ -110,15 +116,15 @@ def main(argv=None) -> int:
                         for i, column in enumerate(COLUMNS[4:])}})
         regions.append({"model": name, **headline_regions(np.mean([p[PRIOR] for p in points], axis=0),
                                                           *truths[PRIOR])})
-    print(f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints")
+    print(f"300W {args.split}, {len(val)} faces, NME % by the eye-corner midpoints")
     table = print_table(rows, COLUMNS)
     print(f"\nPer face region, {COLUMNS[4 + PRIOR]}")
     region_table = print_table(regions, ["model", *REGION_COLUMNS])
     from rcn_keras.files import atomic_write_text
 
     command = " ".join(["python benchmarks/self_training.py", *(argv if argv is not None else sys.argv[1:])])
-    atomic_write_text(RESULTS / f"{args.results}.md", "# 68-point models on the validation split\n\n"
-                      f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints "
+    atomic_write_text(RESULTS / f"{args.results}.md", f"# 68-point models on the {args.split} split\n\n"
+                      f"300W {args.split}, {len(val)} faces, NME % by the eye-corner midpoints "
                       f"(`{command}`).\n\n" + table + f"\n\nWhere the error sits ({COLUMNS[4 + PRIOR]}): NME % per "
                       "face region, and the jaw's mean error along and across its true contour:\n\n"
                       + region_table + "\n")

@@ -78,29 +78,30 @@ def config_from_args(args):
     if args.resume and args.preset is None and "output_dir" in overrides and saved.is_file():
         return TrainConfig.load(saved).with_overrides(overrides)  # `rcn train --out R --resume`: R's own settings
     preset = args.preset
-    if preset is None:  # fine-tuning a trained model starts from its recipe; else the default preset
-        preset = init_preset(overrides)
+    if preset is None:  # fine-tuning a trained model starts from its recipe and points; else the default preset
+        preset, scheme = init_preset(overrides.get("init_from"))
+        if scheme is not None and "keypoints" not in overrides:
+            overrides["keypoints"] = scheme
     return preset_train_config(preset, **overrides)
 
 
-def init_preset(overrides: dict) -> str:
-    """The preset of a run with no --preset: a shipped --init model's own; a --init .keras file's (the preset
-    it was trained from, its keypoint scheme unless --keypoints gives one); else `DEFAULT_PRESET`."""
+def init_preset(init: object) -> tuple[str, dict | None]:
+    """(preset, keypoint scheme dict or None) of a run with no --preset that starts from ``init``: a shipped model's
+    own preset; a .keras file's (the preset it was trained from, and its scheme where that preset's differs);
+    else `DEFAULT_PRESET`."""
     from rcn_keras.app.training.config import TrainConfig
     from rcn_keras.landmarker import saved_landmarker_info
 
-    init = overrides.get("init_from")
     if not isinstance(init, str):
-        return DEFAULT_PRESET
+        return DEFAULT_PRESET, None
     if init in list_presets(shipped=True):
-        return init
+        return init, None
     saved = saved_landmarker_info(init)
     if saved is None:  # not a Landmarker file (a denoiser, or unreadable: loading it says why)
-        return DEFAULT_PRESET
+        return DEFAULT_PRESET, None
     preset = saved["preset"] if saved["preset"] in list_presets() else DEFAULT_PRESET
-    if "keypoints" not in overrides and TrainConfig(model=preset).scheme().to_dict() != saved["keypoints"]:
-        overrides["keypoints"] = saved["keypoints"]
-    return preset
+    same = TrainConfig(model=preset).scheme().to_dict() == saved["keypoints"]
+    return preset, None if same else saved["keypoints"]
 
 
 def run(args) -> int:
