@@ -84,21 +84,22 @@ def main(argv=None) -> int:
             split_at[side] = splits, faces, jittered(faces)
         return split_at[side]
 
-    splits, val, moved = faces_for(80)
+    splits, scored, moved = faces_for(80)
     sides = set()
     fitted = None
     rows, regions, points = [], [], []  # points: per model, the predicted points of each reading (COLUMNS[4:])
     for spec in args.models:
         path, info = describe(spec)
         model = load_landmarker(path)
-        _, val, moved = faces_for(model.input_size)
+        _, scored, moved = faces_for(model.input_size)
         sides.add(model.input_size)
         prior = model.shape_prior
         if prior is None:
             fitted = fitted or ShapePrior.from_shapes(training_shapes(splits.train))
             prior = fitted
         plain, with_prior = model.with_shape_prior(None), model.with_shape_prior(prior)
-        readings = [(plain, val, False), (with_prior, val, False), (with_prior, val, True), (with_prior, moved, False)]
+        readings = [(plain, scored, False), (with_prior, scored, False), (with_prior, scored, True),
+                    (with_prior, moved, False)]
         predicted = [predict_faceset(m, faces, flip=flip)[:2] for m, faces, flip in readings]
         points.append([pred for pred, _ in predicted])
         truths = [(gt, faces) for (_, gt), (_, faces, _) in zip(predicted, readings)]  # the same for every model
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
                         for i, column in enumerate(COLUMNS[4:])}})
         regions.append({"model": name, **headline_regions(np.mean([p[PRIOR] for p in points], axis=0),
                                                           *truths[PRIOR])})
-    print(f"300W {args.split}, {len(val)} faces, NME % by the eye-corner midpoints")
+    print(f"300W {args.split}, {len(scored)} faces, NME % by the eye-corner midpoints")
     table = print_table(rows, COLUMNS)
     print(f"\nPer face region, {COLUMNS[4 + PRIOR]}")
     region_table = print_table(regions, ["model", *REGION_COLUMNS])
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
 
     command = " ".join(["python benchmarks/self_training.py", *(argv if argv is not None else sys.argv[1:])])
     atomic_write_text(RESULTS / f"{args.results}.md", f"# 68-point models on the {args.split} split\n\n"
-                      f"300W {args.split}, {len(val)} faces, NME % by the eye-corner midpoints "
+                      f"300W {args.split}, {len(scored)} faces, NME % by the eye-corner midpoints "
                       f"(`{command}`).\n\n" + table + f"\n\nWhere the error sits ({COLUMNS[4 + PRIOR]}): NME % per "
                       "face region, and the jaw's mean error along and across its true contour:\n\n"
                       + region_table + "\n")
