@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark scripts: environment capture, table printing, atomic JSON output."""
+"""Shared helpers of the benchmark scripts: environment capture, table printing, atomic JSON output, the
+research-only data's absence."""
 
 from __future__ import annotations
 
@@ -48,3 +49,21 @@ def write_results(name: str, payload: dict) -> pathlib.Path:
     path = RESULTS / f"{name}.json"
     atomic_write_bytes(path, json.dumps(payload, indent=2).encode())
     return path
+
+
+def write_report(name: str, title: str, intro: str, rows: list[dict], columns: list[str], payload: dict) -> None:
+    """Print ``rows`` as a table and write it under ``title`` and ``intro`` to ``results/<name>.md``, and
+    ``payload`` to ``results/<name>.json``."""
+    from rcn_keras.files import atomic_write_text
+
+    table = print_table(rows, columns)
+    atomic_write_text(RESULTS / f"{name}.md", f"# {title}\n\n{intro}\n\n{table}\n")
+    print(f"wrote {write_results(name, payload)}")
+
+
+def data_missing(root: str) -> bool:
+    """True (after saying so) where the research-only 300W data a benchmark scores on is not at ``root``."""
+    if pathlib.Path(root).is_dir():
+        return False
+    print(f"skipped: {root} not found (the 300W data is research-only and not shipped)")
+    return True

@@ -108,7 +108,10 @@ def score(pred, gt, faces, name: str, extra: dict) -> dict:
     return row
 
 
-def run_set(faces, k: int, model_spec: str | None, dlib_parts, extra_models: tuple[str, ...] = ()) -> list[dict]:
+def run_set(faces, k: int, model_spec: str | None, dlib_parts, extra_models: tuple[str, ...] = (),
+            faces_for=None) -> list[dict]:
+    """The rows of one face set; ``faces_for(side)``: the same faces cut for a network of another input side
+    (a 160x160 network sees them at twice the pixels, as in its training), else ``faces`` for every model."""
     from rcn_keras.evaluation.report import predict_faceset
     from rcn_keras.keypoints import afw5_from_68
     from rcn_keras.landmarker import load_landmarker
@@ -116,7 +119,8 @@ def run_set(faces, k: int, model_spec: str | None, dlib_parts, extra_models: tup
     rows, gt = [], None
     for spec in extra_models:  # more models on the same faces (scores and timing only)
         other = load_landmarker(spec)
-        pred, gt, _ = predict_faceset(other, faces, 64)
+        own = faces_for(other.input_size) if faces_for is not None else faces
+        pred, gt, _ = predict_faceset(other, own, 64)
         rows.append(score(pred, gt, faces, f"RCN {spec} ({other.readout})",
                           {"ms/face b1": rcn_timing(other, other.readout, 1),
                            "ms/face b64": rcn_timing(other, other.readout, 64)}))
@@ -179,14 +183,20 @@ def main() -> None:
         print("dlib not installed (pip install -e '.[peers]'): scoring the RCN models only")
     from rcn_keras.data.datasets import load_300w
 
-    val68 = load_300w(args.root, ("afw", "helen_train"), 68, cache_dir=args.cache_dir).split(0.1)[1]
+    from rcn_keras.data.crop import crop_side
+
+    def val68_for(side: int):
+        return load_300w(args.root, ("afw", "helen_train"), 68, cache_dir=args.cache_dir,
+                         crop_size=crop_side(side)).split(0.1)[1]
+
+    val68 = val68_for(80)
     afw5 = load_300w(args.root, ("afw",), 5, cache_dir=args.cache_dir)
     payload = {"environment": environment(), "faces": {"68": len(val68), "5": len(afw5)}}
     cols = ["method", "NME % corner_midpoints", "NME % outer_corners", "FR@8 %", "FR@10 %", "AUC@8",
             "ms/face b1", "ms/face b64", "detected"]
     for tag, faces, k, spec, extra in (("68-point validation (120 faces)", val68, 68, args.model68, args.extra68),
                                        (f"5-point AFW ({len(afw5)} faces)", afw5, 5, args.model5, args.extra5)):
-        rows = run_set(faces, k, spec, dlib_parts, tuple(extra))
+        rows = run_set(faces, k, spec, dlib_parts, tuple(extra), val68_for if k == 68 else None)
         print(f"\n### {tag}\n")
         shown = [c if k == 68 else c.replace("corner_midpoints", "eye_centres") for c in cols]
         shown = [c for c in shown if any(c in r for r in rows)]

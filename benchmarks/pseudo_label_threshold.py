@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import environment, print_table, write_results  # noqa: E402
+from _common import data_missing, environment, print_table, write_results  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
 THRESHOLDS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, float("inf"))
@@ -34,8 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--root", default=str(SHARED))
     p.add_argument("--labels", help="the JSON beside a pseudo-label CSV (per-face agreement on MTFL)")
     args = p.parse_args(argv)
-    if not pathlib.Path(args.root).is_dir():
-        print(f"skipped: {args.root} not found (the 300W data is research-only and not shipped)")
+    if data_missing(args.root):
         return 0
     from rcn_keras.data.sources import DataConfig, load_splits
     from rcn_keras.evaluation.nme import per_sample_nme

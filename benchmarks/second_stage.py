@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import RESULTS, environment, print_table, write_results  # noqa: E402
+from _common import RESULTS, data_missing, environment, print_table, write_results  # noqa: E402
 from real_faces import jittered  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
@@ -179,8 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--ert", action="store_true", help="also train dlib's ERT on the same faces (peers extra)")
     p.add_argument("--results", default="second_stage", metavar="NAME")
     args = p.parse_args(argv)
-    if not pathlib.Path(args.root).is_dir():
-        print(f"skipped: {args.root} not found (the 300W data is research-only and not shipped)")
+    if data_missing(args.root):
         return 0
     if args.ert:
         from rcn_keras.extras import require

@@ -27,7 +27,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import RESULTS, environment, print_table, write_results  # noqa: E402
+from _common import RESULTS, data_missing, environment, print_table, write_results  # noqa: E402
 from real_faces import jittered  # noqa: E402
 from rcn_keras.evaluation.regions import REGION_COLUMNS  # noqa: E402
 
@@ -65,8 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--mean", action="store_true",
                    help="a last row for the mean of the models' points (an ensemble), each reading as above")
     args = p.parse_args(argv)
-    if not pathlib.Path(args.root).is_dir():
-        print(f"skipped: {args.root} not found (the 300W data is research-only and not shipped)")
+    if data_missing(args.root):
         return 0
     from rcn_keras.app.training.fit import training_shapes
     from rcn_keras.data.crop import crop_side

@@ -19,7 +19,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import RESULTS, environment, print_table, write_results  # noqa: E402
+from _common import data_missing, environment, write_report  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
 COLUMNS = ["model", "prior", "NME %", "ms per face", "x no prior", "prior ms"]
@@ -39,21 +39,27 @@ def grid_entry(text: str) -> tuple[int | None, int, int]:
     return modes, rounds, steps
 
 
-def timed(files: dict, reps: int) -> dict:
-    """Median ms per call of each TFLite file at batch 1 on one thread, the files taking turns."""
+def timed(files: dict, reps: int, crops: dict | None = None, block: int = 20) -> dict:
+    """Median ms per call of each TFLite file at batch 1 on one thread, the files taking turns in blocks of
+    ``block`` calls (a model runs face after face, as in use, with its data in the caches; the turns spread the
+    machine's drift over all files); each on its crop (1, side, side, 1) in ``crops`` (same keys as ``files``;
+    default: uniform noise)."""
     import numpy as np
 
     from rcn_keras.runtimes import ExportedLandmarker
 
     runners = {name: ExportedLandmarker(path, threads=1) for name, path in files.items()}
-    crop = np.random.default_rng(0).uniform(0, 255, (1, 80, 80, 1)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    crops = crops or {name: rng.uniform(0, 255, (1, r.input_size, r.input_size, 1)).astype(np.float32)
+                      for name, r in runners.items()}
     times = {name: [] for name in runners}
-    for rep in range(reps + 10):
+    for turn in range(max(1, reps // block) + 1):
         for name, runner in runners.items():
             start = time.perf_counter()
-            runner(crop)
-            if rep >= 10:  # warm-up
-                times[name].append(time.perf_counter() - start)
+            for _ in range(block):
+                runner(crops[name])
+            if turn:  # the first turn warms up
+                times[name].append((time.perf_counter() - start) / block)
     return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
 
 
@@ -67,8 +73,7 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=300, help="timed calls per file")
     p.add_argument("--root", default=str(SHARED))
     args = p.parse_args(argv)
-    if not pathlib.Path(args.root).is_dir():
-        print(f"skipped: {args.root} not found (the 300W data is research-only and not shipped)")
+    if data_missing(args.root):
         return 0
     from self_training import describe
 
@@ -104,15 +109,12 @@ def main(argv=None) -> int:
         row["x no prior"] = row["ms per face"] / base
         row["prior ms"] = row["ms per face"] - base
     print(f"300W validation, {len(val)} faces; TFLite float32, batch 1, one thread, {args.reps} calls each, interleaved")
-    table = print_table(rows, COLUMNS)
-    from rcn_keras.files import atomic_write_text
-
-    atomic_write_text(RESULTS / "shape_prior_cost.md", "# The shape prior's cost per face\n\n"
-                      f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints; ms per face of the "
-                      f"TFLite float32 file at batch 1 on one thread, {args.reps} calls each, the files taking "
-                      "turns (`python benchmarks/shape_prior_cost.py`). `prior`: modes kept: alignment rounds x "
-                      "conjugate-gradient steps per round.\n\n" + table + "\n")
-    print(f"wrote {write_results('shape_prior_cost', {'rows': rows, 'reps': args.reps, 'environment': environment()})}")
+    write_report("shape_prior_cost", "The shape prior's cost per face",
+                 f"300W validation, {len(val)} faces, NME % by the eye-corner midpoints; ms per face of the TFLite "
+                 f"float32 file at batch 1 on one thread, {args.reps} calls each, the files taking turns in blocks "
+                 "(`python benchmarks/shape_prior_cost.py`). `prior`: modes kept: alignment rounds x "
+                 "conjugate-gradient steps per round.",
+                 rows, COLUMNS, {"rows": rows, "reps": args.reps, "environment": environment()})
     return 0
 
 

@@ -20,11 +20,15 @@ if TYPE_CHECKING:
 
 FORMATS = ("saved_model", "tflite", "onnx")  # read by the command line before TensorFlow is imported
 QUANTIZATIONS = ("none", "float16", "int8")  # TFLite only
-# Ops left in float32 in int8 files: the contrast normalisation (a division by the local deviation) and
-# the read-out (exponentials, sums, the expectation) need the range; the convolutions are quantised.
+# Ops left in float32 in int8 files: the contrast normalisation (a division by the local deviation), the
+# read-out (exponentials, sums, the expectation) and the shape prior need the range; the convolutions are
+# quantised. Every other op (a reshape, tile, slice, concatenation or pooling: no arithmetic that needs the
+# range) is int8 where its input is and float where its input is (`_float_nodes`): the backbone's nearest
+# upsampling stays int8 between quantised convolutions, the shape prior's re-orderings stay float.
 FLOAT_OPS = ("DIV", "SQRT", "SQUARED_DIFFERENCE", "MEAN", "MAXIMUM", "ADD", "SUB", "MUL", "EXP", "SUM",
-             "REDUCE_MAX", "ARG_MAX", "BATCH_MATMUL", "FULLY_CONNECTED", "TRANSPOSE", "FLOOR_DIV", "FLOOR_MOD",
-             "RESHAPE", "PACK", "STRIDED_SLICE", "NEG", "SELECT_V2", "GREATER")
+             "REDUCE_MAX", "ARG_MAX", "BATCH_MATMUL", "FULLY_CONNECTED", "FLOOR_DIV", "FLOOR_MOD", "NEG",
+             "SELECT_V2", "GREATER")
+QUANTIZED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 ONNX_OPSET = 17
 # What a SavedModel folder holds: a folder with only these names is an earlier export, replaced whole.
 SAVED_MODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb", "keras_metadata.pb"}
@@ -167,14 +171,41 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, readout: str | No
                     yield [representative[start:start + batch_size]]
 
             converter.representative_dataset = batches
-            # Selective quantisation: everything but FLOAT_OPS in int8 (TensorFlow's documented route).
+            # Selective quantisation (TensorFlow's documented route): FLOAT_OPS and the ops fed by them in float.
+            options = tf.lite.experimental.QuantizationDebugOptions
             with _quiet_converter():
                 debugger = tf.lite.experimental.QuantizationDebugger(
                     converter=converter, debug_dataset=batches,
-                    debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS)))
+                    debug_options=options(denylisted_ops=list(FLOAT_OPS)))
+                calibrated = pathlib.Path(tmp) / "calibrated.tflite"
+                calibrated.write_bytes(debugger.calibrated_model)
+                debugger.options = options(denylisted_ops=list(FLOAT_OPS), denylisted_nodes=_float_nodes(calibrated))
                 flatbuffer = debugger.get_nondebug_quantized_model()
     atomic_write_bytes(path, flatbuffer)
     return pathlib.Path(path)
+
+
+def _float_nodes(calibrated: pathlib.Path) -> list[str]:
+    """The output tensors of the ops of a calibrated float TFLite file that stay float in its int8 file:
+    FLOAT_OPS, and any op but QUANTIZED_OPS with an input from the image or from a float op."""
+    from rcn_keras.runtimes import tflite_interpreter
+
+    interpreter = tflite_interpreter(str(calibrated), threads=1)
+    tensors = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    floating = {d["index"] for d in interpreter.get_input_details()}  # tensors that hold float values
+    produced = set(floating)  # tensors some op (or the caller) writes: not constants
+    nodes = []
+    # The ops come in execution order, so an op's inputs are classified before it; the op list is the
+    # same private call the quantisation debugger itself reads.
+    for op in interpreter._get_ops_details():
+        inputs = [i for i in op["inputs"] if i in produced]
+        is_float = op["op_name"] in FLOAT_OPS or (op["op_name"] not in QUANTIZED_OPS
+                                                  and any(i in floating for i in inputs))
+        produced.update(op["outputs"])
+        if is_float:
+            floating.update(op["outputs"])
+            nodes += [tensors[i] for i in op["outputs"]]
+    return nodes
 
 
 def export_onnx(model: keras.Model, path: str | os.PathLike, readout: str | None = None,

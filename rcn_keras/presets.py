@@ -145,12 +145,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                        "coordinate loss) with the finer branch H; shape prior; the most accurate, 1.3x rcn-300w's time"),
     # v2 (issue 33): v1 distilled from rcn-300w with its 40x40 maps read as they are (upsample_maps=False);
     # v3: v2 distilled 16 more epochs the same way (Adam 3e-4); v4: v3 distilled 8 more epochs from rcn-300w-hr
-    # (6.23 against 6.30 %; 8 more from rcn-300w: 6.27 %).
+    # (6.23 against 6.30 %; 8 more from rcn-300w: 6.27 %); v5-v7: 16 more epochs each from rcn-300w-hr; v8: v7 with
+    # a light shape prior (32 modes, 3 x 4 steps) and an int8 TFLite twin, at v7's time per face.
     Preset("rcn-300w-fast", RCN_300W_FAST.replace(upsample_maps=False),
            {**_SHIPPED_DATA_68, **REAL, "epochs": 300, "batch_size": 32}, readout="soft_argmax",
            weights="rcn-300w-fast.keras",
-           description="shipped v4: 68 points for a CPU at batch 1, rcn_300w_fast (40x40 maps) distilled from rcn-300w, "
-                       "then rcn-300w-hr"),
+           description="shipped v8: 68 points for a CPU at batch 1, rcn_300w_fast (40x40 maps) distilled from rcn-300w, "
+                       "then rcn-300w-hr; a light shape prior, an int8 TFLite twin"),
     Preset("rcn-afw5", RCN_MTFL, {"data.source": "300w", "data.train_subsets": ["helen_train"],
                                   "data.test_subsets": ["afw"], **REAL},
            readout="soft_argmax", weights="rcn-afw5.keras",

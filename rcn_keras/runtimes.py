@@ -19,7 +19,8 @@ from rcn_keras.grid import MAP_SIZE
 from rcn_keras.runtime import quiet_stderr
 
 
-def _tflite_interpreter(path: str, threads: int | None):
+def tflite_interpreter(path: str, threads: int | None):
+    """A LiteRT interpreter of the file ``path`` (TensorFlow's own copy where the litert extra is missing)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # TensorFlow's copy (deprecated, slated for removal): same API
@@ -51,7 +52,7 @@ class ExportedLandmarker:
         if suffix == ".tflite":
             self.runtime = "litert"
             try:
-                interpreter = _tflite_interpreter(str(self.path), threads)
+                interpreter = tflite_interpreter(str(self.path), threads)
                 self._run = interpreter.get_signature_runner("serve")
             except (ValueError, RuntimeError) as exc:
                 raise ValueError(f"{self.path}: cannot load the TFLite model ({first_line(exc)})") from None

@@ -56,6 +56,38 @@ def test_tflite_file_of_40x40_maps_gives_the_keras_keypoints(model_and_faces, tm
         assert np.abs(got - expected).max() < 1e-3  # 0.08 px of the crop: the float kernels' rounding
 
 
+def test_int8_file_keeps_the_upsampling_int8_and_the_shape_prior_float(model_and_faces, tmp_path):
+    """In an int8 file, ops that only move values follow their input: the backbone's nearest upsampling
+    (reshape, tile) stays int8 between quantised convolutions, with no quantise / dequantise pair around it,
+    and the shape prior's re-orderings (reverse) stay float; the keypoints stay the Keras model's."""
+    from rcn_keras.models.registry import build_model
+    from rcn_keras.models.shape_prior import ShapePrior
+    from rcn_keras.runtimes import tflite_interpreter
+
+    _, crops = model_and_faces
+    net = build_model("rcn_300w_fast", num_keypoints=5, upsample_maps=False)
+    rng = np.random.default_rng(4)
+    for layer in net.layers:
+        layer.set_weights([w + rng.normal(0, 0.05, w.shape).astype(np.float32) for w in layer.get_weights()])
+    prior = ShapePrior.from_shapes(rng.uniform(0.3, 0.7, (20, 5, 2)))
+    model = Landmarker(net, readout="soft_argmax", shape_prior=prior)
+    path = model.export(tmp_path / "m.tflite", "tflite", quantize="int8", representative=crops)
+    interpreter = tflite_interpreter(str(path), threads=1)
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    kinds: dict[str, set] = {}
+    for op in interpreter._get_ops_details():
+        kinds.setdefault(op["op_name"], set()).add(dtypes[op["inputs"][0]])
+    assert kinds["TILE"] == kinds["CONV_2D"] == kinds["CONCATENATION"] == {np.int8}
+    assert kinds["REVERSE_V2"] == kinds["EXP"] == {np.float32}
+    # values are quantised only on their way into a convolution (the image, the contrast normalisation's
+    # steps), never into the upsampling
+    ops = interpreter._get_ops_details()
+    for quantize in (op for op in ops if op["op_name"] == "QUANTIZE"):
+        assert {op["op_name"] for op in ops if quantize["outputs"][0] in op["inputs"]} == {"CONV_2D"}
+    got = ExportedLandmarker(path, threads=1)(crops[:10])["keypoints"]
+    assert np.median(np.abs(got - model.predict_crops(crops[:10])["keypoints"])) < 0.03
+
+
 @pytest.mark.skipif(not HAS_ONNX, reason="the onnx extra (tf2onnx, onnxruntime) is not installed")
 def test_onnx_file_gives_the_keras_keypoints_at_any_batch(model_and_faces, tmp_path):
     model, crops = model_and_faces

@@ -4,6 +4,7 @@ twin with LiteRT, without importing TensorFlow, giving the Keras model's keypoin
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import subprocess
@@ -86,9 +87,17 @@ def test_shipped_tflite_twins_give_the_keras_keypoints():
         crops = np.concatenate([x.numpy() for x, _ in make_dataset(faces, "test", 8, out_size=model.input_size)])
         expected = model.predict_crops(crops)["keypoints"]
         got = ExportedLandmarker(twin)(crops)["keypoints"]
+        diff = np.abs(got - expected)
+        card = json.loads(twin.with_suffix(".json").read_text())
+        if card.get("tflite", "float32") == "int8":
+            # int8 keypoints stray from the float ones (0.7 px on average, 10 px at most on these synthetic crops,
+            # which the twin was not calibrated on), more than a stale twin's would: its card names its .keras file.
+            made_of = hashlib.sha256(twin.with_suffix(".keras").read_bytes()).hexdigest()  # ship_models.keras_digest
+            assert card["tflite_of"] == made_of, f"{name}: stale int8 twin: re-run ship_models --tflite-only"
+            assert diff.mean() < 0.02 and np.median(diff) < 0.01, name  # measured 0.009 and 0.004
+            continue
         # Float differences between the runtimes reach 0.2 px on a synthetic crop through the prior's
         # unrolled conjugate gradient (mean 1e-4); a twin of another prior differs by 7e-4 on average.
-        diff = np.abs(got - expected)
         assert diff.mean() < 4e-4 and diff.max() < 4e-3, name  # stale twin: re-run ship_models --tflite-only
 
 

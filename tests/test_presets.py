@@ -169,9 +169,51 @@ def test_refreshing_a_shipped_prior_rewrites_the_model_its_twin_and_card(shared_
     assert card["shape_prior"]["modes"] == DEFAULT_MODES
     assert card["validation"][0]["nme"] <= before["validation"][0]["nme"] + REFRESH_TOLERANCE
     assert (tmp_path / "rcn-300w.tflite").stat().st_size > 0
-    # a model without a prior is left as it is
-    shutil.copy(WEIGHTS_DIR / "rcn-300w-fast.keras", tmp_path / "rcn-300w-fast.keras")
-    assert refresh_prior("rcn-300w-fast", tmp_path, shared_300w) is None
+    # a model without a prior is left as it is (unless a prior is asked for: below)
+    shutil.copy(WEIGHTS_DIR / "rcn-afw5.keras", tmp_path / "rcn-afw5.keras")
+    assert refresh_prior("rcn-afw5", tmp_path, shared_300w) is None
+
+
+def test_a_model_without_a_prior_gets_one_and_an_int8_twin_keeps_its_format(shared_300w, tmp_path):
+    """`--refresh-prior --prior 32:3x4` fits a prior to the training faces of a model without one and keeps it
+    where it lowers the validation NME; `--tflite-only --twin int8` re-writes the twin as an int8 file, which
+    the card records and later re-writes of the twin keep."""
+    import json
+    import shutil
+
+    import numpy as np
+    from ship_models import keras_digest, package_pretrained, refresh_prior, set_twin, write_tflite
+
+    from rcn_keras.files import atomic_save_model
+    from rcn_keras.landmarker import load_landmarker
+    from rcn_keras.runtimes import tflite_interpreter
+
+    def int8_twin() -> bool:
+        interpreter = tflite_interpreter(str(tmp_path / "rcn-300w-fast.tflite"), threads=1)
+        return any(t["dtype"] == np.int8 for t in interpreter.get_tensor_details())
+
+    shutil.copy(WEIGHTS_DIR / "rcn-300w-fast.json", tmp_path / "rcn-300w-fast.json")
+    bare = load_landmarker(WEIGHTS_DIR / "rcn-300w-fast.keras").with_shape_prior(None)
+    atomic_save_model(bare, tmp_path / "rcn-300w-fast.keras")
+    card = set_twin("rcn-300w-fast", tmp_path, "float32", shared_300w)
+    assert not {"tflite", "tflite_nme", "tflite_of"} & set(card) and not int8_twin()
+    card = refresh_prior("rcn-300w-fast", tmp_path, shared_300w, target=(32, 3, 4))
+    prior = load_landmarker(tmp_path / "rcn-300w-fast.keras").shape_prior
+    assert (prior.num_modes, prior.iterations, prior.steps) == (32, 3, 4)
+    assert [card["shape_prior"][k] for k in ("modes", "rounds", "steps")] == [32, 3, 4]
+    assert card == json.loads((tmp_path / "rcn-300w-fast.json").read_text())
+    card = set_twin("rcn-300w-fast", tmp_path, "int8", shared_300w)
+    assert card == json.loads((tmp_path / "rcn-300w-fast.json").read_text()) and card["tflite"] == "int8"
+    assert int8_twin() and abs(card["tflite_nme"] - card["validation"][0]["nme"]) < 0.2  # its own score
+    assert card["tflite_of"] == keras_digest(tmp_path / "rcn-300w-fast.keras")  # the file it was made of
+    (tmp_path / "rcn-300w-fast.tflite").unlink()
+    write_tflite(tmp_path / "rcn-300w-fast.keras", root=shared_300w)  # as --calibrate and --refresh-prior do
+    assert int8_twin()
+    # a model shipped in its place (here: itself) keeps the twin's format, and its card says so
+    (tmp_path / "rcn-300w-fast.tflite").unlink()
+    fresh = {k: v for k, v in card.items() if k not in ("tflite", "tflite_nme", "tflite_of")}
+    package_pretrained(tmp_path / "rcn-300w-fast.keras", "rcn-300w-fast", fresh, "soft_argmax", tmp_path, prior)
+    assert int8_twin() and json.loads((tmp_path / "rcn-300w-fast.json").read_text())["tflite"] == "int8"
 
 
 def test_every_model_card_states_the_terms_of_every_dataset_it_learned_from():

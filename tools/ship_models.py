@@ -4,12 +4,14 @@ Candidates are the finished rows of `rcn experiment real-300w` plus any extra ru
 Each candidate is scored on its **validation** split with every read-out; the lowest validation NME
 picks the model and its read-out (never a test set). The 5-point winner is then scored once on AFW.
 Writes ``rcn_keras/weights/<name>.keras`` (a float32 `Landmarker` with the picked read-out, no
-optimizer state), ``<name>.tflite`` (the same model as a float32 TFLite file of batch 1, which `rcn predict`
-runs with LiteRT without importing TensorFlow), ``<name>.json`` (model card data) and ``MODEL_CARD.md``.
-``--tflite-only`` re-writes the TFLite files of the shipped models as they are; ``--refresh-prior`` gives the
-shipped models' shape priors the library's present defaults (`ShapePrior.leading`); ``--calibrate`` gives them
-label offsets measured on their training faces (`rcn_keras.models.label_offsets`). The preset of the same
-name in `rcn_keras.presets` must then say the same read-out (a test checks it).
+optimizer state), ``<name>.tflite`` (the same model as a TFLite file of batch 1, float32 unless its card says
+int8, which `rcn predict` runs with LiteRT without importing TensorFlow), ``<name>.json`` (model card data) and
+``MODEL_CARD.md``. ``--tflite-only`` re-writes the TFLite files of the shipped models as they are (``--twin int8``:
+as int8 files from now on); ``--refresh-prior`` gives the shipped models' shape priors the library's present
+defaults (`ShapePrior.leading`) or ``--prior MODES:ROUNDSxSTEPS``, and a model without one a prior of its training
+faces; ``--calibrate`` gives them label offsets measured on their training faces
+(`rcn_keras.models.label_offsets`). The preset of the same name in `rcn_keras.presets` must then say the same
+read-out (a test checks it).
 
     python tools/ship_models.py --results runs/experiments/real-300w --extra runs/real_v2_68
 """
@@ -26,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 from _common import print_table  # noqa: E402
+from shape_prior_cost import grid_entry  # noqa: E402
 
 from rcn_keras.presets import get_preset  # noqa: E402
 
@@ -252,9 +255,15 @@ def card_markdown(cards: list[dict]) -> str:
                   f"{'; the last stage: ' + c['last_stage'] if c.get('last_stage') else ''}{distilled}."]
         if c.get("shape_prior"):
             p = c["shape_prior"]
+            fit = f"; {p['rounds']} alignment rounds x {p['steps']} conjugate-gradient steps" if "rounds" in p else ""
             lines.append(f"* Shape prior (`rcn_keras.models.shape_prior`): {p['modes']} PCA modes of {p['shapes']}' "
                          f"keypoints; each point's softmax (logits x {p['temperature']}) gives a mean and covariance, "
-                         f"the keypoints are the most probable shape (prior strength {p['strength']}).")
+                         f"the keypoints are the most probable shape (prior strength {p['strength']}{fit}).")
+        if c.get("tflite", "float32") != "float32":
+            lines.append(f"* TFLite twin (`{c['name']}.tflite`, what `rcn predict` runs with LiteRT): {c['tflite']}, "
+                         f"calibrated on its training faces (`rcn_keras.export`): validation NME "
+                         f"{c['tflite_nme']:.2f} % against the float32 Keras model's "
+                         f"{c['validation'][0]['nme']:.2f} %.")
         if c.get("label_offsets"):
             o = c["label_offsets"]
             lines.append(f"* Label offsets (`rcn_keras.models.label_offsets`): each point's mean error on the "
@@ -290,33 +299,98 @@ def card_markdown(cards: list[dict]) -> str:
 def package_pretrained(model_path: str | os.PathLike, name: str, card: dict, readout: str,
                        weights_dir: str | os.PathLike, shape_prior=None) -> pathlib.Path:
     """Write a trained model as the shipped model ``name``: a float32 `Landmarker` with ``readout``, the
-    ``shape_prior`` it was scored with (if any) and no optimizer state (``<name>.keras``) and its model
-    card data (``<name>.json``), atomically."""
+    ``shape_prior`` it was scored with (if any) and no optimizer state (``<name>.keras``), its TFLite twin in the
+    format the model it replaces had, and its model card data (``<name>.json``), atomically."""
     from rcn_keras.files import atomic_save_model, atomic_write_bytes
     from rcn_keras.landmarker import load_landmarker
 
     folder = pathlib.Path(weights_dir)
     model = load_landmarker(model_path).to_float32().with_readout(readout).with_shape_prior(shape_prior)
     atomic_save_model(model, folder / f"{name}.keras")
-    write_tflite(folder / f"{name}.keras")
-    atomic_write_bytes(folder / f"{name}.json", json.dumps({**card, "readout": readout}, indent=2).encode())
+    old = folder / f"{name}.json"
+    twin = json.loads(old.read_text()).get("tflite", "float32") if old.is_file() else "float32"
+    card = write_twin(folder / f"{name}.keras", {**card, "readout": readout}, twin=twin)
+    atomic_write_bytes(folder / f"{name}.json", json.dumps(card, indent=2).encode())
     return folder / f"{name}.keras"
 
 
-def write_tflite(keras_path: pathlib.Path) -> pathlib.Path:
-    """The TFLite twin of a shipped ``.keras`` model (float32, batch 1, its read-out and shape prior)."""
+TWINS = ("float32", "int8")  # the formats of a TFLite twin: its card's "tflite" (float32 when absent)
+
+
+def write_tflite(keras_path: pathlib.Path, twin: str | None = None, root: pathlib.Path = SHARED_300W) -> pathlib.Path:
+    """The TFLite twin of a shipped ``.keras`` model (batch 1, its read-out and shape prior) in format ``twin``
+    (default: the one its card names): float32, or int8 calibrated on its training faces under ``root``
+    (`rcn_keras.export`)."""
     from rcn_keras.landmarker import load_landmarker
 
-    return load_landmarker(keras_path).export(keras_path.with_suffix(".tflite"), "tflite")
+    card_path = keras_path.with_suffix(".json")
+    if twin is None:
+        twin = json.loads(card_path.read_text()).get("tflite", "float32") if card_path.is_file() else "float32"
+    model = load_landmarker(keras_path)
+    if twin == "float32":
+        return model.export(keras_path.with_suffix(".tflite"), "tflite")
+    from rcn_keras.app.cli.export import representative_crops
+
+    if not root.is_dir():
+        raise SystemExit(f"{keras_path.stem}: its int8 twin is calibrated on its training faces: {root} not found")
+    crops = representative_crops("300w", str(root), model.num_keypoints, crop_rule=model.keypoints.crop,
+                                 side=model.input_size)
+    return model.export(keras_path.with_suffix(".tflite"), "tflite", quantize="int8", representative=crops)
+
+
+def keras_digest(keras_path: pathlib.Path) -> str:
+    """The SHA-256 of a shipped ``.keras`` file: an int8 twin's card names the file it was made from, since its
+    int8 keypoints differ from the Keras model's more than a stale twin's would."""
+    import hashlib
+
+    return hashlib.sha256(keras_path.read_bytes()).hexdigest()
+
+
+def write_twin(keras_path: pathlib.Path, card: dict, root: pathlib.Path = SHARED_300W, twin: str | None = None) -> dict:
+    """`write_tflite` of a shipped model in format ``twin`` (default: its ``card``'s) and the card saying so: an
+    int8 twin's own validation NME (``tflite_nme``), which differs from the float32 Keras model's, and the
+    `keras_digest` of the file it was made from (``tflite_of``)."""
+    twin = twin or card.get("tflite", "float32")
+    path = write_tflite(keras_path, twin, root)
+    card = {k: v for k, v in card.items() if k not in ("tflite", "tflite_nme", "tflite_of")}
+    if twin == "float32":
+        return card
+    import numpy as np
+
+    from rcn_keras.app.training import preset_train_config
+    from rcn_keras.data.pipeline import make_dataset
+    from rcn_keras.evaluation.report import headline_nme
+    from rcn_keras.runtimes import ExportedLandmarker
+
+    val = splits_of(preset_train_config(card["name"], **{"data.root": str(root)})).validation
+    runner = ExportedLandmarker(path)
+    batches = [(runner(x.numpy())["keypoints"], y.numpy()[..., :2])
+               for x, y in make_dataset(val, "test", 64, out_size=runner.input_size)]
+    pred, gt = (np.concatenate(parts) for parts in zip(*batches))
+    return {**card, "tflite": twin, "tflite_nme": headline_nme(pred, gt, val), "tflite_of": keras_digest(keras_path)}
+
+
+def set_twin(name: str, weights_dir: pathlib.Path, twin: str | None = None, root: pathlib.Path = SHARED_300W) -> dict:
+    """Shipped model ``name``'s TFLite twin re-written in format ``twin`` (`TWINS`; default: its card's), which its
+    card records. Returns the card."""
+    from rcn_keras.files import atomic_write_bytes
+
+    path = weights_dir / f"{name}.json"
+    card = write_twin(path.with_suffix(".keras"), json.loads(path.read_text()), root, twin)
+    atomic_write_bytes(path, json.dumps(card, indent=2).encode())
+    return card
 
 
 REFRESH_TOLERANCE = 0.02  # validation NME points a refreshed (cheaper) prior may lose and still ship
 
 
-def refresh_prior(name: str, weights_dir: pathlib.Path, root: pathlib.Path = SHARED_300W) -> dict | None:
-    """Shipped model ``name`` with its shape prior cut to the present defaults (leading modes, rounds and
-    steps: `ShapePrior.leading`), both scored on its validation split; the model, its TFLite twin and
-    card are re-written when the new prior loses at most `REFRESH_TOLERANCE` points. Returns the card."""
+def refresh_prior(name: str, weights_dir: pathlib.Path, root: pathlib.Path = SHARED_300W,
+                  target: tuple[int | None, int, int] | None = None) -> dict | None:
+    """Shipped model ``name`` with its shape prior cut to ``target`` (modes, alignment rounds, conjugate-gradient
+    steps; default the present defaults: `ShapePrior.leading`), both scored on its validation split; the model,
+    its TFLite twin and card are re-written when the new prior loses at most `REFRESH_TOLERANCE` points. A model
+    without a prior gets one fitted to its training faces' keypoints when ``target`` is given and it lowers the
+    validation NME. Returns the card."""
     from rcn_keras.app.training import preset_train_config
     from rcn_keras.evaluation.report import evaluate_predictions, headline_rows, predict_faceset
     from rcn_keras.files import atomic_save_model, atomic_write_bytes
@@ -325,29 +399,44 @@ def refresh_prior(name: str, weights_dir: pathlib.Path, root: pathlib.Path = SHA
     path = weights_dir / f"{name}.keras"
     model = load_landmarker(path)
     old = model.shape_prior
-    if old is None:
+    if old is None and target is None:
         print(f"{name}: no shape prior: left as it is")
         return None
-    new = old.leading()
     config = preset_train_config(name, **{"data.root": str(root)})
-    val = splits_of(config).validation
+    splits = splits_of(config)
+    val = splits.validation
+    if old is None:
+        from rcn_keras.app.training.fit import training_shapes
+        from rcn_keras.models.shape_prior import ShapePrior
+
+        old_or_fitted = ShapePrior.from_shapes(training_shapes(splits.train))
+    else:
+        old_or_fitted = old
+    if target is None:
+        new = old_or_fitted.leading()
+    else:  # no MODES in the target: all the prior's
+        new = old_or_fitted.leading(target[0] or old_or_fitted.num_modes, target[1], target[2])
     scores, regions = {}, {}
     for label, prior in (("saved", old), ("refreshed", new)):
         pred, gt, _ = predict_faceset(model.with_shape_prior(prior), val, 64)
         result = evaluate_predictions(pred, gt, val)
         scores[label], regions[label] = headline_rows(result["rows"]), result["regions"]
-    print(f"{name}: saved prior {old.num_modes} modes x {old.iterations} rounds x {old.steps} steps "
-          f"{scores['saved'][0]['nme']:.3f} %, refreshed {new.num_modes} x {new.iterations} x {new.steps} "
-          f"{scores['refreshed'][0]['nme']:.3f} % (validation, {len(val)} faces)")
-    if scores["refreshed"][0]["nme"] > scores["saved"][0]["nme"] + REFRESH_TOLERANCE:
-        print(f"{name}: the refreshed prior loses more than {REFRESH_TOLERANCE} points: left as it is")
+    saved = f"prior {old.num_modes} modes x {old.iterations} rounds x {old.steps} steps" if old else "no prior"
+    print(f"{name}: saved {saved} {scores['saved'][0]['nme']:.3f} %, refreshed {new.num_modes} x {new.iterations} x "
+          f"{new.steps} {scores['refreshed'][0]['nme']:.3f} % (validation, {len(val)} faces)")
+    loss = scores["refreshed"][0]["nme"] - scores["saved"][0]["nme"]
+    if (old and loss > REFRESH_TOLERANCE) or (not old and loss >= 0):
+        print(f"{name}: the new prior {f'loses more than {REFRESH_TOLERANCE}' if old else 'gains no'} "
+              f"points: left as it is")
         return None
     card = json.loads(path.with_suffix(".json").read_text())
-    card["shape_prior"] = {**card["shape_prior"], "modes": new.num_modes}
+    card["shape_prior"] = {**card.get("shape_prior", {"temperature": new.temperature, "strength": new.strength,
+                                                       "shapes": f"the {len(splits.train)} training faces"}),
+                           "modes": new.num_modes, "rounds": new.iterations, "steps": new.steps}
     card["validation"] = scores["refreshed"]
     card["validation_regions"] = regions["refreshed"]
     atomic_save_model(model.with_shape_prior(new), path)
-    write_tflite(path)
+    card = write_twin(path, card, root)
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
     return card
 
@@ -419,7 +508,7 @@ def calibrate(name: str, weights_dir: pathlib.Path) -> dict | None:
 
             test["rows"] = whole_set_rows(calibrated, load_faces("300w", str(SHARED_300W), 5, subsets=("afw",)))
     atomic_save_model(calibrated, path)
-    write_tflite(path)
+    card = write_twin(path, card)
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
     return card
 
@@ -439,9 +528,15 @@ def main() -> None:
                         help="training time of a run that did not record it, e.g. 'runs/x=about 53 min'")
     parser.add_argument("--tflite-only", action="store_true",
                         help="only re-write the TFLite twins of the shipped models (--only) from their .keras files")
+    parser.add_argument("--twin", choices=TWINS,
+                        help="with --tflite-only: write the twins in this format from now on (their cards record it; "
+                             "default: the format each card names)")
     parser.add_argument("--refresh-prior", action="store_true",
                         help="only give the shipped models' (--only) shape priors the present defaults (fewer modes, "
                              "rounds, steps), where that costs at most REFRESH_TOLERANCE validation points")
+    parser.add_argument("--prior", type=grid_entry, metavar="MODES:ROUNDSxSTEPS",
+                        help="with --refresh-prior: these instead of the defaults, e.g. 32:3x4; a model without a "
+                             "prior gets one of its training faces when it lowers the validation NME")
     parser.add_argument("--calibrate", action="store_true",
                         help="only give the shipped models (--only) label offsets measured on their training faces, "
                              "where they lower the validation NME (rcn_keras.models.label_offsets)")
@@ -454,15 +549,24 @@ def main() -> None:
 
     from rcn_keras.presets import WEIGHTS_DIR
 
+    if args.twin and not args.tflite_only:
+        parser.error("--twin goes with --tflite-only")
+    if args.prior and not args.refresh_prior:
+        parser.error("--prior goes with --refresh-prior")
+    weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     if args.tflite_only:
-        for name in args.only:
-            path = write_tflite((pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR) / f"{name}.keras")
-            print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        twins = [set_twin(name, weights_dir, args.twin) for name in args.only]
+        for card in twins:
+            path = weights_dir / f"{card['name']}.tflite"
+            print(f"{card['name']}: {path} ({path.stat().st_size / 1e6:.1f} MB, {card.get('tflite', 'float32')})")
+        write_cards(weights_dir, twins)
         return
 
     if args.refresh_prior or args.refresh_regions or args.calibrate:
-        weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
-        refresh = refresh_prior if args.refresh_prior else calibrate if args.calibrate else refresh_regions
+        if args.refresh_prior:
+            refresh = lambda name, folder: refresh_prior(name, folder, target=args.prior)  # noqa: E731
+        else:
+            refresh = calibrate if args.calibrate else refresh_regions
         refreshed = [card for name in args.only if (card := refresh(name, weights_dir))]
         if refreshed:
             write_cards(weights_dir, refreshed)
@@ -477,7 +581,6 @@ def main() -> None:
     print_table([{**{k: r[k] for k in ("run", "model", "readout", "epochs", "val_nme")},
                   "shape_prior": r["shape_prior"] is not None} for r in candidates],
                 ["run", "model", "readout", "shape_prior", "epochs", "val_nme"])
-    weights_dir = pathlib.Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     cards = []
     for name in args.only:
         pool = [r for r in candidates if competes_for(r["config"]) == name]
@@ -532,7 +635,7 @@ def main() -> None:
                                   best["shape_prior"])
         print(f"{name}: {best['run']} ({best['readout']}, validation NME {best['val_nme']:.2f} %) -> {path} "
               f"({path.stat().st_size / 1e6:.1f} MB)")
-        cards.append(card)
+        cards.append(json.loads(path.with_suffix(".json").read_text()))  # as written: with its twin's format
     write_cards(weights_dir, cards)
 
 
