@@ -17,6 +17,7 @@ trained with), falling back to (a) where the detector finds no face. All scores 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pathlib
 import sys
@@ -181,10 +182,10 @@ def main() -> None:
     dlib_parts = load_dlib()
     if dlib_parts is None:
         print("dlib not installed (pip install -e '.[peers]'): scoring the RCN models only")
+    from rcn_keras.data.crop import crop_side
     from rcn_keras.data.datasets import load_300w
 
-    from rcn_keras.data.crop import crop_side
-
+    @functools.cache  # one load per input side: the 80x80 models share val68
     def val68_for(side: int):
         return load_300w(args.root, ("afw", "helen_train"), 68, cache_dir=args.cache_dir,
                          crop_size=crop_side(side)).split(0.1)[1]

@@ -193,15 +193,12 @@ def _float_nodes(calibrated: pathlib.Path) -> list[str]:
     interpreter = tflite_interpreter(str(calibrated), threads=1)
     tensors = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
     floating = {d["index"] for d in interpreter.get_input_details()}  # tensors that hold float values
-    produced = set(floating)  # tensors some op (or the caller) writes: not constants
     nodes = []
     # The ops come in execution order, so an op's inputs are classified before it; the op list is the
     # same private call the quantisation debugger itself reads.
     for op in interpreter._get_ops_details():
-        inputs = [i for i in op["inputs"] if i in produced]
         is_float = op["op_name"] in FLOAT_OPS or (op["op_name"] not in QUANTIZED_OPS
-                                                  and any(i in floating for i in inputs))
-        produced.update(op["outputs"])
+                                                  and any(i in floating for i in op["inputs"]))
         if is_float:
             floating.update(op["outputs"])
             nodes += [tensors[i] for i in op["outputs"]]

@@ -74,14 +74,14 @@ def test_int8_file_keeps_the_upsampling_int8_and_the_shape_prior_float(model_and
     path = model.export(tmp_path / "m.tflite", "tflite", quantize="int8", representative=crops)
     interpreter = tflite_interpreter(str(path), threads=1)
     dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
     kinds: dict[str, set] = {}
-    for op in interpreter._get_ops_details():
+    for op in ops:
         kinds.setdefault(op["op_name"], set()).add(dtypes[op["inputs"][0]])
     assert kinds["TILE"] == kinds["CONV_2D"] == kinds["CONCATENATION"] == {np.int8}
     assert kinds["REVERSE_V2"] == kinds["EXP"] == {np.float32}
     # values are quantised only on their way into a convolution (the image, the contrast normalisation's
     # steps), never into the upsampling
-    ops = interpreter._get_ops_details()
     for quantize in (op for op in ops if op["op_name"] == "QUANTIZE"):
         assert {op["op_name"] for op in ops if quantize["outputs"][0] in op["inputs"]} == {"CONV_2D"}
     got = ExportedLandmarker(path, threads=1)(crops[:10])["keypoints"]

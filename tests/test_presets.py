@@ -182,7 +182,7 @@ def test_a_model_without_a_prior_gets_one_and_an_int8_twin_keeps_its_format(shar
     import shutil
 
     import numpy as np
-    from ship_models import keras_digest, package_pretrained, refresh_prior, set_twin, write_tflite
+    from ship_models import keras_digest, package_pretrained, refresh_prior, set_twin, write_twin
 
     from rcn_keras.files import atomic_save_model
     from rcn_keras.landmarker import load_landmarker
@@ -207,7 +207,7 @@ def test_a_model_without_a_prior_gets_one_and_an_int8_twin_keeps_its_format(shar
     assert int8_twin() and abs(card["tflite_nme"] - card["validation"][0]["nme"]) < 0.2  # its own score
     assert card["tflite_of"] == keras_digest(tmp_path / "rcn-300w-fast.keras")  # the file it was made of
     (tmp_path / "rcn-300w-fast.tflite").unlink()
-    write_tflite(tmp_path / "rcn-300w-fast.keras", root=shared_300w)  # as --calibrate and --refresh-prior do
+    write_twin(tmp_path / "rcn-300w-fast.keras", card, shared_300w)  # as --calibrate and --refresh-prior do
     assert int8_twin()
     # a model shipped in its place (here: itself) keeps the twin's format, and its card says so
     (tmp_path / "rcn-300w-fast.tflite").unlink()

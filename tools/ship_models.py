@@ -317,15 +317,11 @@ def package_pretrained(model_path: str | os.PathLike, name: str, card: dict, rea
 TWINS = ("float32", "int8")  # the formats of a TFLite twin: its card's "tflite" (float32 when absent)
 
 
-def write_tflite(keras_path: pathlib.Path, twin: str | None = None, root: pathlib.Path = SHARED_300W) -> pathlib.Path:
+def write_tflite(keras_path: pathlib.Path, twin: str, root: pathlib.Path = SHARED_300W) -> pathlib.Path:
     """The TFLite twin of a shipped ``.keras`` model (batch 1, its read-out and shape prior) in format ``twin``
-    (default: the one its card names): float32, or int8 calibrated on its training faces under ``root``
-    (`rcn_keras.export`)."""
+    (`TWINS`): float32, or int8 calibrated on its training faces under ``root`` (`rcn_keras.export`)."""
     from rcn_keras.landmarker import load_landmarker
 
-    card_path = keras_path.with_suffix(".json")
-    if twin is None:
-        twin = json.loads(card_path.read_text()).get("tflite", "float32") if card_path.is_file() else "float32"
     model = load_landmarker(keras_path)
     if twin == "float32":
         return model.export(keras_path.with_suffix(".tflite"), "tflite")
